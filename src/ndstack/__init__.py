@@ -1,0 +1,25 @@
+"""ndstack: many image files as one lazy, labelled N-D array.
+
+>>> import ndstack
+>>> arr = ndstack.open("experiment/")            # doctest: +SKIP
+>>> print(ndstack.format_info(ndstack.info(arr)))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._info import format_info, info
+from ._names import parse_names
+from ._open import MissingFilesWarning, open
+
+__all__ = [
+    "MissingFilesWarning",
+    "__version__",
+    "errors",
+    "format_info",
+    "info",
+    "open",
+    "parse_names",
+]
+
+__version__ = "0.1.0"

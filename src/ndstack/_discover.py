@@ -1,0 +1,239 @@
+"""Find the image files of a source: a folder, a glob, a list of paths or an fsspec URL.
+
+Discovery only lists names (and sizes, which the cheap consistency check uses); it never
+opens a file. The result is a :class:`Source`: a root, the paths relative to it in natural
+order, their sizes, and the filesystem to open them with (``None`` for local paths).
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._names import natural_key
+from .errors import NoImagesError
+
+__all__ = ["Source", "discover"]
+
+#: File endings the built-in TIFF reader takes.
+TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".lsm", ".stk")
+#: Files that are never images, whatever the reader.
+_JUNK_EXTENSIONS = (
+    ".txt", ".json", ".xml", ".csv", ".log", ".md", ".ini", ".yaml", ".yml", ".db",
+    ".pdf", ".html", ".py", ".zarr", ".zattrs", ".zgroup", ".zarray", ".nfo",
+)  # fmt: skip
+_JUNK_NAMES = ("thumbs.db", "desktop.ini")
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Source:
+    """The files of one source, in natural order."""
+
+    root: str
+    names: tuple[str, ...]  # relative to root, '/'-separated
+    sizes: tuple[int, ...]
+    fs: Any = None  # an fsspec filesystem, or None for local files
+    description: str = ""
+
+    def path(self, name: str) -> str:
+        """The full path (or fsspec path) of one relative name."""
+        if self.fs is None:
+            return os.path.join(self.root, name)
+        return f"{self.root.rstrip('/')}/{name}" if self.root else name
+
+
+def is_image_name(name: str, extensions: Sequence[str] | None) -> bool:
+    """Whether a relative path looks like an image worth reading.
+
+    Hidden files and folders, thumbnails (``_thumb``) and known non-image files are
+    skipped; with ``extensions`` only those endings are kept.
+
+    >>> [is_image_name(n, (".tif",)) for n in
+    ...  ["a/img_1.tif", ".hidden.tif", "a/.git/x.tif", "img_thumb.tif", "notes.txt"]]
+    [True, False, False, False, False]
+    """
+    parts = name.split("/")
+    base = parts[-1]
+    if any(p.startswith(".") for p in parts) or base.lower() in _JUNK_NAMES:
+        return False
+    lower = base.lower()
+    stem = lower.rsplit(".", 1)[0]
+    if stem.endswith("_thumb") or "_thumb_" in stem:
+        return False
+    if extensions is not None:
+        return lower.endswith(tuple(extensions))
+    return not lower.endswith(_JUNK_EXTENSIONS)
+
+
+def discover(source: Any, *, extensions: Sequence[str] | None = TIFF_EXTENSIONS) -> Source:
+    """List the image files of ``source``.
+
+    Parameters
+    ----------
+    source
+        A folder (searched recursively; symbolic links are followed, loops are not),
+        a glob (``**`` allowed), a list of paths, or an fsspec URL (``memory://``,
+        ``s3://``, ...; needs fsspec and the filesystem's package).
+    extensions
+        File endings to keep; ``None`` keeps everything but known non-image files.
+
+    Raises
+    ------
+    NoImagesError
+        When the source does not exist or holds no image file.
+    """
+    if isinstance(source, (list, tuple)):
+        return _from_list([os.fspath(p) for p in source], extensions)
+    text = os.fspath(source)
+    if "://" in text and not text.startswith("file://"):
+        return _from_fsspec(text, extensions)
+    text = text.removeprefix("file://")
+    if _GLOB_CHARS & set(text):
+        matches = _glob.glob(text, recursive=True)
+        files = [m for m in matches if os.path.isfile(m)]
+        if not files:
+            raise NoImagesError(f"the glob {text!r} matches no file")
+        root = _glob_root(text)
+        return _finish(root, [os.path.relpath(f, root) for f in files], None, extensions, text)
+    if os.path.isdir(text):
+        names, sizes = _walk(text, extensions)
+        if not names:
+            raise NoImagesError(_empty_message(text, extensions))
+        return _sorted(text, names, sizes, None, f"folder {text}")
+    if os.path.isfile(text):
+        return _from_list([text], extensions)
+    raise NoImagesError(f"{text!r} does not exist (expected a folder, a glob, a file or a URL)")
+
+
+def _empty_message(where: str, extensions: Sequence[str] | None) -> str:
+    if extensions is None:
+        return f"no image file in {where!r}"
+    return f"no image file in {where!r} (looked for {', '.join(extensions)})"
+
+
+def _walk(top: str, extensions: Sequence[str] | None) -> tuple[list[str], list[int]]:
+    """Recursive listing with sizes; follows links to folders but never loops."""
+    names: list[str] = []
+    sizes: list[int] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [("", top)]
+    while stack:
+        rel, path = stack.pop()
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue  # a symbolic-link loop, or the same folder reached twice
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for e in entries:
+            name = f"{rel}{e.name}"
+            if e.name.startswith("."):
+                continue
+            try:
+                if e.is_dir():
+                    stack.append((name + "/", e.path))
+                elif e.is_file() and is_image_name(name, extensions):
+                    names.append(name)
+                    sizes.append(e.stat().st_size)
+            except OSError:
+                continue  # a dangling link
+    return names, sizes
+
+
+def _glob_root(pattern: str) -> str:
+    parts = pattern.replace(os.sep, "/").split("/")
+    fixed: list[str] = []
+    for p in parts:
+        if _GLOB_CHARS & set(p):
+            break
+        fixed.append(p)
+    root = "/".join(fixed)
+    if root == "" and pattern.startswith("/"):
+        root = "/"
+    return root or "."
+
+
+def _from_list(paths: list[str], extensions: Sequence[str] | None) -> Source:
+    if not paths:
+        raise NoImagesError("the list of files is empty")
+    if any("://" in p and not p.startswith("file://") for p in paths):
+        return _from_fsspec_list(paths, extensions)
+    paths = [p.removeprefix("file://") for p in paths]
+    for p in paths:
+        if not os.path.isfile(p):
+            raise NoImagesError(f"{p!r} does not exist or is not a file")
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    rel = [os.path.relpath(os.path.abspath(p), root).replace(os.sep, "/") for p in paths]
+    return _finish(root, rel, None, extensions, f"{len(paths)} listed files")
+
+
+def _finish(
+    root: str, names: Iterable[str], fs: Any, extensions: Sequence[str] | None, desc: str
+) -> Source:
+    keep = [n.replace(os.sep, "/") for n in names]
+    keep = [n for n in keep if is_image_name(n, extensions)]
+    if not keep:
+        raise NoImagesError(_empty_message(desc, extensions))
+    if fs is None:
+        sizes = [os.stat(os.path.join(root, n)).st_size for n in keep]
+    else:
+        sizes = [int(fs.size(f"{root.rstrip('/')}/{n}")) for n in keep]
+    return _sorted(root, keep, sizes, fs, desc)
+
+
+def _sorted(root: str, names: list[str], sizes: list[int], fs: Any, desc: str) -> Source:
+    order = sorted(range(len(names)), key=lambda i: natural_key(names[i]))
+    return Source(
+        root=root,
+        names=tuple(names[i] for i in order),
+        sizes=tuple(sizes[i] for i in order),
+        fs=fs,
+        description=desc,
+    )
+
+
+def _from_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    if _GLOB_CHARS & set(path):
+        root = _glob_root(path)
+        found = fs.glob(path, detail=True)
+    elif fs.isdir(path):
+        root = path
+        found = fs.find(path, detail=True)
+    elif fs.exists(path):
+        return _from_fsspec_list([url], extensions)
+    else:
+        raise NoImagesError(f"{url!r} does not exist")
+    root = root.rstrip("/")
+    names, sizes = [], []
+    for full, info in found.items():
+        if info.get("type", "file") != "file":
+            continue
+        rel = full[len(root) :].lstrip("/") if root else full
+        if is_image_name(rel, extensions):
+            names.append(rel)
+            sizes.append(int(info.get("size") or 0))
+    if not names:
+        raise NoImagesError(_empty_message(url, extensions))
+    return _sorted(root, names, sizes, fs, url)
+
+
+def _from_fsspec_list(urls: list[str], extensions: Sequence[str] | None) -> Source:
+    import fsspec
+
+    fs, paths = fsspec.core.url_to_fs(urls[0])
+    full = [fsspec.core.url_to_fs(u)[1] for u in urls]
+    root = os.path.commonpath([p.rsplit("/", 1)[0] if "/" in p else "" for p in full])
+    names = [p[len(root) :].lstrip("/") for p in full]
+    return _finish(root, names, fs, extensions, f"{len(urls)} listed URLs")

@@ -1,0 +1,221 @@
+"""A grid of files seen as one N-D array-like that reads only what an index asks for.
+
+:class:`FileGrid` is what goes into the Dask graph: a picklable recipe (relative paths,
+the reader, the layout), never an open handle. Indexing it with a region opens each file
+under the region, reads the needed pages through the reader and assembles the result.
+Dask fuses a selection made in one indexing step into this getter (``from_array`` with
+``fancy=True``), so ``arr.isel(T=0, C=1, Z=10)`` reads one plane, not one file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import CorruptFileError, FileMismatchError
+
+__all__ = ["FileGrid", "FunctionReader", "ReadFailedWarning"]
+
+
+class ReadFailedWarning(UserWarning):
+    """A file could not be read and was filled (``on_error="fill"``)."""
+
+
+@dataclass(frozen=True)
+class FunctionReader:
+    """Adapts any ``path -> ndarray`` function to the reader interface (picklable)."""
+
+    func: Callable[[str], Any]
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def name(self) -> str:
+        return getattr(self.func, "__qualname__", repr(self.func))
+
+    def read(self, path: str, sel: Sequence[np.ndarray]) -> np.ndarray:
+        try:
+            data = np.asarray(self.func(path))
+        except Exception as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise CorruptFileError(f"{path}: the reader {self.name} failed: {reason}") from None
+        if data.shape != self.shape or data.dtype != np.dtype(self.dtype):
+            raise FileMismatchError(
+                f"{path}: expected shape {self.shape} dtype {self.dtype} like the first "
+                f"file, the reader returned shape {data.shape} dtype {data.dtype}"
+            )
+        if all(len(s) == n for s, n in zip(sel, self.shape)):
+            return data
+        return data[np.ix_(*sel)]
+
+
+@dataclass(frozen=True, eq=False)
+class FileGrid:
+    """N-D array-like over a grid of files.
+
+    Each output dim comes from one of three places, listed in ``sources``:
+    ``("grid", i)`` an axis of the file grid, ``("file", j)`` an axis inside the files,
+    ``("tile", i, j)`` a grid axis of tiles stitched along the in-file axis ``j``.
+    """
+
+    root: str
+    files: np.ndarray  # object array over the grid: relative name, or None if missing
+    reader: Any  # has .read(path, sel) -> ndarray in the file's axis order
+    file_shape: tuple[int, ...]
+    sources: tuple[tuple[Any, ...], ...]
+    dtype: np.dtype
+    fill_value: Any = 0
+    on_error: str = "raise"
+    fs: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        out = []
+        for src in self.sources:
+            if src[0] == "grid":
+                out.append(self.files.shape[src[1]])
+            elif src[0] == "file":
+                out.append(self.file_shape[src[1]])
+            else:
+                out.append(self.files.shape[src[1]] * self.file_shape[src[2]])
+        return tuple(out)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.sources)
+
+    def path(self, name: str) -> str:
+        if self.fs is None:
+            return os.path.join(self.root, name)
+        return f"{self.root.rstrip('/')}/{name}" if self.root else name
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        sel, keep = _normalize(key, self.shape)
+        out_shape = tuple(len(s) for s in sel)
+        ngrid = self.files.ndim
+        nfile = len(self.file_shape)
+        # per grid axis: list of (grid index, output positions, local indices or None)
+        groups: list[list[tuple[int, np.ndarray, np.ndarray | None]]] = [[] for _ in range(ngrid)]
+        grid_dim = [0] * ngrid
+        file_sel: list[np.ndarray] = [np.arange(n) for n in self.file_shape]
+        file_dim = [-1] * nfile
+        tile_of_file: dict[int, int] = {}
+        for d, src in enumerate(self.sources):
+            idx = sel[d]
+            if src[0] == "grid":
+                grid_dim[src[1]] = d
+                groups[src[1]] = _group(idx, np.arange(len(idx)), None)
+            elif src[0] == "file":
+                file_dim[src[1]] = d
+                file_sel[src[1]] = idx
+            else:
+                i, j = src[1], src[2]
+                n = self.file_shape[j]
+                grid_dim[i] = d
+                file_dim[j] = d
+                tile_of_file[j] = i
+                groups[i] = _group(idx // n, np.arange(len(idx)), idx % n)
+        # order of the in-file axes in the output
+        file_order = sorted(range(nfile), key=lambda j: file_dim[j])
+        combos = list(itertools.product(*groups))
+        if len(combos) == 1 and all(len(c[1]) == 1 for c in combos[0] if c[2] is None):
+            # the whole request lies in one file: hand its block over without a copy
+            combo = combos[0]
+            block = self._read_one(self.files[tuple(c[0] for c in combo)], self._fsel(file_sel, combo, tile_of_file))
+            out = block.transpose(file_order).reshape(out_shape)
+            return out.reshape(tuple(n for n, k in zip(out_shape, keep) if k))
+        out = np.empty(out_shape, dtype=self.dtype)
+        for combo in combos:
+            block = self._read_one(self.files[tuple(c[0] for c in combo)], self._fsel(file_sel, combo, tile_of_file))
+            block = block.transpose(file_order)
+            index: list[Any] = [slice(None)] * len(out_shape)
+            shape = list(out_shape)
+            for i, c in enumerate(combo):
+                index[grid_dim[i]] = c[1]
+                if c[2] is None:
+                    shape[grid_dim[i]] = 1  # one file along a grid axis; broadcast if repeated
+            for j in range(nfile):
+                shape[file_dim[j]] = block.shape[file_order.index(j)]
+            out[_outer(index, out_shape)] = block.reshape(shape)
+        return out.reshape(tuple(n for n, k in zip(out_shape, keep) if k))
+
+    @staticmethod
+    def _fsel(
+        file_sel: list[np.ndarray], combo: tuple[Any, ...], tile_of_file: dict[int, int]
+    ) -> list[np.ndarray]:
+        fsel = list(file_sel)
+        for j, i in tile_of_file.items():
+            fsel[j] = combo[i][2]
+        return fsel
+
+    def _read_one(self, name: str | None, sel: list[np.ndarray]) -> np.ndarray:
+        shape = tuple(len(s) for s in sel)
+        if name is None:
+            return np.full(shape, self.fill_value, dtype=self.dtype)
+        path = self.path(name)
+        try:
+            data = self.reader.read(path, sel)
+        except (CorruptFileError, FileMismatchError) as exc:
+            if self.on_error != "fill":
+                raise
+            warnings.warn(f"filled with {self.fill_value}: {exc}", ReadFailedWarning, stacklevel=2)
+            return np.full(shape, self.fill_value, dtype=self.dtype)
+        if data.shape != shape:  # a reader that returned less than it was asked for
+            raise CorruptFileError(f"{path}: expected a block of {shape}, read {data.shape}")
+        return data
+
+
+def _normalize(key: Any, shape: tuple[int, ...]) -> tuple[list[np.ndarray], list[bool]]:
+    """Index arrays per dim, and whether each dim stays (an integer drops it)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1 :]
+    key = key + (slice(None),) * (len(shape) - len(key))
+    if len(key) != len(shape):
+        raise IndexError(f"too many indices: {len(key)} for {len(shape)} dims")
+    sel: list[np.ndarray] = []
+    keep: list[bool] = []
+    for k, n in zip(key, shape):
+        if isinstance(k, slice):
+            sel.append(np.arange(*k.indices(n)))
+            keep.append(True)
+        elif isinstance(k, (int, np.integer)):
+            i = int(k) + n if k < 0 else int(k)
+            if not 0 <= i < n:
+                raise IndexError(f"index {k} is out of bounds for size {n}")
+            sel.append(np.array([i]))
+            keep.append(False)
+        else:
+            arr = np.asarray(k)
+            if arr.dtype == bool:
+                arr = np.flatnonzero(arr)
+            arr = np.where(arr < 0, arr + n, arr).astype(np.int64).ravel()
+            sel.append(arr)
+            keep.append(True)
+    return sel, keep
+
+
+def _group(
+    keys: np.ndarray, positions: np.ndarray, local: np.ndarray | None
+) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+    uniq = np.unique(keys)
+    if len(uniq) == 1:
+        return [(int(uniq[0]), positions, local)]
+    out = []
+    for u in uniq:
+        m = keys == u
+        out.append((int(u), positions[m], None if local is None else local[m]))
+    return out
+
+
+def _outer(index: list[Any], shape: tuple[int, ...]) -> tuple[Any, ...]:
+    arrays = [np.arange(n) if isinstance(i, slice) else np.asarray(i) for i, n in zip(index, shape)]
+    return np.ix_(*arrays)

@@ -1,0 +1,533 @@
+"""Pure file-name parsing: names in, axes, indices and coordinates out.
+
+Nothing here touches the disk. :func:`parse_names` takes the paths of the files relative
+to the source (``/``-separated, natural-sorted) and returns a :class:`Layout`: which axes
+the names encode, the grid position of every file, the coordinates that ride along an
+axis and the constants.
+
+Two ways in:
+
+* **inferred** (no pattern): each name is split into text and number runs; names that
+  share the same text skeleton are aligned, and every run that varies becomes a *field*.
+  A field is named from the label beside its number (``ch1`` -> ``C``, ``0003t`` -> ``T``,
+  ``560nm`` -> ``wavelength``, unknown labels keep their own text).
+* **pattern**: a template such as ``"{name}_ch{C}_stack{T}_{wl}nm_*.tif"`` or a regular
+  expression with named groups. A field named with one capital letter is an axis, others
+  are coordinates or constants.
+
+Then the same analysis applies to both: a field whose value is a function of the axes
+already chosen is a *coordinate* on those axes, not another axis; a field that never
+varies is a *constant*.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DuplicatePositionError, LayoutError, PatternError
+
+__all__ = ["Axis", "Coord", "Layout", "natural_key", "parse_names", "template_to_regex"]
+
+#: Labels (lower case) next to a number that name a standard axis.
+AXIS_LABELS: dict[str, str] = {
+    **dict.fromkeys(["ch", "c", "channel", "w", "wavelength"], "C"),
+    **dict.fromkeys(["t", "tp", "time", "stack", "tl", "timepoint"], "T"),
+    **dict.fromkeys(["z", "zstep", "plane"], "Z"),
+    **dict.fromkeys(["s", "site", "f", "field", "pos", "position"], "P"),
+    "x": "tile_x",
+    "y": "tile_y",
+}
+#: Unit suffixes that name a coordinate, with the unit recorded.
+UNIT_LABELS: dict[str, tuple[str, str]] = {
+    "nm": ("wavelength", "nm"),
+    "msec": ("msec", "ms"),
+    "ms": ("ms", "ms"),
+    "msecabs": ("msecAbs", "ms"),
+}
+#: Rank of each axis in the output order (OME order, positions and others in front).
+_ORDER = {"P": 0, "tile_y": 2, "tile_x": 3, "T": 4, "C": 5, "Z": 6}
+_OTHER_RANK = 1
+TILE_AXES = ("tile_y", "tile_x")
+
+_NUM = re.compile(r"(\d+)")
+_LEAD_LETTERS = re.compile(r"^[A-Za-z]+")
+_TRAIL_LETTERS = re.compile(r"[A-Za-z]+$")
+_WORD_BEFORE_SEP = re.compile(r"(?:^|[^A-Za-z])([A-Za-z]+)[_\- ]$")
+_ALL_LETTERS = re.compile(r"[A-Za-z]+")
+
+
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort key that orders numbers by value: ``img_9`` before ``img_10``.
+
+    >>> sorted(["img_10.tif", "img_9.tif", "img_1.tif"], key=natural_key)
+    ['img_1.tif', 'img_9.tif', 'img_10.tif']
+    """
+    parts = _NUM.split(name)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the file grid: its name, coordinate values and how it was found."""
+
+    name: str
+    values: tuple[object, ...]
+    how: str
+
+
+@dataclass(frozen=True)
+class Coord:
+    """A field that follows one or more axes (e.g. ``wavelength`` on ``C``)."""
+
+    name: str
+    dims: tuple[str, ...]
+    values: np.ndarray  # shaped like the sizes of ``dims``
+    how: str
+    units: str | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the names say: the grid of files and everything that rides along."""
+
+    axes: tuple[Axis, ...]
+    #: grid index of every matched file, shape (n_files, n_axes), in ``names`` order
+    index: np.ndarray
+    #: positions in the input of the files that took part (a pattern may skip some)
+    used: np.ndarray
+    coords: tuple[Coord, ...] = ()
+    constants: dict[str, object] = field(default_factory=dict)
+    #: names the pattern did not match (skipped)
+    unmatched: tuple[str, ...] = ()
+    mode: str = "inferred"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a.values) for a in self.axes)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+
+@dataclass
+class _Field:
+    """A varying (or constant) part of the names, before it is classified."""
+
+    name: str
+    values: list[object]  # one per file
+    how: str
+    position: int
+    units: str | None = None
+
+
+# --------------------------------------------------------------------------- inference
+def _strip_ext(path: str) -> str:
+    head, sep, base = path.rpartition("/")
+    lower = base.lower()
+    for ext in (".ome.tiff", ".ome.tif"):
+        if lower.endswith(ext):
+            return head + sep + base[: -len(ext)]
+    dot = base.rfind(".")
+    if dot > 0:
+        base = base[:dot]
+    return head + sep + base
+
+
+def _common_affixes(values: Sequence[str]) -> tuple[str, str]:
+    first = min(values, key=len)
+    pre = 0
+    while pre < len(first) and all(v[pre] == first[pre] for v in values):
+        pre += 1
+    suf = 0
+    while suf < len(first) - pre and all(v[len(v) - 1 - suf] == first[-1 - suf] for v in values):
+        suf += 1
+    return first[:pre], first[len(first) - suf :] if suf else ""
+
+
+def _labels(prev: str, nxt: str, *, first: bool, last: bool) -> tuple[str, str, str]:
+    """Labels around one number: (adjacent before, adjacent after, known word before ``_``).
+
+    ``prev``/``nxt`` are the constant text runs before and after the number. Letters glued
+    to the end of a number (``560nm``) belong to it; a run of letters alone between two
+    numbers (``s1t2``) belongs to the number after it.
+    """
+    before = after = word = ""
+    prev_is_bridge = not first and _ALL_LETTERS.fullmatch(prev) is not None
+    if prev_is_bridge:
+        before = prev
+    else:
+        if not first:  # letters glued after the previous number are its own
+            prev = _LEAD_LETTERS.sub("", prev)
+        m = _TRAIL_LETTERS.search(prev)
+        if m:
+            before = m.group(0)
+        else:
+            m2 = _WORD_BEFORE_SEP.search(prev)
+            if m2 and m2.group(1).lower() in AXIS_LABELS:
+                word = m2.group(1)
+    nxt_is_bridge = not last and _ALL_LETTERS.fullmatch(nxt) is not None
+    if not nxt_is_bridge:
+        m = _LEAD_LETTERS.search(nxt)
+        if m:
+            after = m.group(0)
+    return before, after, word
+
+
+def _name_number(before: str, after: str, word: str, k: int) -> tuple[str, str, str | None]:
+    """(field name, explanation, units) for a number with the labels around it."""
+    for label, where in ((before, "before"), (after, "after"), (word, "before")):
+        if label and label.lower() in AXIS_LABELS:
+            return AXIS_LABELS[label.lower()], f"label '{label}' {where} the number", None
+    if after and after.lower() in UNIT_LABELS:
+        name, units = UNIT_LABELS[after.lower()]
+        return name, f"number with unit '{after}'", units
+    if before:
+        return before, f"number after unknown label '{before}'", None
+    if after:
+        return after, f"number before unknown label '{after}'", None
+    return f"field{k}", f"unlabelled number #{k}", None
+
+
+def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]]:
+    split = [_NUM.split(_strip_ext(n)) for n in names]
+    lengths = {len(p) for p in split}
+    if len(lengths) > 1:
+        examples: dict[int, str] = {}
+        for n, p in zip(names, split):
+            examples.setdefault(len(p) // 2, n)
+        shown = "; ".join(f"{k} numbers: '{v}'" for k, v in sorted(examples.items()))
+        raise LayoutError(
+            "cannot infer axes: the file names do not share one structure "
+            f"({shown}); pass pattern= (e.g. 'img_{{T}}_{{C}}_{{Z}}.tif') to say which "
+            "files belong and what their fields mean"
+        )
+    columns = list(zip(*split))
+    n_parts = len(columns)
+    fields: list[_Field] = []
+    constants: dict[str, object] = {}
+    text: list[str] = []  # the constant view of each text run, for labels
+    for i in range(0, n_parts, 2):
+        col = columns[i]
+        if len(set(col)) == 1:
+            text.append(col[0])
+            continue
+        pre, suf = _common_affixes(col)
+        text.append(pre + suf)
+        end = len(suf)
+        vals = [v[len(pre) : len(v) - end] for v in col]
+        fields.append(_Field("", vals, "word that varies between the names", i))
+    for i in range(1, n_parts, 2):
+        col = columns[i]
+        before, after, word = _labels(
+            text[i // 2], text[i // 2 + 1], first=i == 1, last=i == n_parts - 2
+        )
+        k = i // 2 + 1
+        name, how, units = _name_number(before, after, word, k)
+        if len(set(col)) == 1:
+            key = before or after or word or f"field{k}"
+            constants[key] = int(col[0])
+            continue
+        vals = np.asarray(col).astype(np.int64).tolist()
+        fields.append(_Field(name, vals, how, i, units))
+    # unlabelled words: most often channel names (Micro-Manager's img_..._DAPI_...)
+    taken = {f.name for f in fields}
+    for f in fields:
+        if not f.name:
+            f.name = "C" if "C" not in taken else f"word{f.position // 2}"
+            f.how = "word that varies between the names" + (
+                " (unlabelled words are taken as channel names)" if f.name == "C" else ""
+            )
+            taken.add(f.name)
+    _dedupe_names(fields)
+    return fields, constants
+
+
+def _dedupe_names(fields: list[_Field]) -> None:
+    seen: set[str] = set()
+    for f in fields:
+        name, n = f.name, 2
+        while name in seen:
+            name = f"{f.name}{n}"
+            n += 1
+        if name != f.name:
+            f.how += f" (renamed from '{f.name}', which another field took)"
+            f.name = name
+        seen.add(name)
+
+
+# --------------------------------------------------------------------------- patterns
+_TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def template_to_regex(template: str) -> str:
+    r"""Turn a readable template into a regular expression with named groups.
+
+    ``{name}`` matches any run of characters without ``/``; ``{name:d}`` matches digits;
+    ``*`` matches anything without ``/``. Everything else is literal.
+
+    >>> template_to_regex("img_{T:d}_{C}.tif")
+    'img_(?P<T>\\d+?)_(?P<C>[^/]+?)\\.tif'
+    """
+    out: list[str] = []
+    pos = 0
+    for m in _TEMPLATE_FIELD.finditer(template):
+        out.append(_escape_literal(template[pos : m.start()]))
+        spec = m.group(2)
+        body = r"\d+?" if spec == "d" else r"[^/]+?"
+        out.append(f"(?P<{m.group(1)}>{body})")
+        pos = m.end()
+    out.append(_escape_literal(template[pos:]))
+    return "".join(out)
+
+
+def _escape_literal(s: str) -> str:
+    return "[^/]*".join(re.escape(part) for part in s.split("*"))
+
+
+def _compile_pattern(pattern: str) -> re.Pattern[str]:
+    regex = pattern if "(?P<" in pattern else template_to_regex(pattern)
+    try:
+        compiled = re.compile(regex)
+    except re.error as exc:
+        raise PatternError(f"pattern {pattern!r} is not a valid expression: {exc}") from None
+    if not compiled.groupindex:
+        raise PatternError(f"pattern {pattern!r} names no field: use {{T}}, {{C}}, (?P<T>...)")
+    return compiled
+
+
+def _convert(value: str) -> object:
+    if value.isdigit():
+        return int(value)
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _pattern_fields(
+    names: Sequence[str], pattern: str
+) -> tuple[list[_Field], dict[str, object], list[int], list[str]]:
+    regex = _compile_pattern(pattern)
+    use_path = "/" in pattern
+    groups: dict[str, list[object]] = {g: [] for g in regex.groupindex}
+    used: list[int] = []
+    unmatched: list[str] = []
+    for i, n in enumerate(names):
+        m = regex.fullmatch(n if use_path else n.rpartition("/")[2])
+        if m is None:
+            unmatched.append(n)
+            continue
+        used.append(i)
+        for g, v in m.groupdict().items():
+            groups[g].append(_convert(v) if v is not None else None)
+    if not used:
+        target = "paths" if use_path else "file names"
+        raise PatternError(
+            f"pattern {pattern!r} matches none of the {len(names)} {target} "
+            f"(first: {names[0]!r})"
+        )
+    fields: list[_Field] = []
+    constants: dict[str, object] = {}
+    for pos, (g, vals) in enumerate(groups.items()):
+        if len(set(map(repr, vals))) == 1:
+            constants[g] = vals[0]
+            continue
+        name = g
+        if len(g) == 1 and g.isupper():
+            name = {"X": "tile_x", "Y": "tile_y"}.get(g, g)
+        if any(isinstance(v, str) for v in vals) and any(not isinstance(v, str) for v in vals):
+            vals = [str(v) for v in vals]
+        fields.append(_Field(name, vals, f"pattern field '{{{g}}}'", pos))
+    return fields, constants, used, unmatched
+
+
+def _is_axis_name(name: str, mode: str) -> bool:
+    if name in _ORDER:
+        return True
+    return mode == "pattern" and len(name) == 1 and name.isupper()
+
+
+# --------------------------------------------------------------------------- analysis
+def _codes(values: list[object]) -> tuple[np.ndarray, list[object]]:
+    uniq = sorted(set(values), key=_value_key)
+    lookup = {v: i for i, v in enumerate(uniq)}
+    return np.fromiter((lookup[v] for v in values), np.int64, len(values)), uniq
+
+
+def _value_key(v: object) -> tuple[object, ...]:
+    if isinstance(v, str):
+        return (1, natural_key(v))
+    return (0, v)
+
+
+def _is_function_of(target: np.ndarray, keys: list[np.ndarray], sizes: list[int]) -> bool:
+    if not keys:
+        return False
+    key = np.zeros_like(target)
+    for k, s in zip(keys, sizes):
+        key = key * s + k
+    pairs = np.unique(key * (int(target.max()) + 1) + target)
+    return len(pairs) == len(np.unique(key))
+
+
+def _axis_values(uniq: list[object]) -> tuple[list[object], bool]:
+    """Values along an axis: integer sequences with a regular step get their gaps back."""
+    if len(uniq) > 2 and all(isinstance(v, int) for v in uniq):
+        ints = np.asarray(uniq, dtype=np.int64)
+        step = int(np.gcd.reduce(np.diff(ints)))
+        n = (int(ints[-1]) - int(ints[0])) // step + 1
+        if step > 0 and len(uniq) < n <= 2 * len(uniq):
+            return list(range(int(ints[0]), int(ints[-1]) + 1, step)), True
+    return uniq, False
+
+
+def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
+    """Find the axes, grid positions and coordinates that file names encode.
+
+    Parameters
+    ----------
+    names
+        Paths relative to the source, ``/``-separated, in natural order.
+    pattern
+        ``None`` to infer; else a template (``"img_{T}_ch{C}.tif"``) or a regular
+        expression with named groups. Without ``/`` it is matched against the base name,
+        with ``/`` against the relative path.
+
+    Returns
+    -------
+    Layout
+
+    Examples
+    --------
+    >>> names = [f"run_ch{c}_stack{t:04d}_{w}nm.tif" for c, w in [(0, 488), (1, 560)]
+    ...          for t in range(3)]
+    >>> lay = parse_names(names)
+    >>> lay.dims, lay.shape
+    (('T', 'C'), (3, 2))
+    >>> [(c.name, c.dims, c.values.tolist()) for c in lay.coords]
+    [('wavelength', ('C',), [488, 560])]
+    """
+    if not names:
+        raise LayoutError("no file names to parse")
+    if pattern is None:
+        fields, constants = _infer_fields(names)
+        used = list(range(len(names)))
+        unmatched: list[str] = []
+        mode = "inferred"
+    else:
+        fields, constants, used, unmatched = _pattern_fields(names, pattern)
+        mode = "pattern"
+    used_names = [names[i] for i in used]
+    n = len(used)
+
+    # axes first (known axis names in name order), then the rest, in name order
+    ranked = sorted(fields, key=lambda f: (not _is_axis_name(f.name, mode), f.position))
+    axes: list[tuple[_Field, np.ndarray, list[object]]] = []
+    coord_fields: list[tuple[_Field, np.ndarray, list[object], list[int]]] = []
+    for f in ranked:
+        codes, uniq = _codes(f.values)
+        owner = _owner_axes(codes, [(c, len(u)) for _, c, u in axes])
+        if owner is None:
+            if mode == "pattern" and not _is_axis_name(f.name, mode):
+                axis_names = ", ".join(a.name for a, _, _ in axes) or "none"
+                raise PatternError(
+                    f"pattern field '{f.name}' varies independently of the axes "
+                    f"({axis_names}): name it with an axis letter such as {{T}} to make it "
+                    "an axis, or replace it with * if it does not matter"
+                )
+            axes.append((f, codes, uniq))
+        else:
+            coord_fields.append((f, codes, uniq, owner))
+    if n > 1 and not axes:
+        raise LayoutError(
+            f"{n} files but no field of their names varies; pass pattern= to say how "
+            "they are arranged"
+        )
+
+    # output order: P, other axes, tiles, T, C, Z
+    order = sorted(
+        range(len(axes)),
+        key=lambda i: (_ORDER.get(axes[i][0].name, _OTHER_RANK), axes[i][0].position),
+    )
+    axes = [axes[i] for i in order]
+    remap = {old: new for new, old in enumerate(order)}
+    coord_fields = [(f, c, u, sorted(remap[o] for o in own)) for f, c, u, own in coord_fields]
+
+    out_axes: list[Axis] = []
+    index = np.zeros((n, len(axes)), dtype=np.int64)
+    for j, (f, codes, uniq) in enumerate(axes):
+        values, filled = _axis_values(uniq)
+        how = f.how + (" (gaps in the regular sequence kept as missing)" if filled else "")
+        out_axes.append(Axis(f.name, tuple(values), how))
+        if filled:
+            pos = {v: i for i, v in enumerate(values)}
+            index[:, j] = np.asarray([pos[v] for v in uniq])[codes]
+        else:
+            index[:, j] = codes
+    shape = tuple(len(a.values) for a in out_axes)
+
+    flat = np.ravel_multi_index(index.T, shape) if axes else np.zeros(n, dtype=np.int64)
+    uniq_flat, first, counts = np.unique(flat, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq_flat[counts > 1][0]
+        a, b = (used_names[i] for i in np.flatnonzero(flat == dup)[:2])
+        where = ", ".join(
+            f"{ax.name}={ax.values[i]}" for ax, i in zip(out_axes, np.unravel_index(dup, shape))
+        )
+        hint = (
+            "name the part that differs in the pattern"
+            if mode == "pattern"
+            else "pass pattern= to say how they differ"
+        )
+        raise DuplicatePositionError(
+            f"files '{a}' and '{b}' map to the same position ({where}); {hint}"
+        )
+
+    coords = []
+    for f, codes, uniq, own in coord_fields:
+        dims = tuple(out_axes[o].name for o in own)
+        sub_shape = tuple(shape[o] for o in own)
+        per_file = np.asarray(uniq, dtype=object)[codes]
+        if all(isinstance(v, int) for v in uniq) and _complete(index, own, sub_shape):
+            values = np.zeros(sub_shape, dtype=np.int64)
+        elif all(isinstance(v, (int, float)) for v in uniq):
+            values = np.full(sub_shape, np.nan)  # cells without a file stay NaN
+        else:
+            values = np.full(sub_shape, "", dtype=object)
+        values[tuple(index[:, o] for o in own)] = per_file
+        if values.dtype == object:
+            values = values.astype(str)
+        on = ", ".join(dims)
+        coords.append(Coord(f.name, dims, values, f"{f.how}; follows {on}", f.units))
+    return Layout(
+        axes=tuple(out_axes),
+        index=index,
+        used=np.asarray(used, dtype=np.int64),
+        coords=tuple(coords),
+        constants=constants,
+        unmatched=tuple(unmatched),
+        mode=mode,
+    )
+
+
+def _complete(index: np.ndarray, own: list[int], sub_shape: tuple[int, ...]) -> bool:
+    """Whether every cell of the sub-grid ``own`` has at least one file."""
+    flat = np.ravel_multi_index(tuple(index[:, o] for o in own), sub_shape)
+    return len(np.unique(flat)) == int(np.prod(sub_shape))
+
+
+def _owner_axes(codes: np.ndarray, axes: list[tuple[np.ndarray, int]]) -> list[int] | None:
+    """Smallest set of axes of which ``codes`` is a function, or None."""
+    if not axes or not _is_function_of(codes, [c for c, _ in axes], [s for _, s in axes]):
+        return None
+    for r in range(1, len(axes) + 1):
+        for combo in itertools.combinations(range(len(axes)), r):
+            if _is_function_of(codes, [axes[i][0] for i in combo], [axes[i][1] for i in combo]):
+                return list(combo)
+    return None  # pragma: no cover - the full set always works

@@ -1,0 +1,411 @@
+"""``ndstack.open``: many image files as one lazy, labelled N-D array."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._discover import TIFF_EXTENSIONS, Source, discover
+from ._grid import FileGrid, FunctionReader
+from ._names import TILE_AXES, Layout, parse_names
+from ._tiff import FileInfo, TiffReader, probe_tiff
+from .errors import CorruptFileError, FileMismatchError, LayoutError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["MissingFilesWarning", "open"]
+
+#: rank of each axis in the output (OME order; positions and unknown axes in front)
+_RANK = {"P": 0, "tile_y": 2, "tile_x": 3, "T": 4, "C": 5, "Z": 6, "Q": 6.5, "Y": 7, "X": 8, "S": 9}
+_OTHER = 1
+_DEFAULT_FILE_AXES = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}
+
+
+class MissingFilesWarning(UserWarning):
+    """Some positions of the grid have no file (or an unreadable one) and are filled."""
+
+
+def open(  # noqa: A001 - the verb users expect, like xarray.open_dataset
+    source: Any,
+    pattern: str | None = None,
+    *,
+    reader: Callable[[str], Any] | None = None,
+    chunks: Mapping[str, int] | None = None,
+    fill_value: float = 0,
+    on_error: str = "raise",
+    check: str = "auto",
+    tiles: str = "stitch",
+    file_axes: str | None = None,
+    extensions: Sequence[str] | None = None,
+) -> xr.DataArray:
+    """Open many image files as one lazy ``xarray.DataArray`` over a Dask array.
+
+    Nothing but headers is read. Axes and coordinates come from the file names (inferred,
+    or from ``pattern``), the axes inside the files and the pixel sizes from the first
+    file's metadata.
+
+    Parameters
+    ----------
+    source
+        A folder (searched recursively), a glob, a list of paths, or an fsspec URL.
+    pattern
+        ``None`` to infer the axes from the names; else a template such as
+        ``"{name}_ch{C}_stack{T}_{wavelength}nm_*.tif"`` or a regular expression with
+        named groups. Single capital letters (``T``, ``C``, ``Z``, ``P``; ``X``/``Y`` for
+        tiles) are axes; other fields are coordinates of the axes they follow, or
+        constants. Without ``/`` the pattern is matched against base names, with ``/``
+        against paths relative to the source. Files it does not match are skipped.
+    reader
+        Any function ``path -> ndarray``; called once on the first file to learn the
+        shape and dtype. Default: the built-in TIFF reader (tifffile).
+    chunks
+        Chunk sizes of in-file axes, e.g. ``{"Z": 8}``. Default: one chunk per file.
+    fill_value
+        Value of positions without a file (and of unreadable files with
+        ``on_error="fill"``).
+    on_error
+        ``"raise"`` (default): a file that differs or cannot be read raises, naming the
+        file. ``"fill"``: such files are filled with ``fill_value`` and listed in
+        ``attrs["bad_files"]`` (or warned about, when found only while reading).
+    check
+        ``"auto"`` (default): every file's size is compared with the first file's, and
+        files of another size have their headers read and compared. ``"headers"``: read
+        every file's headers. ``"none"``: trust the names.
+    tiles
+        ``"stitch"`` (default): ``x``/``y`` tile indices are assembled into one larger
+        plane, without overlap. ``"axes"``: keep ``tile_y``/``tile_x`` as dims.
+    file_axes
+        Letters of the axes inside each file, when the reader cannot say (default for a
+        function reader: ``YX``, ``ZYX``, ``CZYX``, ``TCZYX`` by number of dims).
+    extensions
+        File endings to take (default: TIFF endings; with ``reader=``, every file except
+        known non-images).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``.data`` is a Dask array, one chunk per file by default. ``attrs`` hold the
+        source, the pattern, the pixel sizes (``pixel_size``, ``pixel_unit``), constants
+        from the names, missing and bad files, and how each axis was found.
+
+    Raises
+    ------
+    NoImagesError, PatternError, LayoutError, FileMismatchError, CorruptFileError
+        All subclasses of :class:`ndstack.errors.NdstackError`.
+
+    Notes
+    -----
+    A selection made in one indexing step (``arr.isel(T=0, C=1, Z=10)`` or
+    ``arr[0, 1, 10]``) is pushed down to the reads and reads one plane; a chained
+    selection (``arr.isel(T=0).isel(Z=10)``) reads the whole file behind the first step.
+
+    Examples
+    --------
+    >>> arr = ndstack.open("experiment/")  # doctest: +SKIP
+    >>> arr.sel(C=1).isel(T=0, Z=10).values  # reads one plane of one file  # doctest: +SKIP
+    """
+    if on_error not in ("raise", "fill"):
+        raise ValueError(f"on_error must be 'raise' or 'fill', not {on_error!r}")
+    if check not in ("auto", "headers", "none"):
+        raise ValueError(f"check must be 'auto', 'headers' or 'none', not {check!r}")
+    if tiles not in ("stitch", "axes"):
+        raise ValueError(f"tiles must be 'stitch' or 'axes', not {tiles!r}")
+    exts = extensions if extensions is not None else (TIFF_EXTENSIONS if reader is None else None)
+    src = discover(source, extensions=exts)
+    layout = parse_names(src.names, pattern)
+    names = [src.names[i] for i in layout.used]
+    sizes = [src.sizes[i] for i in layout.used]
+
+    bad: dict[int, str] = {}
+    first, info, file_reader = _probe_first(src, names, reader, file_axes, on_error, bad)
+    if reader is None and check != "none":
+        _check_files(src, names, sizes, info, first, check, on_error, bad)
+
+    dims, sources, grid_names = _arrangement(layout, info, tiles)
+    files = np.full(layout.shape, None, dtype=object)
+    files[tuple(layout.index.T)] = np.asarray(names, dtype=object)
+    for i in bad:
+        files[tuple(layout.index[i])] = None
+    grid = FileGrid(
+        root=src.root,
+        files=files,
+        reader=file_reader,
+        file_shape=info.shape,
+        sources=sources,
+        dtype=np.dtype(info.dtype),
+        fill_value=fill_value,
+        on_error=on_error,
+        fs=src.fs,
+    )
+    data = _to_dask(grid, dims, sources, layout, info, chunks, src, names, sizes, reader)
+    missing = _missing(layout, files, bad)
+    return _to_xarray(data, dims, layout, info, src, pattern, names, missing, bad, grid_names, fill_value)
+
+
+def _probe_first(
+    src: Source,
+    names: list[str],
+    reader: Callable[[str], Any] | None,
+    file_axes: str | None,
+    on_error: str,
+    bad: dict[int, str],
+) -> tuple[int, FileInfo, Any]:
+    """Probe the first readable file; with ``on_error='fill'`` skip unreadable ones."""
+    for i, name in enumerate(names):
+        path = src.path(name)
+        try:
+            if reader is None:
+                info = probe_tiff(path, src.fs)
+                if file_axes is not None:
+                    info = _with_axes(info, file_axes, path)
+                return i, info, TiffReader(info, src.fs)
+            fr = _probe_function(reader, path)
+            axes = file_axes or _DEFAULT_FILE_AXES.get(len(fr.shape))
+            if axes is None:
+                raise LayoutError(
+                    f"{path}: the reader returned {len(fr.shape)} dims {fr.shape}; "
+                    "pass file_axes= to name them"
+                )
+            info = FileInfo(shape=fr.shape, dtype=fr.dtype, axes=axes, pixel_sizes={}, unit=None)
+            return i, _with_axes(info, axes, path), fr
+        except (CorruptFileError, FileMismatchError) as exc:
+            if on_error != "fill":
+                raise
+            bad[i] = str(exc)
+    raise CorruptFileError(f"none of the {len(names)} files could be read; first error: {bad[0]}")
+
+
+def _with_axes(info: FileInfo, axes: str, path: str) -> FileInfo:
+    if len(axes) != len(info.shape) or len(set(axes)) != len(axes):
+        raise LayoutError(
+            f"{path}: file_axes={axes!r} does not fit the file's shape {info.shape}"
+        )
+    from dataclasses import replace
+
+    return replace(info, axes=axes.upper())
+
+
+def _probe_function(reader: Callable[[str], Any], path: str) -> FunctionReader:
+    try:
+        data = np.asarray(reader(path))
+    except Exception as exc:
+        name = getattr(reader, "__qualname__", repr(reader))
+        raise CorruptFileError(f"{path}: the reader {name} failed: {exc}") from None
+    if data.ndim < 2:
+        raise LayoutError(f"{path}: the reader returned {data.ndim} dims; an image needs 2 or more")
+    return FunctionReader(reader, tuple(data.shape), data.dtype.str.lstrip("<>|="))
+
+
+def _check_files(
+    src: Source,
+    names: list[str],
+    sizes: list[int],
+    info: FileInfo,
+    first: int,
+    check: str,
+    on_error: str,
+    bad: dict[int, str],
+) -> None:
+    """Compare every file with the first: by size, then by headers where sizes differ."""
+    ref = sizes[first]
+    todo = [i for i in range(len(names)) if i not in bad and i != first]
+    if check == "auto":
+        todo = [i for i in todo if sizes[i] != ref]
+    if not todo:
+        return
+
+    def one(i: int) -> Exception | None:
+        path = src.path(names[i])
+        try:
+            found = probe_tiff(path, src.fs)
+        except CorruptFileError as exc:
+            return exc
+        if found.shape != info.shape or found.dtype != info.dtype:
+            return FileMismatchError(
+                f"{path}: expected shape {info.shape} dtype {info.dtype} like "
+                f"{names[first]}, found shape {found.shape} dtype {found.dtype}"
+            )
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+        results = list(pool.map(one, todo))
+    for i, err in zip(todo, results):
+        if err is None:
+            continue
+        if on_error != "fill":
+            raise err
+        bad[i] = str(err)
+
+
+def _arrangement(
+    layout: Layout, info: FileInfo, tiles: str
+) -> tuple[list[str], tuple[tuple[Any, ...], ...], list[str]]:
+    """Output dims, where each comes from, and which name axes stay dims."""
+    name_dims = list(layout.dims)
+    file_axes = info.axes
+    stitch = {}
+    if tiles == "stitch":
+        for t, ax in zip(TILE_AXES, "YX"):
+            if t in name_dims and ax in file_axes:
+                stitch[t] = ax
+    for d in name_dims:
+        if d in file_axes:
+            raise LayoutError(
+                f"axis '{d}' comes both from the file names and from inside the files "
+                f"(axes {file_axes}); pass pattern= and give the name field another name"
+            )
+    entries: list[tuple[float, int, str, tuple[Any, ...]]] = []
+    for i, d in enumerate(name_dims):
+        if d not in stitch:
+            entries.append((_RANK.get(d, _OTHER), i, d, ("grid", i)))
+    for j, ax in enumerate(file_axes):
+        tile = next((t for t, a in stitch.items() if a == ax), None)
+        src = ("tile", name_dims.index(tile), j) if tile else ("file", j)
+        entries.append((_RANK.get(ax, _OTHER), 100 + j, ax, src))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    grid_names = [d for d in name_dims if d not in stitch]
+    return [e[2] for e in entries], tuple(e[3] for e in entries), grid_names
+
+
+def _token(
+    src: Source, names: list[str], sizes: list[int], info: FileInfo, extra: Sequence[Any]
+) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    h.update(repr((src.root, info, tuple(extra))).encode())
+    h.update("\0".join(names).encode("utf-8", "surrogateescape"))
+    h.update(np.asarray(sizes, dtype=np.int64).tobytes())
+    if src.fs is None:  # modification times: a rewritten file gets a new name in the graph
+        try:
+            mtimes = [os.stat(os.path.join(src.root, n)).st_mtime_ns for n in names[:1]]
+            h.update(repr(mtimes).encode())
+        except OSError:
+            pass
+    return h.hexdigest()
+
+
+def _to_dask(
+    grid: FileGrid,
+    dims: list[str],
+    sources: tuple[tuple[Any, ...], ...],
+    layout: Layout,
+    info: FileInfo,
+    chunks: Mapping[str, int] | None,
+    src: Source,
+    names: list[str],
+    sizes: list[int],
+    reader: Any,
+) -> Any:
+    import dask.array as da
+
+    chunks = dict(chunks or {})
+    unknown = set(chunks) - set(dims)
+    if unknown:
+        raise ValueError(f"chunks names unknown dims {sorted(unknown)}; dims are {dims}")
+    shape = grid.shape
+    out_chunks = []
+    for d, s, n in zip(dims, sources, shape):
+        if s[0] == "grid":
+            out_chunks.append(1)
+        elif s[0] == "tile":
+            out_chunks.append(chunks.get(d, info.shape[s[2]]))
+        else:
+            out_chunks.append(chunks.get(d, n))
+    extra = (dims, sources, out_chunks, grid.fill_value, grid.on_error, getattr(reader, "__qualname__", None))
+    name = "ndstack-open-" + _token(src, names, sizes, info, extra)
+    return da.from_array(
+        grid,
+        chunks=tuple(out_chunks),
+        name=name,
+        asarray=False,
+        fancy=True,  # lets dask fuse a selection into the read
+        meta=np.empty((0,) * len(dims), dtype=grid.dtype),
+        inline_array=False,
+    )
+
+
+def _missing(layout: Layout, files: np.ndarray, bad: dict[int, str]) -> list[str]:
+    empty = np.argwhere(files == None)  # noqa: E711 - elementwise on an object array
+    return [
+        ", ".join(f"{a.name}={a.values[i]}" for a, i in zip(layout.axes, pos)) for pos in empty
+    ]
+
+
+def _to_xarray(
+    data: Any,
+    dims: list[str],
+    layout: Layout,
+    info: FileInfo,
+    src: Source,
+    pattern: str | None,
+    names: list[str],
+    missing: list[str],
+    bad: dict[int, str],
+    grid_names: list[str],
+    fill_value: float,
+) -> xr.DataArray:
+    import xarray as xr
+
+    coords: dict[str, Any] = {}
+    how: dict[str, str] = {}
+    for ax in layout.axes:
+        how[ax.name] = ax.how
+        if ax.name in grid_names:
+            coords[ax.name] = (ax.name, _coord_array(ax.values))
+        else:
+            how[ax.name] += " (tiles stitched along " + ("Y" if ax.name == "tile_y" else "X") + ")"
+    for c in layout.coords:
+        if all(d in grid_names for d in c.dims):
+            attrs = {"units": c.units} if c.units else {}
+            coords[c.name] = (c.dims, c.values, attrs)
+            how[c.name] = c.how
+    for ax in info.axes:
+        how.setdefault(ax, "inside each file")
+    bad_files = [f"{names[i]}: {msg}" for i, msg in sorted(bad.items())]
+    attrs: dict[str, Any] = {
+        "source": src.description or src.root,
+        "root": src.root,
+        "pattern": pattern,
+        "layout": layout.mode,
+        "files": len(names) - len(bad),
+        "file_shape": list(info.shape),
+        "file_axes": info.axes,
+        "pixel_size": dict(info.pixel_sizes),
+        "pixel_unit": info.unit,
+        "constants": {k: _jsonable(v) for k, v in layout.constants.items()},
+        "missing": missing,
+        "bad_files": bad_files,
+        "skipped": len(layout.unmatched),
+        "axis_sources": how,
+        "fill_value": fill_value,
+    }
+    if missing:
+        shown = "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
+        warnings.warn(
+            f"{len(missing)} of {int(np.prod(layout.shape))} grid positions have no readable "
+            f"file and read as {fill_value} ({shown}); see attrs['missing']",
+            MissingFilesWarning,
+            stacklevel=3,
+        )
+    return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name="image")
+
+
+def _coord_array(values: tuple[object, ...]) -> np.ndarray:
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    if all(isinstance(v, (int, float, np.number)) for v in values):
+        return np.asarray(values, dtype=float)
+    return np.asarray([str(v) for v in values])
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+

@@ -1,0 +1,292 @@
+"""The built-in TIFF reader: probe headers, read page ranges.
+
+``probe`` learns shape, dtype, axes and pixel sizes from the headers of one file without
+reading pixels. ``TiffReader.read`` reads only the pages a selection needs. When a file is
+laid out like the probed one (uncompressed, the same first-page offset and page shape),
+the pages are read straight from their byte offsets; otherwise tifffile's series reader
+does the work. Every read is checked against the expected shape, because tifffile can
+hand back fewer pages from a truncated file with only a logged error.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import CorruptFileError, FileMismatchError
+
+__all__ = ["FileInfo", "TiffReader", "probe_tiff"]
+
+_UNIT_NAMES = {
+    "um": "micrometer", "µm": "micrometer", "\\u00B5m": "micrometer", "micron": "micrometer",
+    "micrometer": "micrometer", "nm": "nanometer", "nanometer": "nanometer",
+    "mm": "millimeter", "millimeter": "millimeter", "cm": "centimeter", "m": "meter",
+}  # fmt: skip
+_TO_MICRON = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "centimeter": 1e4}
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a file's headers say: enough to build the lazy array without its pixels."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    axes: str  # one letter per dim, tifffile's letters mapped to T, C, Z, Y, X, S, ...
+    pixel_sizes: dict[str, float]  # per axis letter, in ``unit``
+    unit: str | None
+    #: byte offset of the first page when the whole series is one uncompressed block
+    offset: int | None = None
+    byteorder: str = "<"
+    size: int = 0  # the file's size in bytes
+
+
+@contextmanager
+def _opened(path: str, fs: Any) -> Iterator[Any]:
+    """Yield something tifffile can open: the path itself, or an fsspec file."""
+    if fs is None:
+        yield path
+    else:
+        with fs.open(path, "rb") as fh:
+            yield fh
+
+
+def _tifffile() -> Any:
+    import tifffile
+
+    return tifffile
+
+
+def _map_axes(axes: str) -> str:
+    """tifffile's axis letters to ndstack's: pages without a name become Z (or Q)."""
+    out = []
+    for a in axes:
+        if a in "IQ":
+            a = "Z" if "Z" not in axes and "Z" not in out else "Q"
+        elif a == "S" and "C" not in axes:
+            a = "C"
+        out.append(a)
+    return "".join(out)
+
+
+def probe_tiff(path: str, fs: Any = None) -> FileInfo:
+    """Shape, dtype, axes and pixel sizes of the first series, from headers only.
+
+    Raises
+    ------
+    CorruptFileError
+        When the file is not a TIFF or its headers cannot be parsed.
+    """
+    tifffile = _tifffile()
+    try:
+        with _opened(path, fs) as f, tifffile.TiffFile(f) as tif:
+            series = tif.series[0]
+            shape = tuple(int(s) for s in series.shape)
+            axes = _map_axes(series.axes)
+            sizes, unit = _pixel_sizes(tif, axes)
+            size = int(tif.filehandle.size)
+            offset = series.dataoffset
+            page = tif.pages.first
+            if offset is not None and page.compression != 1:
+                offset = None
+            if offset is not None and int(offset) + series.nbytes > size:
+                raise CorruptFileError(
+                    f"{path}: truncated: the pixels need {int(offset) + series.nbytes} bytes, "
+                    f"the file has {size}"
+                )
+            return FileInfo(
+                shape=shape,
+                dtype=np.dtype(series.dtype).str.lstrip("<>|="),
+                axes=axes,
+                pixel_sizes=sizes,
+                unit=unit,
+                offset=None if offset is None else int(offset),
+                byteorder=tif.byteorder,
+                size=size,
+            )
+    except CorruptFileError:
+        raise
+    except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error...
+        raise CorruptFileError(f"{path}: not a readable TIFF ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _pixel_sizes(tif: Any, axes: str) -> tuple[dict[str, float], str | None]:
+    """Pixel sizes from OME, ImageJ or resolution tags, in micrometres where known."""
+    sizes: dict[str, float] = {}
+    unit: str | None = None
+    if tif.is_ome and tif.ome_metadata:
+        for ax in "XYZ":
+            m = re.search(rf'PhysicalSize{ax}="([0-9.eE+-]+)"', tif.ome_metadata)
+            if m:
+                u = re.search(rf'PhysicalSize{ax}Unit="([^"]+)"', tif.ome_metadata)
+                scale = _TO_MICRON.get(_UNIT_NAMES.get(u.group(1), "micrometer") if u else "micrometer", 1.0)
+                sizes[ax] = float(m.group(1)) * scale
+        unit = "micrometer" if sizes else None
+    page = tif.pages.first
+    if not sizes:
+        ij = tif.imagej_metadata or {}
+        ij_unit = _UNIT_NAMES.get(str(ij.get("unit", "")).strip())
+        res_unit = page.tags.get("ResolutionUnit")
+        res_unit_v = int(res_unit.value) if res_unit is not None else 1
+        tiff_unit = {2: "inch", 3: "centimeter"}.get(res_unit_v)
+        for ax, tag in (("X", "XResolution"), ("Y", "YResolution")):
+            t = page.tags.get(tag)
+            if t is None:
+                continue
+            num, den = t.value
+            if not num or not den:
+                continue
+            per_unit = num / den
+            if ij_unit and per_unit != 1:
+                sizes[ax] = 1.0 / per_unit
+                unit = ij_unit
+            elif tiff_unit and per_unit not in (1, 72):
+                microns = 25400.0 if tiff_unit == "inch" else 1e4
+                sizes[ax] = microns / per_unit
+                unit = "micrometer"
+        if "spacing" in ij and ij_unit:
+            sizes["Z"] = float(ij["spacing"])
+            unit = unit or ij_unit
+    if unit in _TO_MICRON and unit != "micrometer":
+        sizes = {k: v * _TO_MICRON[unit] for k, v in sizes.items()}
+        unit = "micrometer"
+    sizes = {k: v for k, v in sizes.items() if k in axes and math.isfinite(v) and v > 0}
+    return sizes, (unit if sizes else None)
+
+
+@dataclass(frozen=True)
+class TiffReader:
+    """Reads page selections of TIFF files laid out like ``info`` (picklable recipe)."""
+
+    info: FileInfo
+    fs: Any = None
+
+    name = "tifffile"
+
+    @property
+    def page_ndim(self) -> int:
+        """How many trailing dims one page holds (Y, X and samples)."""
+        return 3 if self.info.axes.endswith(("YXS", "YXC")) and len(self.info.shape) >= 3 else 2
+
+    def read(self, path: str, sel: Sequence[np.ndarray]) -> np.ndarray:
+        """Read ``sel`` (one index array per file axis) from ``path``.
+
+        Raises
+        ------
+        CorruptFileError
+            When the file cannot be read or yields fewer pixels than expected.
+        FileMismatchError
+            When the file's shape or dtype differs from the first file's.
+        """
+        info = self.info
+        nlead = len(info.shape) - self.page_ndim
+        lead_shape = info.shape[:nlead]
+        lead_sel = sel[:nlead]
+        pages = np.ravel_multi_index(np.ix_(*lead_sel), lead_shape).ravel() if nlead else None
+        try:
+            with _opened(path, self.fs) as f:
+                data = self._read_pages(f, path, pages)
+        except (CorruptFileError, FileMismatchError):
+            raise
+        except Exception as exc:
+            raise CorruptFileError(f"{path}: cannot read ({_reason(exc)})") from None
+        page_shape = info.shape[nlead:]
+        data = data.reshape(tuple(len(s) for s in lead_sel) + page_shape)
+        for ax in range(nlead, len(info.shape)):
+            s = sel[ax]
+            if len(s) != info.shape[ax]:
+                data = np.take(data, s, axis=ax)
+        return data
+
+    def _read_pages(self, f: Any, path: str, pages: np.ndarray | None) -> np.ndarray:
+        tifffile = _tifffile()
+        info = self.info
+        dtype = np.dtype(info.byteorder + info.dtype)
+        with tifffile.TiffFile(f) as tif:
+            page = tif.pages.first
+            if (
+                info.offset is not None
+                and page.compression == 1
+                and page.dataoffsets
+                and page.dataoffsets[0] == info.offset
+                and tuple(page.shape) == tuple(info.shape[-len(page.shape) :])
+                and np.dtype(page.dtype) == np.dtype(info.dtype)
+            ):
+                return self._read_contiguous(tif.filehandle, path, pages, dtype)
+            series = tif.series[0]
+            found = (tuple(int(s) for s in series.shape), np.dtype(series.dtype).str.lstrip("<>|="))
+            expected = (info.shape, info.dtype)
+            if found != expected:
+                raise FileMismatchError(
+                    f"{path}: expected shape {info.shape} dtype {info.dtype} like the first "
+                    f"file, found shape {found[0]} dtype {found[1]}"
+                )
+            if pages is None or len(pages) == int(np.prod(info.shape[: len(info.shape) - self.page_ndim])):
+                data = series.asarray(maxworkers=1)
+                if pages is not None:
+                    n = int(np.prod(info.shape[: len(info.shape) - self.page_ndim]))
+                    data = data.reshape((n,) + data.shape[len(info.shape) - self.page_ndim :])
+                    if not np.array_equal(pages, np.arange(n)):
+                        data = data[pages]
+            else:
+                data = tif.asarray(key=pages.tolist(), series=0, maxworkers=1)
+            return self._check(path, np.asarray(data), pages)
+
+    def _read_contiguous(
+        self, fh: Any, path: str, pages: np.ndarray | None, dtype: np.dtype
+    ) -> np.ndarray:
+        info = self.info
+        nlead = len(info.shape) - self.page_ndim
+        page_items = int(np.prod(info.shape[nlead:]))
+        page_bytes = page_items * dtype.itemsize
+        if pages is None:
+            pages = np.zeros(1, dtype=np.int64)
+        start, stop = int(pages.min()), int(pages.max()) + 1
+        need = info.offset + stop * page_bytes
+        if fh.size < need:
+            raise CorruptFileError(
+                f"{path}: truncated: {need} bytes needed for pages up to {stop - 1}, "
+                f"the file has {fh.size}"
+            )
+        count = (stop - start) * page_items
+        fh.seek(info.offset + start * page_bytes)
+        block = fh.read_array(dtype, count=count).reshape(stop - start, page_items)
+        if stop - start != len(pages) or not np.array_equal(pages, np.arange(start, stop)):
+            if (stop - start) > 4 * len(pages):  # sparse: read page by page
+                out = np.empty((len(pages), page_items), dtype)
+                for i, p in enumerate(pages.tolist()):
+                    fh.seek(info.offset + p * page_bytes)
+                    out[i] = fh.read_array(dtype, count=page_items)
+                block = out
+            else:
+                block = block[pages - start]
+        if not dtype.isnative:
+            block = block.astype(dtype.newbyteorder("="))
+        return block
+
+    def _check(self, path: str, data: np.ndarray, pages: np.ndarray | None) -> np.ndarray:
+        nlead = len(self.info.shape) - self.page_ndim
+        page_shape = self.info.shape[nlead:]
+        n = 1 if pages is None else len(pages)
+        if data.size != n * int(np.prod(page_shape)):
+            raise CorruptFileError(
+                f"{path}: truncated or damaged: expected {n} page(s) of {page_shape}, "
+                f"read {data.shape}"
+            )
+        return data
+
+
+def file_size(path: str, fs: Any = None) -> int:
+    """Size of a file in bytes."""
+    return int(os.stat(path).st_size if fs is None else fs.size(path))

@@ -1,0 +1,50 @@
+"""The exception hierarchy of ndstack.
+
+Every error ndstack raises on bad input is an :class:`NdstackError`. Each class also
+inherits the matching builtin, so ``except FileNotFoundError`` or ``except ValueError``
+keep working for callers who do not know ndstack. Messages carry the evidence: the file,
+what was expected and what was found.
+
+All classes take a single message argument, so they pickle and travel back from Dask
+workers intact.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptFileError",
+    "DuplicatePositionError",
+    "FileMismatchError",
+    "LayoutError",
+    "NdstackError",
+    "NoImagesError",
+    "PatternError",
+]
+
+
+class NdstackError(Exception):
+    """Base class of every error ndstack raises on bad input."""
+
+
+class NoImagesError(NdstackError, FileNotFoundError):
+    """The source names no image file: empty folder, glob without match, no images."""
+
+
+class PatternError(NdstackError, ValueError):
+    """A user pattern is invalid, matches nothing, or leaves a field unexplained."""
+
+
+class LayoutError(NdstackError, ValueError):
+    """The file names cannot be arranged into one grid of axes."""
+
+
+class DuplicatePositionError(LayoutError):
+    """Two files map to the same position of the grid."""
+
+
+class FileMismatchError(NdstackError, ValueError):
+    """A file's shape or dtype differs from the first file's."""
+
+
+class CorruptFileError(NdstackError, OSError):
+    """A file cannot be read: not an image, truncated, or damaged."""
