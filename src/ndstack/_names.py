@@ -272,14 +272,14 @@ def template_to_regex(template: str) -> str:
     ``*`` matches anything without ``/``. Everything else is literal.
 
     >>> template_to_regex("img_{T:d}_{C}.tif")
-    'img_(?P<T>\\d+?)_(?P<C>[^/]+?)\\.tif'
+    'img_(?P<T>\\d+)_(?P<C>[^/]+?)\\.tif'
     """
     out: list[str] = []
     pos = 0
     for m in _TEMPLATE_FIELD.finditer(template):
         out.append(_escape_literal(template[pos : m.start()]))
         spec = m.group(2)
-        body = r"\d+?" if spec == "d" else r"[^/]+?"
+        body = r"\d+" if spec == "d" else r"[^/]+?"
         out.append(f"(?P<{m.group(1)}>{body})")
         pos = m.end()
     out.append(_escape_literal(template[pos:]))

@@ -200,7 +200,7 @@ def _probe_function(reader: Callable[[str], Any], path: str) -> FunctionReader:
         raise CorruptFileError(f"{path}: the reader {name} failed: {exc}") from None
     if data.ndim < 2:
         raise LayoutError(f"{path}: the reader returned {data.ndim} dims; an image needs 2 or more")
-    return FunctionReader(reader, tuple(data.shape), data.dtype.str.lstrip("<>|="))
+    return FunctionReader(reader, tuple(data.shape), data.dtype.name)
 
 
 def _check_files(
@@ -230,7 +230,8 @@ def _check_files(
         if found.shape != info.shape or found.dtype != info.dtype:
             return FileMismatchError(
                 f"{path}: expected shape {info.shape} dtype {info.dtype} like "
-                f"{names[first]}, found shape {found.shape} dtype {found.dtype}"
+                f"{names[first]}, found shape {found.shape} dtype {found.dtype} "
+                f"({sizes[i]} bytes against {sizes[first]})"
             )
         return None
 

@@ -91,6 +91,12 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
             axes = _map_axes(series.axes)
             sizes, unit = _pixel_sizes(tif, axes)
             size = int(tif.filehandle.size)
+            ij = tif.imagej_metadata or {}
+            if tif.is_imagej and int(ij.get("images", 1)) > len(tif.pages):
+                raise CorruptFileError(
+                    f"{path}: truncated: its ImageJ header announces {ij['images']} images, "
+                    f"the file holds {len(tif.pages)} pages in {size} bytes"
+                )
             offset = series.dataoffset
             page = tif.pages.first
             if offset is not None and page.compression != 1:
@@ -102,7 +108,7 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
                 )
             return FileInfo(
                 shape=shape,
-                dtype=np.dtype(series.dtype).str.lstrip("<>|="),
+                dtype=np.dtype(series.dtype).name,
                 axes=axes,
                 pixel_sizes=sizes,
                 unit=unit,
@@ -212,7 +218,7 @@ class TiffReader:
     def _read_pages(self, f: Any, path: str, pages: np.ndarray | None) -> np.ndarray:
         tifffile = _tifffile()
         info = self.info
-        dtype = np.dtype(info.byteorder + info.dtype)
+        dtype = np.dtype(info.dtype).newbyteorder(info.byteorder)
         with tifffile.TiffFile(f) as tif:
             page = tif.pages.first
             if (
@@ -225,7 +231,7 @@ class TiffReader:
             ):
                 return self._read_contiguous(tif.filehandle, path, pages, dtype)
             series = tif.series[0]
-            found = (tuple(int(s) for s in series.shape), np.dtype(series.dtype).str.lstrip("<>|="))
+            found = (tuple(int(s) for s in series.shape), np.dtype(series.dtype).name)
             expected = (info.shape, info.dtype)
             if found != expected:
                 raise FileMismatchError(

@@ -74,9 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def one_line(message: Any, category: Any, *_: Any, **__: Any) -> None:
         print(f"ndstack: warning: {message}", file=sys.stderr)
 
-    warnings.showwarning = one_line  # type: ignore[assignment]
     try:
-        return {"info": _cmd_info, "demo": _cmd_demo}[args.command](args)
+        with warnings.catch_warnings():  # restores the caller's filters afterwards
+            warnings.simplefilter("default")
+            warnings.showwarning = one_line  # type: ignore[assignment]
+            return {"info": _cmd_info, "demo": _cmd_demo}[args.command](args)
     except NdstackError as exc:
         print(f"ndstack: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,0 +1,69 @@
+"""Shared helpers: every dataset is generated in tmp_path with tifffile."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+LLS = (
+    "ex6-2_CamA_ch{c}_CAM1_stack{s:04d}_{wl}nm_{msec:07d}msec_{abs:010d}msecAbs"
+    "_000x_000y_000z_0000t.tif"
+)
+WAVELENGTHS = (488, 560, 642)
+
+
+def lls_name(c: int, s: int) -> str:
+    msec = 131245 + 2013 * s
+    return LLS.format(c=c, s=s, wl=WAVELENGTHS[c], msec=msec, abs=1423040 + msec + 210 * c)
+
+
+def write_lls(folder: Path, n_stacks: int = 4, shape=(6, 20, 24), seed: int = 0) -> dict:
+    """3 channels x n_stacks ImageJ stacks; returns {(t, c): array} as written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for c in range(3):
+        for s in range(n_stacks):
+            data = rng.integers(0, 4000, size=shape, dtype=np.uint16)
+            tifffile.imwrite(
+                folder / lls_name(c, s),
+                data,
+                imagej=True,
+                resolution=(1 / 0.104, 1 / 0.104),
+                metadata={"spacing": 0.4, "unit": "um", "axes": "ZYX"},
+            )
+            truth[(s, c)] = data
+    return truth
+
+
+def write_files(folder: Path, names: Iterable[str], make: Callable[[str], np.ndarray], **kw) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for n in names:
+        p = folder / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = make(n)
+        tifffile.imwrite(p, data, **{"photometric": "minisblack", **kw})
+        out[n] = data
+    return out
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under folder with size and mtime: to prove nothing was written."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            st = os.stat(os.path.join(root, f))
+            out[os.path.join(root, f)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def lls(tmp_path: Path) -> tuple[Path, dict]:
+    folder = tmp_path / "lls"
+    return folder, write_lls(folder)

@@ -1,0 +1,108 @@
+"""The command line: one-line errors, exit codes, JSON keys, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from ndstack.cli import main
+
+from .conftest import lls_name, snapshot
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info_text_explains_axes(lls, capsys) -> None:
+    folder, _ = lls
+    code, out, err = run(["info", str(folder)], capsys)
+    assert code == 0 and err == ""
+    assert "T: 4  C: 3  Z: 6  Y: 20  X: 24" in out
+    assert "label 'stack' before the number" in out
+    assert "wavelength (C) nm: 488, 560, 642" in out
+    assert "0.104 micrometer/px" in out
+
+
+def test_info_json_has_the_promised_keys(lls, capsys) -> None:
+    folder, _ = lls
+    code, out, _ = run(["info", str(folder), "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    for key in ("dims", "shape", "dtype", "chunks", "nbytes", "files", "missing", "coords"):
+        assert key in d
+    assert d["dims"] == ["T", "C", "Z", "Y", "X"]
+    assert d["shape"] == [4, 3, 6, 20, 24]
+    assert d["chunks"] == {"T": 1, "C": 1, "Z": 6, "Y": 20, "X": 24}
+    assert d["nbytes"] == 4 * 3 * 6 * 20 * 24 * 2
+    assert d["files"] == 12 and d["missing"] == []
+    assert d["coords"]["C"] == [0, 1, 2]
+    assert d["extra_coords"]["wavelength"]["values"] == [488, 560, 642]
+
+
+def test_info_with_pattern(lls, capsys) -> None:
+    folder, _ = lls
+    code, out, _ = run(["info", str(folder), "--json", "--pattern", "{name}_ch{C}_CAM1_stack{T}_*.tif"], capsys)
+    assert code == 0
+    assert json.loads(out)["pattern"] == "{name}_ch{C}_CAM1_stack{T}_*.tif"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: None, "no image file in"),
+        (lambda d: (d / "a.tif").write_text("not a tiff") or (d / "b.tif").write_text("x"), "not a readable TIFF"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys, make, message) -> None:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    make(folder)
+    before = snapshot(folder)
+    code, out, err = run(["info", str(folder)], capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("ndstack: error: ") and message in err
+    assert snapshot(folder) == before
+
+
+def test_glob_without_match_exit_2(tmp_path: Path, capsys) -> None:
+    code, _, err = run(["info", str(tmp_path / "*.tif")], capsys)
+    assert code == 2 and "matches no file" in err
+
+
+def test_missing_files_warning_is_one_line(lls, capsys) -> None:
+    folder, _ = lls
+    (folder / lls_name(0, 0)).unlink()
+    code, out, err = run(["info", str(folder)], capsys)
+    assert code == 0
+    assert err.startswith("ndstack: warning: 1 of 12 grid positions") and err.count("\n") == 1
+    assert "missing 1: T=0, C=0" in out
+
+
+def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
+    """The installed entry point, as a user runs it: no traceback on bad input."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ndstack.cli", "info", str(tmp_path / "nothing-here")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_demo_writes_and_opens(tmp_path: Path, capsys) -> None:
+    out_dir = tmp_path / "demo"
+    code, out, _ = run(["demo", "--out", str(out_dir), "--timepoints", "2"], capsys)
+    assert code == 0
+    assert len(list(out_dir.glob("*.tif"))) == 6
+    assert "T: 2  C: 3  Z: 16  Y: 128  X: 128" in out
+    with tifffile.TiffFile(next(out_dir.glob("*ch1*stack0001*.tif"))) as tif:
+        assert tif.series[0].shape == (16, 128, 128)
+        assert np.asarray(tif.series[0].asarray()).max() > 1000  # blobs, not an empty stack

@@ -1,0 +1,186 @@
+"""Pure name parsing: no disk access."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ndstack._names import natural_key, parse_names, template_to_regex
+from ndstack.errors import DuplicatePositionError, LayoutError, PatternError
+
+LLS = (
+    "ex6-2_CamA_ch{c}_CAM1_stack{s:04d}_{wl}nm_{msec:07d}msec_{abs:010d}msecAbs"
+    "_000x_000y_000z_0000t.tif"
+)
+
+
+def lls_names(n_stacks: int = 5, abs_per_channel: bool = True) -> list[str]:
+    names = []
+    for c, wl in enumerate((488, 560, 642)):
+        for s in range(n_stacks):
+            msec = 131245 + 2013 * s
+            absms = 1423040 + 2013 * s + (210 * c if abs_per_channel else 0)
+            names.append(LLS.format(c=c, s=s, wl=wl, msec=msec, abs=absms))
+    return sorted(names, key=natural_key)
+
+
+def test_natural_sort_orders_numbers_by_value() -> None:
+    names = ["img_10.tif", "img_9.tif", "img_100.tif", "img_1.tif"]
+    assert sorted(names, key=natural_key) == ["img_1.tif", "img_9.tif", "img_10.tif", "img_100.tif"]
+
+
+def test_lattice_lightsheet_correlated_fields_become_coordinates() -> None:
+    lay = parse_names(lls_names())
+    assert lay.dims == ("T", "C")
+    assert lay.shape == (5, 3)
+    coords = {c.name: c for c in lay.coords}
+    assert set(coords) == {"wavelength", "msec", "msecAbs"}
+    assert coords["wavelength"].dims == ("C",)
+    assert coords["wavelength"].values.tolist() == [488, 560, 642]
+    assert coords["wavelength"].units == "nm"
+    assert coords["msec"].dims == ("T",)
+    assert coords["msec"].values.tolist() == [131245 + 2013 * s for s in range(5)]
+    # absolute time differs per channel too: a 2-D coordinate on (T, C)
+    assert coords["msecAbs"].dims == ("T", "C")
+    assert coords["msecAbs"].values[2, 1] == 1423040 + 2013 * 2 + 210
+    assert lay.constants["CAM"] == 1 and lay.constants["x"] == 0
+
+
+def test_absolute_time_that_follows_stack_only_is_on_T() -> None:
+    lay = parse_names(lls_names(abs_per_channel=False))
+    coords = {c.name: c.dims for c in lay.coords}
+    assert coords["msecAbs"] == ("T",)
+
+
+def test_index_maps_each_file_to_its_position() -> None:
+    names = lls_names()
+    lay = parse_names(names)
+    for name, (t, c) in zip(names, lay.index):
+        assert f"_ch{c}_" in name and f"stack{t:04d}" in name
+
+
+def test_mydata_tiles_channels_time_z() -> None:
+    names = [
+        f"mydata_ch{c}_{t}t_{x}x_{y}y_{z}z.tif"
+        for c in range(2) for t in range(3) for x in range(2) for y in range(3) for z in range(4)
+    ]  # fmt: skip
+    lay = parse_names(sorted(names, key=natural_key))
+    assert lay.dims == ("tile_y", "tile_x", "T", "C", "Z")
+    assert lay.shape == (3, 2, 3, 2, 4)
+
+
+def test_micromanager_image_sequence() -> None:
+    names = [
+        f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
+        for c in range(2) for p in range(3) for t in range(2) for z in range(4)
+    ]  # fmt: skip
+    lay = parse_names(sorted(names, key=natural_key))
+    assert lay.dims == ("P", "T", "C", "Z")
+    assert lay.shape == (3, 2, 2, 4)
+
+
+def test_micromanager_channel_words_are_inferred_as_channels() -> None:
+    names = [f"img_{t:09d}_{ch}_{z:03d}.tif" for t in range(2) for ch in ("DAPI", "FITC") for z in range(3)]
+    lay = parse_names(sorted(names, key=natural_key))
+    assert "C" in lay.dims
+    c = lay.dims.index("C")
+    assert lay.axes[c].values == ("DAPI", "FITC")
+
+
+def test_imagej_sequence_unpadded_numbers_in_natural_order() -> None:
+    names = sorted([f"img{i}.tif" for i in range(1, 13)], key=natural_key)
+    lay = parse_names(names)
+    assert lay.dims == ("img",)
+    assert lay.axes[0].values == tuple(range(1, 13))
+    assert lay.index[:, 0].tolist() == list(range(12))
+
+
+def test_folders_are_part_of_the_name() -> None:
+    names = [f"TimePoint_{t}/ZStep_{z}/w{w}.tif" for t in (1, 2) for z in (1, 2, 3) for w in (1, 2)]
+    lay = parse_names(sorted(names, key=natural_key))
+    assert lay.dims == ("T", "C", "Z")
+    assert lay.shape == (2, 2, 3)
+
+
+def test_position_folders() -> None:
+    names = [f"Pos{p}/img_{t:03d}.tif" for p in range(3) for t in range(4)]
+    lay = parse_names(sorted(names, key=natural_key))
+    assert lay.dims[0] == "P" and lay.shape == (3, 4)
+
+
+def test_gap_in_regular_sequence_is_a_missing_position() -> None:
+    lay = parse_names([f"t{t}.tif" for t in (0, 1, 2, 4, 5)])
+    assert lay.axes[0].values == (0, 1, 2, 3, 4, 5)
+    assert lay.index[:, 0].tolist() == [0, 1, 2, 4, 5]
+
+
+def test_sparse_values_are_not_gap_filled() -> None:
+    lay = parse_names([f"w{w}_t{t}.tif" for w in (488, 561, 640) for t in (0, 1)])
+    c = lay.dims.index("C")
+    assert lay.axes[c].values == (488, 561, 640)
+
+
+def test_names_without_one_structure_raise() -> None:
+    with pytest.raises(LayoutError, match="do not share one structure"):
+        parse_names(["a_1.tif", "b_1_2.tif"])
+
+
+def test_template_and_regex_patterns_agree() -> None:
+    names = lls_names()
+    tmpl = parse_names(names, "{name}_ch{C}_CAM1_stack{T}_{wavelength}nm_{msec}msec_*.tif")
+    rx = parse_names(
+        names, r"(?P<name>.+)_ch(?P<C>\d+)_CAM1_stack(?P<T>\d+)_(?P<wavelength>\d+)nm_(?P<msec>\d+)msec_.*\.tif"
+    )
+    for lay in (tmpl, rx):
+        assert lay.dims == ("T", "C")
+        assert {c.name: c.dims for c in lay.coords} == {"wavelength": ("C",), "msec": ("T",)}
+        assert lay.constants["name"] == "ex6-2_CamA"
+    assert np.array_equal(tmpl.index, rx.index)
+
+
+def test_pattern_with_channel_words() -> None:
+    names = [f"img_{t:09d}_{ch}_{z:03d}.tif" for t in range(2) for ch in ("DAPI", "GFP-long") for z in range(3)]
+    lay = parse_names(sorted(names, key=natural_key), "img_{T}_{C}_{Z}.tif")
+    assert lay.dims == ("T", "C", "Z")
+    assert lay.axes[1].values == ("DAPI", "GFP-long")
+
+
+def test_pattern_with_slash_matches_relative_path() -> None:
+    names = [f"Pos{p}/img_{t}.tif" for p in range(2) for t in range(3)]
+    lay = parse_names(names, "Pos{P}/img_{T}.tif")
+    assert lay.dims == ("P", "T") and lay.shape == (2, 3)
+
+
+def test_pattern_skips_files_it_does_not_match() -> None:
+    names = ["a_t1.tif", "a_t2.tif", "b_t1.tif"]
+    lay = parse_names(names, "a_t{T}.tif")
+    assert lay.shape == (2,) and lay.unmatched == ("b_t1.tif",)
+
+
+def test_pattern_that_matches_nothing() -> None:
+    with pytest.raises(PatternError, match="matches none of the 15 file names"):
+        parse_names(lls_names(), "foo_{T}.tif")
+
+
+def test_pattern_field_that_varies_on_its_own_is_ambiguous() -> None:
+    names = [f"img_t{t}_{k}ms.tif" for t in range(3) for k in (10, 20)]
+    with pytest.raises(PatternError, match="'ms' varies independently of the axes"):
+        parse_names(names, "img_t{T}_{ms}ms.tif")
+
+
+def test_pattern_hiding_a_varying_part_gives_duplicates() -> None:
+    with pytest.raises(DuplicatePositionError, match="map to the same position"):
+        parse_names(lls_names(), "{name}_ch{C}_*.tif")
+
+
+def test_pattern_without_fields() -> None:
+    with pytest.raises(PatternError, match="names no field"):
+        parse_names(["a.tif"], "a.tif")
+
+
+def test_template_to_regex_escapes_literals() -> None:
+    import re
+
+    rx = re.compile(template_to_regex("a.b_{T:d}*.tif"))
+    assert rx.fullmatch("a.b_12xyz.tif").group("T") == "12"
+    assert rx.fullmatch("aXb_12.tif") is None

@@ -1,0 +1,399 @@
+"""ndstack.open against direct tifffile reads, on multi-chunk arrays."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+
+import ndstack
+from ndstack.errors import (
+    CorruptFileError,
+    DuplicatePositionError,
+    FileMismatchError,
+    LayoutError,
+    NoImagesError,
+    PatternError,
+)
+
+from .conftest import lls_name, snapshot, write_files, write_lls
+
+
+def stack_truth(truth: dict, n_t: int, n_c: int) -> np.ndarray:
+    return np.stack([np.stack([truth[(t, c)] for c in range(n_c)]) for t in range(n_t)])
+
+
+def test_lattice_lightsheet_folder(lls) -> None:
+    folder, truth = lls
+    arr = ndstack.open(folder)
+    assert isinstance(arr, xr.DataArray)
+    assert isinstance(arr.data, dask.array.Array)
+    assert arr.dims == ("T", "C", "Z", "Y", "X")
+    assert arr.shape == (4, 3, 6, 20, 24)
+    assert arr.data.numblocks == (4, 3, 1, 1, 1)  # one chunk per file
+    assert arr.coords["wavelength"].values.tolist() == [488, 560, 642]
+    assert arr.coords["wavelength"].dims == ("C",)
+    assert arr.coords["msec"].dims == ("T",)
+    assert arr.attrs["pixel_size"] == pytest.approx({"Z": 0.4, "Y": 0.104, "X": 0.104})
+    assert arr.attrs["pixel_unit"] == "micrometer"
+    assert arr.attrs["files"] == 12 and arr.attrs["missing"] == []
+    np.testing.assert_array_equal(arr.values, stack_truth(truth, 4, 3))
+
+
+def test_random_selections_equal_direct_reads(lls) -> None:
+    folder, truth = lls
+    arr = ndstack.open(folder, chunks={"Z": 4})
+    assert arr.data.numblocks == (4, 3, 2, 1, 1)
+    full = stack_truth(truth, 4, 3)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        key = []
+        for n in arr.shape:
+            a, b = sorted(rng.integers(0, n + 1, size=2))
+            key.append(int(a) if a == b and a < n else slice(int(a), int(b) + (a == b), int(rng.integers(1, 3))))
+        np.testing.assert_array_equal(arr[tuple(key)].values, full[tuple(key)])
+    np.testing.assert_array_equal(
+        arr.sel(C=2).isel(T=1).values, tifffile.imread(folder / lls_name(2, 1))
+    )
+    np.testing.assert_array_equal(arr.max("Z").values, full.max(axis=2))
+
+
+def test_one_plane_reads_one_plane(lls, monkeypatch) -> None:
+    folder, truth = lls
+    arr = ndstack.open(folder)
+    read = []
+    orig = tifffile.FileHandle.read_array
+
+    def spy(self, dtype, count=-1, **kw):
+        out = orig(self, dtype, count, **kw)
+        read.append((self.name, out.nbytes))
+        return out
+
+    monkeypatch.setattr(tifffile.FileHandle, "read_array", spy)
+    plane = arr.isel(T=2, C=1, Z=3).values
+    np.testing.assert_array_equal(plane, truth[(2, 1)][3])
+    assert read == [(lls_name(1, 2), 20 * 24 * 2)]
+
+
+def test_selecting_a_channel_and_time_touches_one_file(tmp_path: Path) -> None:
+    names = [f"img_ch{c}_t{t}.npy" for c in range(3) for t in range(4)]
+    folder = tmp_path / "npy"
+    folder.mkdir()
+    for i, n in enumerate(names):
+        np.save(folder / n, np.full((5, 6), i, dtype=np.int32))
+    calls = []
+
+    def reader(path: str) -> np.ndarray:
+        calls.append(os.path.basename(path))
+        return np.load(path)
+
+    arr = ndstack.open(folder, reader=reader)
+    assert calls == ["img_ch0_t0.npy"]  # the probe
+    calls.clear()
+    out = arr.sel(C=1).isel(T=2).values
+    assert calls == ["img_ch1_t2.npy"]
+    assert (out == names.index("img_ch1_t2.npy")).all()
+    assert arr.dims == ("T", "C", "Y", "X")
+
+
+def test_tiles_are_stitched_like_da_block(tmp_path: Path) -> None:
+    folder = tmp_path / "tiles"
+    names = [f"mydata_ch{c}_{t}t_{x}x_{y}y_{z}z.tif" for c in range(2) for t in range(2)
+             for x in range(3) for y in range(2) for z in range(2)]  # fmt: skip
+    rng = np.random.default_rng(2)
+    truth = write_files(folder, names, lambda n: rng.integers(0, 255, (8, 10), dtype=np.uint8))
+    arr = ndstack.open(folder)
+    assert arr.dims == ("T", "C", "Z", "Y", "X")
+    assert arr.shape == (2, 2, 2, 16, 30)
+    t, c, z = 1, 0, 1
+    expected = np.block(
+        [[truth[f"mydata_ch{c}_{t}t_{x}x_{y}y_{z}z.tif"] for x in range(3)] for y in range(2)]
+    )
+    np.testing.assert_array_equal(arr.isel(T=t, C=c, Z=z).values, expected)
+    # a region across tile borders
+    np.testing.assert_array_equal(arr.isel(T=t, C=c, Z=z, Y=slice(5, 12), X=slice(7, 25)).values, expected[5:12, 7:25])
+    kept = ndstack.open(folder, tiles="axes")
+    assert kept.dims == ("tile_y", "tile_x", "T", "C", "Z", "Y", "X")
+    np.testing.assert_array_equal(kept.isel(tile_y=1, tile_x=2, T=t, C=c, Z=z).values,
+                                  truth[f"mydata_ch{c}_{t}t_2x_1y_{z}z.tif"])
+
+
+def test_micromanager_sequence_2d(tmp_path: Path) -> None:
+    folder = tmp_path / "mm"
+    names = [f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
+             for c in range(2) for p in range(2) for t in range(3) for z in range(2)]  # fmt: skip
+    truth = write_files(folder, names, lambda n: np.full((4, 5), hash(n) % 1000, np.uint16))
+    arr = ndstack.open(folder)
+    assert arr.dims == ("P", "T", "C", "Z", "Y", "X")
+    n = "img_channel001_position001_time000000002_z001.tif"
+    np.testing.assert_array_equal(arr.isel(P=1, T=2, C=1, Z=1).values, truth[n])
+
+
+def test_imagej_sequence_unpadded_natural_order(tmp_path: Path) -> None:
+    folder = tmp_path / "ij"
+    write_files(folder, [f"img{i}.tif" for i in range(1, 13)], lambda n: np.full((3, 3), int(n[3:-4]), np.uint8))
+    arr = ndstack.open(folder)
+    assert arr.coords["img"].values.tolist() == list(range(1, 13))
+    assert arr[:, 0, 0].values.tolist() == list(range(1, 13))
+
+
+def test_hyperstack_files_follow_ome_order(tmp_path: Path) -> None:
+    folder = tmp_path / "hyper"
+    rng = np.random.default_rng(3)
+    truth = {}
+    for p in range(2):
+        data = rng.integers(0, 100, (3, 4, 2, 5, 6), dtype=np.uint16)  # T Z C Y X
+        tifffile.imwrite(folder / f"pos{p}.tif" if folder.exists() else (folder.mkdir() or folder / f"pos{p}.tif"),
+                         data, imagej=True, metadata={"axes": "TZCYX"})
+        truth[p] = data
+    arr = ndstack.open(folder)
+    assert arr.dims == ("P", "T", "C", "Z", "Y", "X")
+    np.testing.assert_array_equal(arr.isel(P=1).values, truth[1].transpose(0, 2, 1, 3, 4))
+    np.testing.assert_array_equal(arr.isel(P=0, T=2, C=1, Z=3).values, truth[0][2, 3, 1])
+
+
+def test_ome_tiff_pixel_sizes(tmp_path: Path) -> None:
+    folder = tmp_path / "ome"
+    folder.mkdir()
+    for t in range(2):
+        tifffile.imwrite(folder / f"t{t}.ome.tif", np.zeros((3, 4, 5), np.uint16),
+                         metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2,
+                                   "PhysicalSizeZ": 1.5})  # fmt: skip
+    arr = ndstack.open(folder)
+    assert arr.dims == ("T", "Z", "Y", "X")
+    assert arr.attrs["pixel_size"] == pytest.approx({"X": 0.2, "Y": 0.2, "Z": 1.5})
+
+
+def test_compressed_files_read_through_tifffile(tmp_path: Path) -> None:
+    folder = tmp_path / "zlib"
+    rng = np.random.default_rng(4)
+    truth = write_files(folder, [f"z_t{t}.tif" for t in range(3)],
+                        lambda n: rng.integers(0, 50, (4, 6, 7), dtype=np.uint16), compression="zlib")  # fmt: skip
+    arr = ndstack.open(folder, chunks={"Z": 3})
+    np.testing.assert_array_equal(arr.values, np.stack([truth[f"z_t{t}.tif"] for t in range(3)]))
+    np.testing.assert_array_equal(arr.isel(T=1, Z=2).values, truth["z_t1.tif"][2])
+
+
+def test_missing_files_are_filled_listed_and_warned(lls) -> None:
+    folder, truth = lls
+    os.remove(folder / lls_name(1, 2))
+    with pytest.warns(ndstack.MissingFilesWarning, match="1 of 12 grid positions"):
+        arr = ndstack.open(folder, fill_value=7)
+    assert arr.attrs["missing"] == ["T=2, C=1"]
+    assert (arr.isel(T=2, C=1).values == 7).all()
+    np.testing.assert_array_equal(arr.isel(T=2, C=0).values, truth[(2, 0)])
+
+
+def test_memory_filesystem(tmp_path: Path) -> None:
+    import io
+
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    rng = np.random.default_rng(5)
+    truth = {}
+    for t in range(3):
+        data = rng.integers(0, 100, (2, 4, 4), dtype=np.uint16)
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, data, photometric="minisblack")
+        fs.pipe(f"/ndstack-test/run_t{t}.tif", buf.getvalue())
+        truth[t] = data
+    fs.pipe("/ndstack-test/notes.txt", b"not an image")
+    try:
+        arr = ndstack.open("memory://ndstack-test")
+        assert arr.dims == ("T", "Z", "Y", "X")
+        np.testing.assert_array_equal(arr.values, np.stack([truth[t] for t in range(3)]))
+        np.testing.assert_array_equal(arr.isel(T=1, Z=1).values, truth[1][1])
+    finally:
+        fs.rm("/ndstack-test", recursive=True)
+
+
+def test_graph_pickles_and_runs_in_processes(lls) -> None:
+    folder, truth = lls
+    arr = ndstack.open(folder)
+    again = pickle.loads(pickle.dumps(arr))
+    with dask.config.set(scheduler="processes", num_workers=2):
+        total = again.sum().compute()
+    assert int(total) == int(stack_truth(truth, 4, 3).sum(dtype=np.int64))
+
+
+def test_names_with_spaces_and_non_ascii(tmp_path: Path) -> None:
+    folder = tmp_path / "données brutes"
+    truth = write_files(folder, [f"échantillon ch{c} t{t}.tif" for c in range(2) for t in range(2)],
+                        lambda n: np.full((3, 3), len(n) + int(n[-5]), np.uint8))  # fmt: skip
+    arr = ndstack.open(folder)
+    assert arr.dims == ("T", "C", "Y", "X")
+    np.testing.assert_array_equal(arr.isel(T=1, C=1).values, truth["échantillon ch1 t1.tif"])
+
+
+def test_read_only_source_simply_works(lls) -> None:
+    folder, truth = lls
+    before = snapshot(folder)
+    os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        arr = ndstack.open(folder)
+        np.testing.assert_array_equal(arr.isel(T=0, C=0).values, truth[(0, 0)])
+    finally:
+        os.chmod(folder, stat.S_IRWXU)
+    assert snapshot(folder) == before
+
+
+def test_symlink_loop_is_not_followed_forever(lls) -> None:
+    folder, _ = lls
+    os.symlink(folder, folder / "loop")
+    arr = ndstack.open(folder)
+    assert arr.shape[:2] == (4, 3)
+
+
+def test_glob_and_list_sources(lls) -> None:
+    folder, truth = lls
+    arr = ndstack.open(str(folder / "*ch1*.tif"))
+    assert arr.dims == ("T", "Z", "Y", "X")
+    np.testing.assert_array_equal(arr.isel(T=3).values, truth[(3, 1)])
+    files = [folder / lls_name(c, 0) for c in range(3)]
+    arr = ndstack.open(files)
+    assert arr.dims == ("C", "Z", "Y", "X")
+
+
+def test_directory_skips_non_images(lls) -> None:
+    folder, _ = lls
+    (folder / "notes.txt").write_text("hello")
+    (folder / "meta.json").write_text("{}")
+    (folder / "Thumbs.db").write_bytes(b"\0" * 10)
+    (folder / ".hidden.tif").write_bytes(b"junk")
+    (folder / "sub").mkdir()
+    tifffile.imwrite(folder / "sub" / "preview_thumb.tif", np.zeros((2, 2), np.uint8))
+    assert ndstack.open(folder).shape[:2] == (4, 3)
+
+
+def test_custom_reader_with_file_axes(tmp_path: Path) -> None:
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for t in range(3):
+        np.save(folder / f"cam_t{t}.npy", np.full((2, 3, 4), t, np.float32))
+    arr = ndstack.open(folder, reader=np.load, file_axes="CYX")
+    assert arr.dims == ("T", "C", "Y", "X") and arr.dtype == np.float32
+    assert arr.isel(T=2, C=1).values.tolist() == [[2.0] * 4] * 3
+
+
+# --------------------------------------------------------------------------- bad input
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoImagesError, match="no image file in"):
+        ndstack.open(tmp_path / "empty")
+
+
+def test_glob_that_matches_nothing(tmp_path: Path) -> None:
+    with pytest.raises(NoImagesError, match="matches no file"):
+        ndstack.open(str(tmp_path / "*.tif"))
+
+
+def test_folder_of_non_images(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / "b.csv").write_text("x")
+    with pytest.raises(NoImagesError, match=r"looked for \.tif"):
+        ndstack.open(tmp_path)
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ndstack.open(tmp_path / "nope")
+
+
+def test_file_that_is_not_a_tiff(lls) -> None:
+    folder, _ = lls
+    bad = folder / lls_name(2, 3)
+    bad.write_bytes(b"this is not a tiff at all")
+    before = snapshot(folder)
+    with pytest.raises(CorruptFileError, match=rf"{bad.name}: not a readable TIFF"):
+        ndstack.open(folder)
+    assert snapshot(folder) == before
+    with pytest.warns(ndstack.MissingFilesWarning):
+        arr = ndstack.open(folder, on_error="fill")
+    assert len(arr.attrs["bad_files"]) == 1 and bad.name in arr.attrs["bad_files"][0]
+    assert (arr.isel(T=3, C=2).values == 0).all()
+
+
+def test_truncated_tiff(lls) -> None:
+    folder, _ = lls
+    victim = folder / lls_name(0, 1)
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError, match=rf"{victim.name}: truncated"):
+        ndstack.open(folder)
+
+
+def test_truncated_file_found_only_when_read(lls) -> None:
+    folder, _ = lls
+    arr = ndstack.open(folder, check="none")
+    victim = folder / lls_name(0, 1)
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError, match=rf"{victim.name}: truncated"):
+        arr.isel(T=1, C=0).values
+    with pytest.raises(CorruptFileError, match=rf"{victim.name}: truncated"):
+        arr.isel(T=1, C=0, Z=5).values  # a page beyond the end
+    with tifffile.TiffFile(victim) as tif:
+        offset = tif.pages.first.dataoffsets[0]
+    first_page = np.frombuffer(data, np.uint16, count=20 * 24, offset=offset).reshape(20, 24)
+    np.testing.assert_array_equal(arr.isel(T=1, C=0, Z=0).values, first_page)  # before the cut
+
+
+def test_file_of_another_shape(lls) -> None:
+    folder, _ = lls
+    odd = folder / lls_name(1, 3)
+    tifffile.imwrite(odd, np.zeros((6, 20, 25), np.uint16), imagej=True)
+    with pytest.raises(FileMismatchError, match=rf"{odd.name}: expected shape \(6, 20, 24\) dtype uint16 .*found shape \(6, 20, 25\)"):
+        ndstack.open(folder)
+
+
+def test_file_of_another_dtype(lls) -> None:
+    folder, _ = lls
+    odd = folder / lls_name(1, 3)
+    tifffile.imwrite(odd, np.zeros((6, 20, 24), np.uint8), imagej=True)
+    with pytest.raises(FileMismatchError, match="found shape \\(6, 20, 24\\) dtype uint8"):
+        ndstack.open(folder)
+
+
+def test_same_size_other_shape_found_with_header_check(tmp_path: Path) -> None:
+    folder = tmp_path / "same"
+    write_files(folder, ["a_t0.tif", "a_t1.tif"], lambda n: np.zeros((4, 6) if "t0" in n else (6, 4), np.uint8))
+    with pytest.raises(FileMismatchError, match="a_t1.tif"):
+        ndstack.open(folder, check="headers")
+    # without the header check the size matches, and the read itself refuses
+    arr = ndstack.open(folder)
+    with pytest.raises(FileMismatchError, match="a_t1.tif"):
+        arr.isel(T=1).values
+
+
+def test_duplicate_grid_positions(lls) -> None:
+    folder, _ = lls
+    with pytest.raises(DuplicatePositionError, match="map to the same position"):
+        ndstack.open(folder, pattern="{name}_ch{C}_*.tif")
+
+
+def test_pattern_that_matches_no_file(lls) -> None:
+    folder, _ = lls
+    with pytest.raises(PatternError, match="matches none of the 12 file names"):
+        ndstack.open(folder, pattern="img_{T}.tif")
+
+
+def test_pattern_that_leaves_a_field_unexplained(tmp_path: Path) -> None:
+    folder = tmp_path / "x"
+    write_files(folder, [f"img_t{t}_{k}ms.tif" for t in range(2) for k in (10, 20)], lambda n: np.zeros((2, 2), np.uint8))
+    with pytest.raises(PatternError, match="'ms' varies independently"):
+        ndstack.open(folder, pattern="img_t{T}_{ms}ms.tif")
+
+
+def test_name_axis_colliding_with_file_axis(tmp_path: Path) -> None:
+    folder = tmp_path / "z"
+    write_files(folder, [f"s_z{z}.tif" for z in range(2)], lambda n: np.zeros((3, 5, 6), np.uint8))
+    with pytest.raises(LayoutError, match="axis 'Z' comes both from the file names and from inside"):
+        ndstack.open(folder)
