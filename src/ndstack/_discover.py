@@ -1,8 +1,7 @@
 """Find the image files of a source: a folder, a glob, a list of paths or an fsspec URL.
 
 Discovery only lists names (and sizes, which the cheap consistency check uses); it never
-opens a file. The result is a :class:`Source`: a root, the paths relative to it in natural
-order, their sizes, and the filesystem to open them with (``None`` for local paths).
+opens a file. The result is a :class:`Source`: a root, the paths relative to it (sorted), their sizes, and the filesystem to open them with (``None`` for local paths).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._names import natural_key
 from .errors import NoImagesError
 
 __all__ = ["Source", "discover"]
@@ -31,7 +29,7 @@ _GLOB_CHARS = frozenset("*?[")
 
 @dataclass(frozen=True)
 class Source:
-    """The files of one source, in natural order."""
+    """The files of one source, sorted by name (axis order comes from parsed values)."""
 
     root: str
     names: tuple[str, ...]  # relative to root, '/'-separated
@@ -56,17 +54,26 @@ def is_image_name(name: str, extensions: Sequence[str] | None) -> bool:
     ...  ["a/img_1.tif", ".hidden.tif", "a/.git/x.tif", "img_thumb.tif", "notes.txt"]]
     [True, False, False, False, False]
     """
-    parts = name.split("/")
-    base = parts[-1]
-    if any(p.startswith(".") for p in parts) or base.lower() in _JUNK_NAMES:
+    if name.startswith(".") or "/." in name:
         return False
-    lower = base.lower()
-    stem = lower.rsplit(".", 1)[0]
-    if stem.endswith("_thumb") or "_thumb_" in stem:
-        return False
+    base = name.rpartition("/")[2].lower()
+    return _keep_base(base, None if extensions is None else tuple(extensions))
+
+
+def _keep_base(lower: str, extensions: tuple[str, ...] | None) -> bool:
+    """The per-file test on a lower-cased base name (hot: runs once per file)."""
     if extensions is not None:
-        return lower.endswith(tuple(extensions))
-    return not lower.endswith(_JUNK_EXTENSIONS)
+        if not lower.endswith(extensions):
+            return False
+    elif lower.endswith(_JUNK_EXTENSIONS):
+        return False
+    if lower in _JUNK_NAMES:
+        return False
+    if "_thumb" in lower:
+        stem = lower.rsplit(".", 1)[0]
+        if stem.endswith("_thumb") or "_thumb_" in stem:
+            return False
+    return True
 
 
 def discover(source: Any, *, extensions: Sequence[str] | None = TIFF_EXTENSIONS) -> Source:
@@ -117,6 +124,7 @@ def _empty_message(where: str, extensions: Sequence[str] | None) -> str:
 
 def _walk(top: str, extensions: Sequence[str] | None) -> tuple[list[str], list[int]]:
     """Recursive listing with sizes; follows links to folders but never loops."""
+    exts = None if extensions is None else tuple(e.lower() for e in extensions)
     names: list[str] = []
     sizes: list[int] = []
     seen: set[tuple[int, int]] = set()
@@ -134,16 +142,21 @@ def _walk(top: str, extensions: Sequence[str] | None) -> tuple[list[str], list[i
             entries = list(os.scandir(path))
         except OSError:
             continue
-        for e in entries:
-            name = f"{rel}{e.name}"
-            if e.name.startswith("."):
+        for e in entries:  # hot loop: one pass per file, cheapest tests first
+            n = e.name
+            if n.startswith("."):
                 continue
+            low = n.lower()
             try:
-                if e.is_dir():
-                    stack.append((name + "/", e.path))
-                elif e.is_file() and is_image_name(name, extensions):
-                    names.append(name)
+                if exts is not None and low.endswith(exts) and "_thumb" not in low:
+                    keep = True
+                else:
+                    keep = (exts is None or "_thumb" in low) and _keep_base(low, exts)
+                if keep and e.is_file():
+                    names.append(rel + n)
                     sizes.append(e.stat().st_size)
+                elif e.is_dir():
+                    stack.append((f"{rel}{n}/", e.path))
             except OSError:
                 continue  # a dangling link
     return names, sizes
@@ -191,11 +204,13 @@ def _finish(
 
 
 def _sorted(root: str, names: list[str], sizes: list[int], fs: Any, desc: str) -> Source:
-    order = sorted(range(len(names)), key=lambda i: natural_key(names[i]))
+    # Plain (C-speed) sort for a deterministic order: positions along each axis come
+    # from the parsed values, which are ordered by number, so files need no natural sort.
+    pairs = sorted(zip(names, sizes))
     return Source(
         root=root,
-        names=tuple(names[i] for i in order),
-        sizes=tuple(sizes[i] for i in order),
+        names=tuple(p[0] for p in pairs),
+        sizes=tuple(p[1] for p in pairs),
         fs=fs,
         description=desc,
     )

@@ -1,7 +1,7 @@
 """Pure file-name parsing: names in, axes, indices and coordinates out.
 
 Nothing here touches the disk. :func:`parse_names` takes the paths of the files relative
-to the source (``/``-separated, natural-sorted) and returns a :class:`Layout`: which axes
+to the source (``/``-separated) and returns a :class:`Layout`: which axes
 the names encode, the grid position of every file, the coordinates that ride along an
 axis and the constants.
 
@@ -128,15 +128,13 @@ class _Field:
 
 # --------------------------------------------------------------------------- inference
 def _strip_ext(path: str) -> str:
-    head, sep, base = path.rpartition("/")
-    lower = base.lower()
-    for ext in (".ome.tiff", ".ome.tif"):
-        if lower.endswith(ext):
-            return head + sep + base[: -len(ext)]
-    dot = base.rfind(".")
-    if dot > 0:
-        base = base[:dot]
-    return head + sep + base
+    """Drop the file ending (``.tif``, ``.ome.tif``) of the base name."""
+    dot = path.rfind(".")
+    if dot <= path.rfind("/") + 1:
+        return path
+    if path.endswith((".tif", ".tiff", ".TIF", ".TIFF")) and path[dot - 4 : dot].lower() == ".ome":
+        dot -= 4
+    return path[:dot]
 
 
 def _common_affixes(values: Sequence[str]) -> tuple[str, str]:
@@ -194,8 +192,17 @@ def _name_number(before: str, after: str, word: str, k: int) -> tuple[str, str, 
     return f"field{k}", f"unlabelled number #{k}", None
 
 
+def _stems(names: Sequence[str]) -> list[str]:
+    """Names without their file ending; one shared ending is cut in one pass."""
+    first = names[0]
+    ext = first[len(_strip_ext(first)) :]
+    if ext and all(n.endswith(ext) for n in names):
+        return [n[: -len(ext)] for n in names]
+    return [_strip_ext(n) for n in names]
+
+
 def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]]:
-    split = [_NUM.split(_strip_ext(n)) for n in names]
+    split = [_NUM.split(n) for n in _stems(names)]
     lengths = {len(p) for p in split}
     if len(lengths) > 1:
         examples: dict[int, str] = {}
@@ -355,6 +362,10 @@ def _is_axis_name(name: str, mode: str) -> bool:
 
 # --------------------------------------------------------------------------- analysis
 def _codes(values: list[object]) -> tuple[np.ndarray, list[object]]:
+    """Integer code of each value, and the distinct values in order (numbers first)."""
+    if values and type(values[0]) is int and all(type(v) is int for v in values):
+        uniq_arr, inverse = np.unique(np.asarray(values, dtype=np.int64), return_inverse=True)
+        return inverse.ravel().astype(np.int64), uniq_arr.tolist()
     uniq = sorted(set(values), key=_value_key)
     lookup = {v: i for i, v in enumerate(uniq)}
     return np.fromiter((lookup[v] for v in values), np.int64, len(values)), uniq
@@ -393,7 +404,8 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
     Parameters
     ----------
     names
-        Paths relative to the source, ``/``-separated, in natural order.
+        Paths relative to the source, ``/``-separated, in any order: positions along
+        each axis come from the parsed values (numbers in numeric order).
     pattern
         ``None`` to infer; else a template (``"img_{T}_ch{C}.tif"``) or a regular
         expression with named groups. Without ``/`` it is matched against the base name,

@@ -43,6 +43,8 @@ def open(  # noqa: A001 - the verb users expect, like xarray.open_dataset
     check: str = "auto",
     tiles: str = "stitch",
     file_axes: str | None = None,
+    file_shape: Sequence[int] | None = None,
+    dtype: Any = None,
     extensions: Sequence[str] | None = None,
 ) -> xr.DataArray:
     """Open many image files as one lazy ``xarray.DataArray`` over a Dask array.
@@ -84,6 +86,9 @@ def open(  # noqa: A001 - the verb users expect, like xarray.open_dataset
     file_axes
         Letters of the axes inside each file, when the reader cannot say (default for a
         function reader: ``YX``, ``ZYX``, ``CZYX``, ``TCZYX`` by number of dims).
+    file_shape, dtype
+        With ``reader=``: the shape and dtype every file has, so that opening calls the
+        reader on no file at all. Every read is still checked against them.
     extensions
         File endings to take (default: TIFF endings; with ``reader=``, every file except
         known non-images).
@@ -124,7 +129,17 @@ def open(  # noqa: A001 - the verb users expect, like xarray.open_dataset
     sizes = [src.sizes[i] for i in layout.used]
 
     bad: dict[int, str] = {}
-    first, info, file_reader = _probe_first(src, names, reader, file_axes, on_error, bad)
+    if reader is not None and file_shape is not None and dtype is not None:
+        first = 0
+        file_reader = FunctionReader(reader, tuple(int(n) for n in file_shape), np.dtype(dtype).name)
+        axes = file_axes or _DEFAULT_FILE_AXES.get(len(file_reader.shape), "")
+        info = _with_axes(
+            FileInfo(file_reader.shape, file_reader.dtype, axes, {}, None), axes, "file_shape"
+        )
+    elif file_shape is not None or dtype is not None:
+        raise ValueError("file_shape= and dtype= go together, and with reader=")
+    else:
+        first, info, file_reader = _probe_first(src, names, reader, file_axes, on_error, bad)
     if reader is None and check != "none":
         _check_files(src, names, sizes, info, first, check, on_error, bad)
 

@@ -10,6 +10,7 @@ hand back fewer pages from a truncated file with only a logged error.
 
 from __future__ import annotations
 
+import builtins
 import math
 import os
 import re
@@ -45,6 +46,9 @@ class FileInfo:
     offset: int | None = None
     byteorder: str = "<"
     size: int = 0  # the file's size in bytes
+    #: the bytes before the pixel data (TIFF header, first IFD and all its values),
+    #: when they hold everything tifffile parses for the first page; None otherwise
+    header: bytes | None = None
 
 
 @contextmanager
@@ -106,6 +110,7 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
                     f"{path}: truncated: the pixels need {int(offset) + series.nbytes} bytes, "
                     f"the file has {size}"
                 )
+            header = _layout_header(tif, page, offset)
             return FileInfo(
                 shape=shape,
                 dtype=np.dtype(series.dtype).name,
@@ -115,11 +120,31 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
                 offset=None if offset is None else int(offset),
                 byteorder=tif.byteorder,
                 size=size,
+                header=header,
             )
     except CorruptFileError:
         raise
     except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error...
         raise CorruptFileError(f"{path}: not a readable TIFF ({_reason(exc)})") from None
+
+
+_MAX_HEADER = 1 << 20
+
+
+def _layout_header(tif: Any, page: Any, offset: int | None) -> bytes | None:
+    """The bytes that decide how tifffile reads the first page, if they precede the data.
+
+    A file of the same size whose first ``offset`` bytes are identical parses the same
+    way (same shape, dtype, compression, strip offsets, description), so its pixels can be
+    read straight from ``offset`` without parsing it again.
+    """
+    if offset is None or offset > _MAX_HEADER or page.offset >= offset:
+        return None
+    if any(t.valueoffset >= offset for t in page.tags.values()):
+        return None  # a tag value lies after the pixel data: not covered by the bytes
+    fh = tif.filehandle
+    fh.seek(0)
+    return bytes(fh.read(offset))
 
 
 def _reason(exc: BaseException) -> str:
@@ -201,8 +226,10 @@ class TiffReader:
         lead_sel = sel[:nlead]
         pages = np.ravel_multi_index(np.ix_(*lead_sel), lead_shape).ravel() if nlead else None
         try:
-            with _opened(path, self.fs) as f:
-                data = self._read_pages(f, path, pages)
+            data = self._read_same_layout(path, pages) if info.header is not None else None
+            if data is None:
+                with _opened(path, self.fs) as f:
+                    data = self._read_pages(f, path, pages)
         except (CorruptFileError, FileMismatchError):
             raise
         except Exception as exc:
@@ -215,44 +242,67 @@ class TiffReader:
                 data = np.take(data, s, axis=ax)
         return data
 
+    def _read_same_layout(self, path: str, pages: np.ndarray | None) -> np.ndarray | None:
+        """Read pages of a file whose size and header bytes equal the probed file's.
+
+        Returns None when the file differs; the caller then parses it with tifffile.
+        """
+        info = self.info
+        assert info.header is not None
+        # unbuffered: a buffered reader would pull 8 KiB to check a few hundred bytes
+        opener = (lambda p: builtins.open(p, "rb", buffering=0)) if self.fs is None else (
+            lambda p: self.fs.open(p, "rb")
+        )
+        with opener(path) as fh:
+            size = os.fstat(fh.fileno()).st_size if self.fs is None else int(fh.size)
+            if size != info.size or fh.read(len(info.header)) != info.header:
+                return None
+            dtype = np.dtype(info.dtype).newbyteorder(info.byteorder)
+            return self._read_contiguous(fh, path, size, pages, dtype)
+
     def _read_pages(self, f: Any, path: str, pages: np.ndarray | None) -> np.ndarray:
         tifffile = _tifffile()
         info = self.info
         dtype = np.dtype(info.dtype).newbyteorder(info.byteorder)
         with tifffile.TiffFile(f) as tif:
             page = tif.pages.first
+            # The first page decides the layout; a larger file may hold more pages than
+            # expected and goes through the full series check instead.
             if (
                 info.offset is not None
+                and int(tif.filehandle.size) <= info.size
                 and page.compression == 1
                 and page.dataoffsets
                 and page.dataoffsets[0] == info.offset
                 and tuple(page.shape) == tuple(info.shape[-len(page.shape) :])
                 and np.dtype(page.dtype) == np.dtype(info.dtype)
             ):
-                return self._read_contiguous(tif.filehandle, path, pages, dtype)
-            series = tif.series[0]
-            found = (tuple(int(s) for s in series.shape), np.dtype(series.dtype).name)
-            expected = (info.shape, info.dtype)
-            if found != expected:
-                raise FileMismatchError(
-                    f"{path}: expected shape {info.shape} dtype {info.dtype} like the first "
-                    f"file, found shape {found[0]} dtype {found[1]}"
-                )
-            if pages is None or len(pages) == int(np.prod(info.shape[: len(info.shape) - self.page_ndim])):
-                data = series.asarray(maxworkers=1)
-                if pages is not None:
-                    n = int(np.prod(info.shape[: len(info.shape) - self.page_ndim]))
-                    data = data.reshape((n,) + data.shape[len(info.shape) - self.page_ndim :])
-                    if not np.array_equal(pages, np.arange(n)):
-                        data = data[pages]
+                fh = tif.filehandle
+                return self._read_contiguous(fh, path, int(fh.size), pages, dtype)
+            n_pages = int(np.prod(info.shape[: len(info.shape) - self.page_ndim]))
+            if pages is not None and len(pages) < n_pages:
+                # Part of a file: walk to the pages, without resolving the whole series
+                # (for compressed files tifffile would read far more than the pages).
+                data = self._read_some_pages(tif, page, path, pages)
             else:
-                data = tif.asarray(key=pages.tolist(), series=0, maxworkers=1)
+                series = tif.series[0]
+                found = (tuple(int(s) for s in series.shape), np.dtype(series.dtype).name)
+                if found != (info.shape, info.dtype):
+                    raise FileMismatchError(
+                        f"{path}: expected shape {info.shape} dtype {info.dtype} like the "
+                        f"first file, found shape {found[0]} dtype {found[1]}"
+                    )
+                data = series.asarray(maxworkers=1).reshape((n_pages, *info.shape[-self.page_ndim :]))
+                if pages is not None and not np.array_equal(pages, np.arange(n_pages)):
+                    data = data[pages]
             return self._check(path, np.asarray(data), pages)
 
     def _read_contiguous(
-        self, fh: Any, path: str, pages: np.ndarray | None, dtype: np.dtype
+        self, fh: Any, path: str, size: int, pages: np.ndarray | None, dtype: np.dtype
     ) -> np.ndarray:
+        """Read whole pages of an uncompressed, contiguous series from their offsets."""
         info = self.info
+        assert info.offset is not None
         nlead = len(info.shape) - self.page_ndim
         page_items = int(np.prod(info.shape[nlead:]))
         page_bytes = page_items * dtype.itemsize
@@ -260,26 +310,42 @@ class TiffReader:
             pages = np.zeros(1, dtype=np.int64)
         start, stop = int(pages.min()), int(pages.max()) + 1
         need = info.offset + stop * page_bytes
-        if fh.size < need:
+        if size < need:
             raise CorruptFileError(
                 f"{path}: truncated: {need} bytes needed for pages up to {stop - 1}, "
-                f"the file has {fh.size}"
+                f"the file has {size}"
             )
-        count = (stop - start) * page_items
-        fh.seek(info.offset + start * page_bytes)
-        block = fh.read_array(dtype, count=count).reshape(stop - start, page_items)
-        if stop - start != len(pages) or not np.array_equal(pages, np.arange(start, stop)):
-            if (stop - start) > 4 * len(pages):  # sparse: read page by page
-                out = np.empty((len(pages), page_items), dtype)
-                for i, p in enumerate(pages.tolist()):
-                    fh.seek(info.offset + p * page_bytes)
-                    out[i] = fh.read_array(dtype, count=page_items)
-                block = out
-            else:
-                block = block[pages - start]
+        dense = (stop - start) <= 4 * len(pages)
+        runs = [(start, stop)] if dense else [(int(p), int(p) + 1) for p in pages]
+        block = np.empty((sum(b - a for a, b in runs), page_items), dtype)
+        row = 0
+        for a, b in runs:
+            fh.seek(info.offset + a * page_bytes)
+            _readinto(fh, block[row : row + b - a], path)
+            row += b - a
+        if dense and not np.array_equal(pages, np.arange(start, stop)):
+            block = block[pages - start]
         if not dtype.isnative:
             block = block.astype(dtype.newbyteorder("="))
         return block
+
+    def _read_some_pages(self, tif: Any, page: Any, path: str, pages: np.ndarray) -> np.ndarray:
+        info = self.info
+        page_shape = info.shape[len(info.shape) - self.page_ndim :]
+        if tuple(page.shape) != page_shape or np.dtype(page.dtype).name != info.dtype:
+            raise FileMismatchError(
+                f"{path}: expected pages of shape {page_shape} dtype {info.dtype} like the "
+                f"first file, found {tuple(page.shape)} dtype {np.dtype(page.dtype).name}"
+            )
+        out = np.empty((len(pages), *page_shape), dtype=info.dtype)
+        for i, p in enumerate(pages.tolist()):
+            try:
+                out[i] = tif.pages[p].asarray(maxworkers=1)
+            except IndexError:
+                raise CorruptFileError(
+                    f"{path}: truncated: page {p} is missing (expected {info.shape})"
+                ) from None
+        return out
 
     def _check(self, path: str, data: np.ndarray, pages: np.ndarray | None) -> np.ndarray:
         nlead = len(self.info.shape) - self.page_ndim
@@ -293,6 +359,13 @@ class TiffReader:
         return data
 
 
-def file_size(path: str, fs: Any = None) -> int:
-    """Size of a file in bytes."""
-    return int(os.stat(path).st_size if fs is None else fs.size(path))
+def _readinto(fh: Any, out: np.ndarray, path: str) -> None:
+    """Fill ``out`` from the file's current position (reads release the GIL)."""
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    done = 0
+    while done < len(view):
+        n = fh.readinto(view[done:])
+        if not n:
+            raise CorruptFileError(f"{path}: truncated: ended {len(view) - done} bytes early")
+        done += n
+
