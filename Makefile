@@ -23,6 +23,8 @@ demo: $(VENV)/.installed
 	$(BIN)/ndstack demo --out $(DEMO_OUT)
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test

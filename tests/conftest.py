@@ -41,7 +41,9 @@ def write_lls(folder: Path, n_stacks: int = 4, shape=(6, 20, 24), seed: int = 0)
     return truth
 
 
-def write_files(folder: Path, names: Iterable[str], make: Callable[[str], np.ndarray], **kw) -> dict:
+def write_files(
+    folder: Path, names: Iterable[str], make: Callable[[str], np.ndarray], **kw
+) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for n in names:

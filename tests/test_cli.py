@@ -50,7 +50,9 @@ def test_info_json_has_the_promised_keys(lls, capsys) -> None:
 
 def test_info_with_pattern(lls, capsys) -> None:
     folder, _ = lls
-    code, out, _ = run(["info", str(folder), "--json", "--pattern", "{name}_ch{C}_CAM1_stack{T}_*.tif"], capsys)
+    code, out, _ = run(
+        ["info", str(folder), "--json", "--pattern", "{name}_ch{C}_CAM1_stack{T}_*.tif"], capsys
+    )
     assert code == 0
     assert json.loads(out)["pattern"] == "{name}_ch{C}_CAM1_stack{T}_*.tif"
 
@@ -59,7 +61,10 @@ def test_info_with_pattern(lls, capsys) -> None:
     ("make", "message"),
     [
         (lambda d: None, "no image file in"),
-        (lambda d: (d / "a.tif").write_text("not a tiff") or (d / "b.tif").write_text("x"), "not a readable TIFF"),
+        (
+            lambda d: (d / "a.tif").write_text("not a tiff") or (d / "b.tif").write_text("x"),
+            "not a readable TIFF",
+        ),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys, make, message) -> None:
@@ -91,8 +96,10 @@ def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
     """The installed entry point, as a user runs it: no traceback on bad input."""
     proc = subprocess.run(
         [sys.executable, "-m", "ndstack.cli", "info", str(tmp_path / "nothing-here")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
 

@@ -62,8 +62,12 @@ def test_index_maps_each_file_to_its_position() -> None:
 def test_mydata_tiles_channels_time_z() -> None:
     names = [
         f"mydata_ch{c}_{t}t_{x}x_{y}y_{z}z.tif"
-        for c in range(2) for t in range(3) for x in range(2) for y in range(3) for z in range(4)
-    ]  # fmt: skip
+        for c in range(2)
+        for t in range(3)
+        for x in range(2)
+        for y in range(3)
+        for z in range(4)
+    ]
     lay = parse_names(sorted(names, key=natural_key))
     assert lay.dims == ("tile_y", "tile_x", "T", "C", "Z")
     assert lay.shape == (3, 2, 3, 2, 4)
@@ -72,15 +76,23 @@ def test_mydata_tiles_channels_time_z() -> None:
 def test_micromanager_image_sequence() -> None:
     names = [
         f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
-        for c in range(2) for p in range(3) for t in range(2) for z in range(4)
-    ]  # fmt: skip
+        for c in range(2)
+        for p in range(3)
+        for t in range(2)
+        for z in range(4)
+    ]
     lay = parse_names(sorted(names, key=natural_key))
     assert lay.dims == ("P", "T", "C", "Z")
     assert lay.shape == (3, 2, 2, 4)
 
 
 def test_micromanager_channel_words_are_inferred_as_channels() -> None:
-    names = [f"img_{t:09d}_{ch}_{z:03d}.tif" for t in range(2) for ch in ("DAPI", "FITC") for z in range(3)]
+    names = [
+        f"img_{t:09d}_{ch}_{z:03d}.tif"
+        for t in range(2)
+        for ch in ("DAPI", "FITC")
+        for z in range(3)
+    ]
     lay = parse_names(sorted(names, key=natural_key))
     assert "C" in lay.dims
     c = lay.dims.index("C")
@@ -129,7 +141,8 @@ def test_template_and_regex_patterns_agree() -> None:
     names = lls_names()
     tmpl = parse_names(names, "{name}_ch{C}_CAM1_stack{T}_{wavelength}nm_{msec}msec_*.tif")
     rx = parse_names(
-        names, r"(?P<name>.+)_ch(?P<C>\d+)_CAM1_stack(?P<T>\d+)_(?P<wavelength>\d+)nm_(?P<msec>\d+)msec_.*\.tif"
+        names,
+        r"(?P<name>.+)_ch(?P<C>\d+)_CAM1_stack(?P<T>\d+)_(?P<wavelength>\d+)nm_(?P<msec>\d+)msec_.*\.tif",
     )
     for lay in (tmpl, rx):
         assert lay.dims == ("T", "C")
@@ -139,7 +152,12 @@ def test_template_and_regex_patterns_agree() -> None:
 
 
 def test_pattern_with_channel_words() -> None:
-    names = [f"img_{t:09d}_{ch}_{z:03d}.tif" for t in range(2) for ch in ("DAPI", "GFP-long") for z in range(3)]
+    names = [
+        f"img_{t:09d}_{ch}_{z:03d}.tif"
+        for t in range(2)
+        for ch in ("DAPI", "GFP-long")
+        for z in range(3)
+    ]
     lay = parse_names(sorted(names, key=natural_key), "img_{T}_{C}_{Z}.tif")
     assert lay.dims == ("T", "C", "Z")
     assert lay.axes[1].values == ("DAPI", "GFP-long")

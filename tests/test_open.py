@@ -23,7 +23,7 @@ from ndstack.errors import (
     PatternError,
 )
 
-from .conftest import lls_name, snapshot, write_files, write_lls
+from .conftest import lls_name, snapshot, write_files
 
 
 def stack_truth(truth: dict, n_t: int, n_c: int) -> np.ndarray:
@@ -57,7 +57,11 @@ def test_random_selections_equal_direct_reads(lls) -> None:
         key = []
         for n in arr.shape:
             a, b = sorted(rng.integers(0, n + 1, size=2))
-            key.append(int(a) if a == b and a < n else slice(int(a), int(b) + (a == b), int(rng.integers(1, 3))))
+            key.append(
+                int(a)
+                if a == b and a < n
+                else slice(int(a), int(b) + (a == b), int(rng.integers(1, 3)))
+            )
         np.testing.assert_array_equal(arr[tuple(key)].values, full[tuple(key)])
     np.testing.assert_array_equal(
         arr.sel(C=2).isel(T=1).values, tifffile.imread(folder / lls_name(2, 1))
@@ -76,9 +80,12 @@ def test_one_plane_reads_one_plane(tmp_path: Path, compression) -> None:
     """Bytes read by the process (page cache included) for one plane of a 32-page file."""
     folder = tmp_path / "planes"
     rng = np.random.default_rng(7)
-    truth = write_files(folder, [f"s_t{t}.tif" for t in range(3)],
-                        lambda n: rng.integers(0, 4000, (32, 64, 64), dtype=np.uint16),
-                        compression=compression)  # fmt: skip
+    truth = write_files(
+        folder,
+        [f"s_t{t}.tif" for t in range(3)],
+        lambda n: rng.integers(0, 4000, (32, 64, 64), dtype=np.uint16),
+        compression=compression,
+    )
     arr = ndstack.open(folder)
     plane = 64 * 64 * 2
     arr.isel(T=0, Z=1).values  # warm-up: imports and first-call costs
@@ -116,8 +123,14 @@ def test_selecting_a_channel_and_time_touches_one_file(tmp_path: Path) -> None:
 
 def test_tiles_are_stitched_like_da_block(tmp_path: Path) -> None:
     folder = tmp_path / "tiles"
-    names = [f"mydata_ch{c}_{t}t_{x}x_{y}y_{z}z.tif" for c in range(2) for t in range(2)
-             for x in range(3) for y in range(2) for z in range(2)]  # fmt: skip
+    names = [
+        f"mydata_ch{c}_{t}t_{x}x_{y}y_{z}z.tif"
+        for c in range(2)
+        for t in range(2)
+        for x in range(3)
+        for y in range(2)
+        for z in range(2)
+    ]
     rng = np.random.default_rng(2)
     truth = write_files(folder, names, lambda n: rng.integers(0, 255, (8, 10), dtype=np.uint8))
     arr = ndstack.open(folder)
@@ -129,17 +142,26 @@ def test_tiles_are_stitched_like_da_block(tmp_path: Path) -> None:
     )
     np.testing.assert_array_equal(arr.isel(T=t, C=c, Z=z).values, expected)
     # a region across tile borders
-    np.testing.assert_array_equal(arr.isel(T=t, C=c, Z=z, Y=slice(5, 12), X=slice(7, 25)).values, expected[5:12, 7:25])
+    np.testing.assert_array_equal(
+        arr.isel(T=t, C=c, Z=z, Y=slice(5, 12), X=slice(7, 25)).values, expected[5:12, 7:25]
+    )
     kept = ndstack.open(folder, tiles="axes")
     assert kept.dims == ("tile_y", "tile_x", "T", "C", "Z", "Y", "X")
-    np.testing.assert_array_equal(kept.isel(tile_y=1, tile_x=2, T=t, C=c, Z=z).values,
-                                  truth[f"mydata_ch{c}_{t}t_2x_1y_{z}z.tif"])
+    np.testing.assert_array_equal(
+        kept.isel(tile_y=1, tile_x=2, T=t, C=c, Z=z).values,
+        truth[f"mydata_ch{c}_{t}t_2x_1y_{z}z.tif"],
+    )
 
 
 def test_micromanager_sequence_2d(tmp_path: Path) -> None:
     folder = tmp_path / "mm"
-    names = [f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
-             for c in range(2) for p in range(2) for t in range(3) for z in range(2)]  # fmt: skip
+    names = [
+        f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
+        for c in range(2)
+        for p in range(2)
+        for t in range(3)
+        for z in range(2)
+    ]
     truth = write_files(folder, names, lambda n: np.full((4, 5), hash(n) % 1000, np.uint16))
     arr = ndstack.open(folder)
     assert arr.dims == ("P", "T", "C", "Z", "Y", "X")
@@ -149,7 +171,11 @@ def test_micromanager_sequence_2d(tmp_path: Path) -> None:
 
 def test_imagej_sequence_unpadded_natural_order(tmp_path: Path) -> None:
     folder = tmp_path / "ij"
-    write_files(folder, [f"img{i}.tif" for i in range(1, 13)], lambda n: np.full((3, 3), int(n[3:-4]), np.uint8))
+    write_files(
+        folder,
+        [f"img{i}.tif" for i in range(1, 13)],
+        lambda n: np.full((3, 3), int(n[3:-4]), np.uint8),
+    )
     arr = ndstack.open(folder)
     assert arr.coords["img"].values.tolist() == list(range(1, 13))
     assert arr[:, 0, 0].values.tolist() == list(range(1, 13))
@@ -161,8 +187,14 @@ def test_hyperstack_files_follow_ome_order(tmp_path: Path) -> None:
     truth = {}
     for p in range(2):
         data = rng.integers(0, 100, (3, 4, 2, 5, 6), dtype=np.uint16)  # T Z C Y X
-        tifffile.imwrite(folder / f"pos{p}.tif" if folder.exists() else (folder.mkdir() or folder / f"pos{p}.tif"),
-                         data, imagej=True, metadata={"axes": "TZCYX"})
+        tifffile.imwrite(
+            folder / f"pos{p}.tif"
+            if folder.exists()
+            else (folder.mkdir() or folder / f"pos{p}.tif"),
+            data,
+            imagej=True,
+            metadata={"axes": "TZCYX"},
+        )
         truth[p] = data
     arr = ndstack.open(folder)
     assert arr.dims == ("P", "T", "C", "Z", "Y", "X")
@@ -174,9 +206,16 @@ def test_ome_tiff_pixel_sizes(tmp_path: Path) -> None:
     folder = tmp_path / "ome"
     folder.mkdir()
     for t in range(2):
-        tifffile.imwrite(folder / f"t{t}.ome.tif", np.zeros((3, 4, 5), np.uint16),
-                         metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2,
-                                   "PhysicalSizeZ": 1.5})  # fmt: skip
+        tifffile.imwrite(
+            folder / f"t{t}.ome.tif",
+            np.zeros((3, 4, 5), np.uint16),
+            metadata={
+                "axes": "ZYX",
+                "PhysicalSizeX": 0.2,
+                "PhysicalSizeY": 0.2,
+                "PhysicalSizeZ": 1.5,
+            },
+        )
     arr = ndstack.open(folder)
     assert arr.dims == ("T", "Z", "Y", "X")
     assert arr.attrs["pixel_size"] == pytest.approx({"X": 0.2, "Y": 0.2, "Z": 1.5})
@@ -185,8 +224,12 @@ def test_ome_tiff_pixel_sizes(tmp_path: Path) -> None:
 def test_compressed_files_read_through_tifffile(tmp_path: Path) -> None:
     folder = tmp_path / "zlib"
     rng = np.random.default_rng(4)
-    truth = write_files(folder, [f"z_t{t}.tif" for t in range(3)],
-                        lambda n: rng.integers(0, 50, (4, 6, 7), dtype=np.uint16), compression="zlib")  # fmt: skip
+    truth = write_files(
+        folder,
+        [f"z_t{t}.tif" for t in range(3)],
+        lambda n: rng.integers(0, 50, (4, 6, 7), dtype=np.uint16),
+        compression="zlib",
+    )
     arr = ndstack.open(folder, chunks={"Z": 3})
     np.testing.assert_array_equal(arr.values, np.stack([truth[f"z_t{t}.tif"] for t in range(3)]))
     np.testing.assert_array_equal(arr.isel(T=1, Z=2).values, truth["z_t1.tif"][2])
@@ -237,8 +280,11 @@ def test_graph_pickles_and_runs_in_processes(lls) -> None:
 
 def test_names_with_spaces_and_non_ascii(tmp_path: Path) -> None:
     folder = tmp_path / "données brutes"
-    truth = write_files(folder, [f"échantillon ch{c} t{t}.tif" for c in range(2) for t in range(2)],
-                        lambda n: np.full((3, 3), len(n) + int(n[-5]), np.uint8))  # fmt: skip
+    truth = write_files(
+        folder,
+        [f"échantillon ch{c} t{t}.tif" for c in range(2) for t in range(2)],
+        lambda n: np.full((3, 3), len(n) + int(n[-5]), np.uint8),
+    )
     arr = ndstack.open(folder)
     assert arr.dims == ("T", "C", "Y", "X")
     np.testing.assert_array_equal(arr.isel(T=1, C=1).values, truth["échantillon ch1 t1.tif"])
@@ -309,7 +355,9 @@ def test_custom_reader_with_shape_from_the_user_calls_nothing_while_opening(tmp_
     assert calls == [] and arr.dims == ("T", "Y", "X")
     assert (arr.isel(T=2).values == 2).all() and len(calls) == 1
     wrong = ndstack.open(folder, reader=reader, file_shape=(4, 6), dtype="uint16")
-    with pytest.raises(FileMismatchError, match=r"cam_t1.npy: expected shape \(4, 6\) dtype uint16"):
+    with pytest.raises(
+        FileMismatchError, match=r"cam_t1.npy: expected shape \(4, 6\) dtype uint16"
+    ):
         wrong.isel(T=1).values
 
 
@@ -380,7 +428,10 @@ def test_file_of_another_shape(lls) -> None:
     folder, _ = lls
     odd = folder / lls_name(1, 3)
     tifffile.imwrite(odd, np.zeros((6, 20, 25), np.uint16), imagej=True)
-    with pytest.raises(FileMismatchError, match=rf"{odd.name}: expected shape \(6, 20, 24\) dtype uint16 .*found shape \(6, 20, 25\)"):
+    with pytest.raises(
+        FileMismatchError,
+        match=rf"{odd.name}: expected shape \(6, 20, 24\) dtype uint16 .*found shape \(6, 20, 25\)",
+    ):
         ndstack.open(folder)
 
 
@@ -394,12 +445,16 @@ def test_file_of_another_dtype(lls) -> None:
 
 def test_same_size_other_shape_found_with_header_check(tmp_path: Path) -> None:
     folder = tmp_path / "same"
-    write_files(folder, ["a_t0.tif", "a_t1.tif"], lambda n: np.zeros((4, 6) if "t0" in n else (6, 4), np.uint8))
-    with pytest.raises(FileMismatchError, match="a_t1.tif"):
+    write_files(
+        folder,
+        ["a_t0.tif", "a_t1.tif"],
+        lambda n: np.zeros((4, 6) if "t0" in n else (6, 4), np.uint8),
+    )
+    with pytest.raises(FileMismatchError, match=r"a_t1\.tif"):
         ndstack.open(folder, check="headers")
     # without the header check the size matches, and the read itself refuses
     arr = ndstack.open(folder)
-    with pytest.raises(FileMismatchError, match="a_t1.tif"):
+    with pytest.raises(FileMismatchError, match=r"a_t1\.tif"):
         arr.isel(T=1).values
 
 
@@ -417,7 +472,11 @@ def test_pattern_that_matches_no_file(lls) -> None:
 
 def test_pattern_that_leaves_a_field_unexplained(tmp_path: Path) -> None:
     folder = tmp_path / "x"
-    write_files(folder, [f"img_t{t}_{k}ms.tif" for t in range(2) for k in (10, 20)], lambda n: np.zeros((2, 2), np.uint8))
+    write_files(
+        folder,
+        [f"img_t{t}_{k}ms.tif" for t in range(2) for k in (10, 20)],
+        lambda n: np.zeros((2, 2), np.uint8),
+    )
     with pytest.raises(PatternError, match="'ms' varies independently"):
         ndstack.open(folder, pattern="img_t{T}_{ms}ms.tif")
 
@@ -425,14 +484,20 @@ def test_pattern_that_leaves_a_field_unexplained(tmp_path: Path) -> None:
 def test_name_axis_colliding_with_file_axis(tmp_path: Path) -> None:
     folder = tmp_path / "z"
     write_files(folder, [f"s_z{z}.tif" for z in range(2)], lambda n: np.zeros((3, 5, 6), np.uint8))
-    with pytest.raises(LayoutError, match="axis 'Z' comes both from the file names and from inside"):
+    with pytest.raises(
+        LayoutError, match="axis 'Z' comes both from the file names and from inside"
+    ):
         ndstack.open(folder)
 
 
 def test_file_with_extra_pages_is_refused_when_read(tmp_path: Path) -> None:
     """Same first page, more pages: the size check at open and the series check at read."""
     folder = tmp_path / "extra"
-    write_files(folder, ["s_t0.tif", "s_t1.tif"], lambda n: np.zeros((5 if "t1" in n else 4, 6, 7), np.uint16))
+    write_files(
+        folder,
+        ["s_t0.tif", "s_t1.tif"],
+        lambda n: np.zeros((5 if "t1" in n else 4, 6, 7), np.uint16),
+    )
     with pytest.raises(FileMismatchError, match=r"s_t1.tif: expected shape \(4, 6, 7\)"):
         ndstack.open(folder)
     arr = ndstack.open(folder, check="none")

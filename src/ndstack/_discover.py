@@ -1,7 +1,8 @@
 """Find the image files of a source: a folder, a glob, a list of paths or an fsspec URL.
 
 Discovery only lists names (and sizes, which the cheap consistency check uses); it never
-opens a file. The result is a :class:`Source`: a root, the paths relative to it (sorted), their sizes, and the filesystem to open them with (``None`` for local paths).
+opens a file. The result is a :class:`Source`: a root, the paths relative to it
+(sorted), their sizes, and the filesystem to open them with (``None`` for local paths).
 """
 
 from __future__ import annotations
@@ -20,9 +21,25 @@ __all__ = ["Source", "discover"]
 TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".lsm", ".stk")
 #: Files that are never images, whatever the reader.
 _JUNK_EXTENSIONS = (
-    ".txt", ".json", ".xml", ".csv", ".log", ".md", ".ini", ".yaml", ".yml", ".db",
-    ".pdf", ".html", ".py", ".zarr", ".zattrs", ".zgroup", ".zarray", ".nfo",
-)  # fmt: skip
+    ".txt",
+    ".json",
+    ".xml",
+    ".csv",
+    ".log",
+    ".md",
+    ".ini",
+    ".yaml",
+    ".yml",
+    ".db",
+    ".pdf",
+    ".html",
+    ".py",
+    ".zarr",
+    ".zattrs",
+    ".zgroup",
+    ".zarray",
+    ".nfo",
+)
 _JUNK_NAMES = ("thumbs.db", "desktop.ini")
 _GLOB_CHARS = frozenset("*?[")
 
@@ -247,7 +264,7 @@ def _from_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
 def _from_fsspec_list(urls: list[str], extensions: Sequence[str] | None) -> Source:
     import fsspec
 
-    fs, paths = fsspec.core.url_to_fs(urls[0])
+    fs, _ = fsspec.core.url_to_fs(urls[0])
     full = [fsspec.core.url_to_fs(u)[1] for u in urls]
     root = os.path.commonpath([p.rsplit("/", 1)[0] if "/" in p else "" for p in full])
     names = [p[len(root) :].lstrip("/") for p in full]

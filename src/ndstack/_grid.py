@@ -127,12 +127,16 @@ class FileGrid:
         if len(combos) == 1 and all(len(c[1]) == 1 for c in combos[0] if c[2] is None):
             # the whole request lies in one file: hand its block over without a copy
             combo = combos[0]
-            block = self._read_one(self.files[tuple(c[0] for c in combo)], self._fsel(file_sel, combo, tile_of_file))
+            block = self._read_one(
+                self.files[tuple(c[0] for c in combo)], self._fsel(file_sel, combo, tile_of_file)
+            )
             out = block.transpose(file_order).reshape(out_shape)
             return out.reshape(tuple(n for n, k in zip(out_shape, keep) if k))
         out = np.empty(out_shape, dtype=self.dtype)
         for combo in combos:
-            block = self._read_one(self.files[tuple(c[0] for c in combo)], self._fsel(file_sel, combo, tile_of_file))
+            block = self._read_one(
+                self.files[tuple(c[0] for c in combo)], self._fsel(file_sel, combo, tile_of_file)
+            )
             block = block.transpose(file_order)
             index: list[Any] = [slice(None)] * len(out_shape)
             shape = list(out_shape)

@@ -44,7 +44,11 @@ def info(arr: Any, pattern: str | None = None, **options: Any) -> dict[str, Any]
         if c.dims == (name,):
             coords[str(name)] = values
         else:
-            extra[str(name)] = {"dims": list(c.dims), "values": values, "units": c.attrs.get("units")}
+            extra[str(name)] = {
+                "dims": list(c.dims),
+                "values": values,
+                "units": c.attrs.get("units"),
+            }
     return {
         "source": a.get("source"),
         "pattern": a.get("pattern"),
@@ -118,9 +122,8 @@ def format_info(d: dict[str, Any]) -> str:
             if c["dims"] and c["dims"][-1] == dim:
                 units = f" {c['units']}" if c.get("units") else ""
                 on = ",".join(c["dims"])
-                lines.append(
-                    f"      {name} ({on}){units}: {_fmt_values(c['values'])}  <- {sources.get(name, '')}"
-                )
+                shown = _fmt_values(c["values"])
+                lines.append(f"      {name} ({on}){units}: {shown}  <- {sources.get(name, '')}")
     for dim, how in sources.items():
         if dim not in d["dims"] and dim not in extra:
             lines.append(f"    {dim:<8} {'':>6}  {how}")
@@ -130,7 +133,8 @@ def format_info(d: dict[str, Any]) -> str:
         )
     missing = d.get("missing", [])
     lines.append(
-        f"  missing {len(missing)}" + (f": {'; '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "") if missing else "")
+        f"  missing {len(missing)}"
+        + (f": {'; '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "") if missing else "")
     )
     if d.get("bad_files"):
         lines.append(f"  unreadable {len(d['bad_files'])} (filled): {d['bad_files'][0]}")

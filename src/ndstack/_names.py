@@ -336,8 +336,7 @@ def _pattern_fields(
     if not used:
         target = "paths" if use_path else "file names"
         raise PatternError(
-            f"pattern {pattern!r} matches none of the {len(names)} {target} "
-            f"(first: {names[0]!r})"
+            f"pattern {pattern!r} matches none of the {len(names)} {target} (first: {names[0]!r})"
         )
     fields: list[_Field] = []
     constants: dict[str, object] = {}
@@ -485,7 +484,7 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
     shape = tuple(len(a.values) for a in out_axes)
 
     flat = np.ravel_multi_index(index.T, shape) if axes else np.zeros(n, dtype=np.int64)
-    uniq_flat, first, counts = np.unique(flat, return_index=True, return_counts=True)
+    uniq_flat, counts = np.unique(flat, return_counts=True)
     if (counts > 1).any():
         dup = uniq_flat[counts > 1][0]
         a, b = (used_names[i] for i in np.flatnonzero(flat == dup)[:2])

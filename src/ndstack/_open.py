@@ -32,7 +32,7 @@ class MissingFilesWarning(UserWarning):
     """Some positions of the grid have no file (or an unreadable one) and are filled."""
 
 
-def open(  # noqa: A001 - the verb users expect, like xarray.open_dataset
+def open(
     source: Any,
     pattern: str | None = None,
     *,
@@ -131,7 +131,9 @@ def open(  # noqa: A001 - the verb users expect, like xarray.open_dataset
     bad: dict[int, str] = {}
     if reader is not None and file_shape is not None and dtype is not None:
         first = 0
-        file_reader = FunctionReader(reader, tuple(int(n) for n in file_shape), np.dtype(dtype).name)
+        file_reader = FunctionReader(
+            reader, tuple(int(n) for n in file_shape), np.dtype(dtype).name
+        )
         axes = file_axes or _DEFAULT_FILE_AXES.get(len(file_reader.shape), "")
         info = _with_axes(
             FileInfo(file_reader.shape, file_reader.dtype, axes, {}, None), axes, "file_shape"
@@ -161,7 +163,9 @@ def open(  # noqa: A001 - the verb users expect, like xarray.open_dataset
     )
     data = _to_dask(grid, dims, sources, layout, info, chunks, src, names, sizes, reader)
     missing = _missing(layout, files, bad)
-    return _to_xarray(data, dims, layout, info, src, pattern, names, missing, bad, grid_names, fill_value)
+    return _to_xarray(
+        data, dims, layout, info, src, pattern, names, missing, bad, grid_names, fill_value
+    )
 
 
 def _probe_first(
@@ -199,9 +203,7 @@ def _probe_first(
 
 def _with_axes(info: FileInfo, axes: str, path: str) -> FileInfo:
     if len(axes) != len(info.shape) or len(set(axes)) != len(axes):
-        raise LayoutError(
-            f"{path}: file_axes={axes!r} does not fit the file's shape {info.shape}"
-        )
+        raise LayoutError(f"{path}: file_axes={axes!r} does not fit the file's shape {info.shape}")
     from dataclasses import replace
 
     return replace(info, axes=axes.upper())
@@ -333,7 +335,14 @@ def _to_dask(
             out_chunks.append(chunks.get(d, info.shape[s[2]]))
         else:
             out_chunks.append(chunks.get(d, n))
-    extra = (dims, sources, out_chunks, grid.fill_value, grid.on_error, getattr(reader, "__qualname__", None))
+    extra = (
+        dims,
+        sources,
+        out_chunks,
+        grid.fill_value,
+        grid.on_error,
+        getattr(reader, "__qualname__", None),
+    )
     name = "ndstack-open-" + _token(src, names, sizes, info, extra)
     return da.from_array(
         grid,
@@ -348,9 +357,7 @@ def _to_dask(
 
 def _missing(layout: Layout, files: np.ndarray, bad: dict[int, str]) -> list[str]:
     empty = np.argwhere(files == None)  # noqa: E711 - elementwise on an object array
-    return [
-        ", ".join(f"{a.name}={a.values[i]}" for a, i in zip(layout.axes, pos)) for pos in empty
-    ]
+    return [", ".join(f"{a.name}={a.values[i]}" for a, i in zip(layout.axes, pos)) for pos in empty]
 
 
 def _to_xarray(
@@ -424,4 +431,3 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
     return v
-

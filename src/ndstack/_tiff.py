@@ -14,10 +14,10 @@ import builtins
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +26,18 @@ from .errors import CorruptFileError, FileMismatchError
 __all__ = ["FileInfo", "TiffReader", "probe_tiff"]
 
 _UNIT_NAMES = {
-    "um": "micrometer", "µm": "micrometer", "\\u00B5m": "micrometer", "micron": "micrometer",
-    "micrometer": "micrometer", "nm": "nanometer", "nanometer": "nanometer",
-    "mm": "millimeter", "millimeter": "millimeter", "cm": "centimeter", "m": "meter",
-}  # fmt: skip
+    "um": "micrometer",
+    "µm": "micrometer",
+    "\\u00B5m": "micrometer",
+    "micron": "micrometer",
+    "micrometer": "micrometer",
+    "nm": "nanometer",
+    "nanometer": "nanometer",
+    "mm": "millimeter",
+    "millimeter": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+}
 _TO_MICRON = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "centimeter": 1e4}
 
 
@@ -161,7 +169,9 @@ def _pixel_sizes(tif: Any, axes: str) -> tuple[dict[str, float], str | None]:
             m = re.search(rf'PhysicalSize{ax}="([0-9.eE+-]+)"', tif.ome_metadata)
             if m:
                 u = re.search(rf'PhysicalSize{ax}Unit="([^"]+)"', tif.ome_metadata)
-                scale = _TO_MICRON.get(_UNIT_NAMES.get(u.group(1), "micrometer") if u else "micrometer", 1.0)
+                scale = _TO_MICRON.get(
+                    _UNIT_NAMES.get(u.group(1), "micrometer") if u else "micrometer", 1.0
+                )
                 sizes[ax] = float(m.group(1)) * scale
         unit = "micrometer" if sizes else None
     page = tif.pages.first
@@ -250,8 +260,10 @@ class TiffReader:
         info = self.info
         assert info.header is not None
         # unbuffered: a buffered reader would pull 8 KiB to check a few hundred bytes
-        opener = (lambda p: builtins.open(p, "rb", buffering=0)) if self.fs is None else (
-            lambda p: self.fs.open(p, "rb")
+        opener = (
+            (lambda p: builtins.open(p, "rb", buffering=0))
+            if self.fs is None
+            else (lambda p: self.fs.open(p, "rb"))
         )
         with opener(path) as fh:
             size = os.fstat(fh.fileno()).st_size if self.fs is None else int(fh.size)
@@ -292,7 +304,9 @@ class TiffReader:
                         f"{path}: expected shape {info.shape} dtype {info.dtype} like the "
                         f"first file, found shape {found[0]} dtype {found[1]}"
                     )
-                data = series.asarray(maxworkers=1).reshape((n_pages, *info.shape[-self.page_ndim :]))
+                data = series.asarray(maxworkers=1).reshape(
+                    (n_pages, *info.shape[-self.page_ndim :])
+                )
                 if pages is not None and not np.array_equal(pages, np.arange(n_pages)):
                     data = data[pages]
             return self._check(path, np.asarray(data), pages)
@@ -368,4 +382,3 @@ def _readinto(fh: Any, out: np.ndarray, path: str) -> None:
         if not n:
             raise CorruptFileError(f"{path}: truncated: ended {len(view) - done} bytes early")
         done += n
-

@@ -20,10 +20,18 @@ EXIT_BAD_INPUT = 2
 def _add_open_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="folder, glob, file list (comma-free) or fsspec URL")
     p.add_argument("--pattern", help="name template, e.g. '{name}_ch{C}_stack{T}_*.tif'")
-    p.add_argument("--on-error", choices=["raise", "fill"], default="raise",
-                   help="unreadable or mismatched files: stop (default) or fill and record")
-    p.add_argument("--tiles", choices=["stitch", "axes"], default="stitch",
-                   help="x/y tile indices: stitch into one plane (default) or keep as dims")
+    p.add_argument(
+        "--on-error",
+        choices=["raise", "fill"],
+        default="raise",
+        help="unreadable or mismatched files: stop (default) or fill and record",
+    )
+    p.add_argument(
+        "--tiles",
+        choices=["stitch", "axes"],
+        default="stitch",
+        help="x/y tile indices: stitch into one plane (default) or keep as dims",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
