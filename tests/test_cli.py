@@ -108,8 +108,13 @@ def test_demo_writes_and_opens(tmp_path: Path, capsys) -> None:
     out_dir = tmp_path / "demo"
     code, out, _ = run(["demo", "--out", str(out_dir), "--timepoints", "2"], capsys)
     assert code == 0
-    assert len(list(out_dir.glob("*.tif"))) == 6
+    assert len(list((out_dir / "tiffs").glob("*.tif"))) == 6
     assert "T: 2  C: 3  Z: 16  Y: 128  X: 128" in out
-    with tifffile.TiffFile(next(out_dir.glob("*ch1*stack0001*.tif"))) as tif:
+    assert "wrote" in out and "demo.ome.zarr" in out
+    import ndstack
+
+    back = ndstack.open(out_dir / "demo.ome.zarr")
+    assert back.dims == ("T", "C", "Z", "Y", "X") and back.shape == (2, 3, 16, 128, 128)
+    with tifffile.TiffFile(next((out_dir / "tiffs").glob("*ch1*stack0001*.tif"))) as tif:
         assert tif.series[0].shape == (16, 128, 128)
         assert np.asarray(tif.series[0].asarray()).max() > 1000  # blobs, not an empty stack

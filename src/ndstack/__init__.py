@@ -11,6 +11,8 @@ from . import errors
 from ._info import format_info, info
 from ._names import parse_names
 from ._open import MissingFilesWarning, open
+from ._verify import verify
+from ._write import to_zarr
 
 __all__ = [
     "MissingFilesWarning",
@@ -20,6 +22,8 @@ __all__ = [
     "info",
     "open",
     "parse_names",
+    "to_zarr",
+    "verify",
 ]
 
 __version__ = "0.1.0"

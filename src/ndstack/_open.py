@@ -116,6 +116,10 @@ def open(
     >>> arr = ndstack.open("experiment/")  # doctest: +SKIP
     >>> arr.sel(C=1).isel(T=0, Z=10).values  # reads one plane of one file  # doctest: +SKIP
     """
+    from ._store import is_store, open_store
+
+    if is_store(source):  # a store written by ndstack.to_zarr: one line back
+        return open_store(os.fspath(source))
     if on_error not in ("raise", "fill"):
         raise ValueError(f"on_error must be 'raise' or 'fill', not {on_error!r}")
     if check not in ("auto", "headers", "none"):

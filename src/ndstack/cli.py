@@ -15,6 +15,7 @@ from typing import Any
 from .errors import NdstackError
 
 EXIT_BAD_INPUT = 2
+EXIT_DIFFERENT = 1
 
 
 def _add_open_options(p: argparse.ArgumentParser) -> None:
@@ -34,6 +35,46 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _chunks(text: str) -> dict[str, int]:
+    try:
+        return {k.strip(): int(v) for k, v in (p.split("=") for p in text.split(",") if p)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected DIM=SIZE[,DIM=SIZE], got {text!r}") from None
+
+
+def _levels(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+def _add_write_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["ome-zarr", "zarr"], default="ome-zarr")
+    p.add_argument(
+        "--codec",
+        choices=["zstd", "lz4", "lz4hc", "zlib", "blosclz", "none"],
+        default="zstd",
+        help="Blosc compressor with bit-shuffle (default: zstd)",
+    )
+    p.add_argument("--clevel", type=int, default=3, help="compression level (default: 3)")
+    p.add_argument(
+        "--levels",
+        type=_levels,
+        default="auto",
+        help="pyramid levels, or 'auto' (halve Y/X until a plane fits 512 px)",
+    )
+    p.add_argument("--chunks", type=_chunks, default=None, help="zarr chunks, e.g. Z=16,Y=256")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a store ndstack wrote (never a folder it did not write)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -46,6 +87,21 @@ def _parser() -> argparse.ArgumentParser:
     pi = sub.add_parser("info", help="show what ndstack.open would build (reads headers only)")
     _add_open_options(pi)
     pi.add_argument("--json", action="store_true", help="print one JSON object")
+    pc = sub.add_parser("convert", help="write SOURCE to a Zarr / OME-Zarr store, resumably")
+    _add_open_options(pc)
+    pc.add_argument("dest", help="the store to write (a folder); an unfinished one resumes")
+    _add_write_options(pc)
+    pc.add_argument(
+        "--verify",
+        nargs="?",
+        const="auto",
+        choices=["auto", "all"],
+        help="afterwards, compare a sample of blocks (or all) with the source",
+    )
+    pv = sub.add_parser("verify", help="compare a store with its source, block by block")
+    _add_open_options(pv)
+    pv.add_argument("dest", help="the store written by 'ndstack convert'")
+    pv.add_argument("--all", action="store_true", help="every block, not a sample")
     pd = sub.add_parser("demo", help="write a small lattice light-sheet-like dataset and open it")
     pd.add_argument("--out", default="ndstack-demo", help="folder to write (default: %(default)s)")
     pd.add_argument("--timepoints", type=int, default=6, help="stacks per channel (default: 6)")
@@ -64,15 +120,66 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary_line(s: dict[str, Any]) -> str:
+    resumed = f", {s['skipped']} done before" if s["skipped"] else ""
+    return (
+        f"wrote {s['dest']}: {s['bytes_in'] / 1e9:.3f} GB in, {s['bytes_out'] / 1e9:.3f} GB out "
+        f"(ratio {s['ratio']:.2f}), {s['gb_per_s']:.2f} GB/s, {s['seconds']:.1f} s "
+        f"({s['tasks']} tasks{resumed})"
+    )
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from ._open import open as _open
+    from ._write import to_zarr
+
+    arr = _open(args.source, **_open_kwargs(args))
+    summary = to_zarr(
+        arr, args.dest, format=args.format, codec=args.codec, clevel=args.clevel,
+        levels=args.levels, chunks=args.chunks, overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+    )  # fmt: skip
+    print(_summary_line(summary))
+    if args.verify:
+        return _verify_and_report(arr, args.dest, args.verify)
+    return 0
+
+
+def _verify_and_report(arr: Any, dest: str, sample: str) -> int:
+    from ._verify import verify
+    from .errors import VerifyError
+
+    try:
+        report = verify(arr, dest, sample=sample)
+    except VerifyError as exc:
+        print(f"ndstack: verify: {exc}", file=sys.stderr)
+        return EXIT_DIFFERENT
+    print(f"verified {report['checked']} of {report['blocks']} blocks: identical, no chunk missing")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from ._open import open as _open
+
+    arr = _open(args.source, **_open_kwargs(args))
+    return _verify_and_report(arr, args.dest, "all" if args.all else "auto")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import os
 
     from ._demo import write_demo
     from ._info import format_info, info
+    from ._open import open as _open
+    from ._write import to_zarr
 
-    paths = write_demo(args.out, timepoints=args.timepoints)
-    print(f"wrote {len(paths)} files to {os.path.abspath(args.out)}")
-    print(format_info(info(args.out)))
+    paths = write_demo(os.path.join(args.out, "tiffs"), timepoints=args.timepoints)
+    print(f"wrote {len(paths)} TIFF files to {os.path.abspath(os.path.join(args.out, 'tiffs'))}")
+    arr = _open(os.path.join(args.out, "tiffs"))
+    print(format_info(info(arr)))
+    store = os.path.join(args.out, "demo.ome.zarr")
+    print(_summary_line(to_zarr(arr, store, overwrite=True, progress=False)))
+    print(f"open it again with: ndstack.open({store!r})")
     return 0
 
 
@@ -86,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():  # restores the caller's filters afterwards
             warnings.simplefilter("default")
             warnings.showwarning = one_line  # type: ignore[assignment]
-            return {"info": _cmd_info, "demo": _cmd_demo}[args.command](args)
+            commands = {"info": _cmd_info, "convert": _cmd_convert, "verify": _cmd_verify,
+                        "demo": _cmd_demo}  # fmt: skip
+            return commands[args.command](args)
     except NdstackError as exc:
         print(f"ndstack: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptFileError",
+    "DestinationError",
     "DuplicatePositionError",
     "FileMismatchError",
     "LayoutError",
     "NdstackError",
     "NoImagesError",
     "PatternError",
+    "SourceChangedError",
+    "VerifyError",
+    "WriteError",
 ]
 
 
@@ -48,3 +52,19 @@ class FileMismatchError(NdstackError, ValueError):
 
 class CorruptFileError(NdstackError, OSError):
     """A file cannot be read: not an image, truncated, or damaged."""
+
+
+class DestinationError(NdstackError, FileExistsError):
+    """The destination exists and cannot be used, or lies inside the source."""
+
+
+class SourceChangedError(NdstackError, ValueError):
+    """A conversion cannot resume: the source or the settings differ from the first run."""
+
+
+class WriteError(NdstackError, OSError):
+    """Writing failed (permissions, disk full); what was written stays resumable."""
+
+
+class VerifyError(NdstackError, ValueError):
+    """The destination differs from the source, or chunks are missing."""

@@ -1,0 +1,53 @@
+"""A progress bar for writes on Dask's local schedulers: bytes, GB/s, ETA on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["progress_bar"]
+
+_WIDTH = 30
+
+
+def _draw(done: int, total: int, t0: float, end: str = "") -> None:
+    elapsed = max(time.perf_counter() - t0, 1e-9)
+    frac = min(1.0, done / total) if total else 1.0
+    rate = done / elapsed
+    eta = (total - done) / rate if rate > 0 else float("inf")
+    bar = "#" * int(frac * _WIDTH) + "." * (_WIDTH - int(frac * _WIDTH))
+    eta_s = f"{eta:5.0f} s" if eta != float("inf") else "    ? s"
+    sys.stderr.write(
+        f"\r[{bar}] {done / 1e9:6.2f}/{total / 1e9:.2f} GB {rate / 1e9:5.2f} GB/s ETA {eta_s}{end}"
+    )
+    sys.stderr.flush()
+
+
+@contextmanager
+def progress_bar(total_bytes: int, *, enabled: bool | None = None) -> Iterator[None]:
+    """Count the bytes of finished write tasks; draw only on a terminal (or if enabled)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield
+        return
+    from dask.callbacks import Callback
+
+    state = {"done": 0, "drawn": 0.0}
+    t0 = time.perf_counter()
+
+    def posttask(key: Any, result: Any, *_: Any) -> None:
+        name = key[0] if isinstance(key, tuple) else key
+        if str(name).startswith("_write_block") and isinstance(result, tuple):
+            state["done"] += int(result[0])
+            now = time.perf_counter()
+            if now - state["drawn"] > 0.1:
+                state["drawn"] = now
+                _draw(state["done"], total_bytes, t0)
+
+    with Callback(posttask=posttask):
+        yield
+    _draw(state["done"], total_bytes, t0, end="\n")

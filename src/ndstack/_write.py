@@ -1,0 +1,817 @@
+"""Write an array to Zarr v3 / OME-Zarr 0.5 at the speed of the codec, resumably.
+
+One Dask task per source block: it encodes the block's Zarr chunks (Blosc through
+imagecodecs, which releases the GIL, so every core compresses), writes each chunk file
+atomically (temporary name, then rename), computes the lower pyramid levels from the same
+block in memory (the source is read once for all levels), and finally drops a *done*
+marker. Dask blocks are aligned to Zarr chunks, so no two tasks ever write one chunk, and
+a task that runs twice writes the same bytes.
+
+Layout of a store::
+
+    DEST/zarr.json                  root: OME-Zarr image (or bioformats2raw layout), last
+    DEST/0/zarr.json, DEST/0/c/...  pyramid level 0 (1, 2, ... below it)
+    .DEST.ndstack/manifest.json     beside the store while it is written: source
+    .DEST.ndstack/done/...          fingerprint, settings, one marker per finished task
+
+The record lives beside the store, not in it, so that the store stays a clean Zarr
+hierarchy; it is removed once the store is complete. Running the same conversion again
+resumes it: leftover temporary files are removed, finished tasks are skipped, and the
+metadata is written once everything is done.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._grid import ReadFailedWarning
+from ._ngff import (
+    NGFF_VERSION,
+    ImagePlan,
+    axes_metadata,
+    channel_colors,
+    level_scale,
+    plan_image,
+    redact,
+)
+from .errors import (
+    DestinationError,
+    NdstackError,
+    SourceChangedError,
+    WriteError,
+)
+
+__all__ = ["to_zarr"]
+
+
+def record_dir(dest: str) -> str:
+    """The folder beside ``dest`` that records an unfinished conversion."""
+    head, tail = os.path.split(os.path.abspath(dest).rstrip(os.sep))
+    return os.path.join(head, f".{tail}.ndstack")
+
+
+CODECS = ("zstd", "lz4", "lz4hc", "zlib", "blosclz", "none")
+TARGET_CHUNK_BYTES = 4 << 20
+PYRAMID_PLANE = 512
+
+
+@dataclass(frozen=True)
+class _Level:
+    path: str  # array path inside the store ("" for a root array)
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a write task needs: picklable, no open handles."""
+
+    dest: str
+    dtype: str
+    codec: str
+    clevel: int
+    fill_value: Any
+    image_paths: tuple[str, ...]
+    levels: tuple[_Level, ...]  # per level, relative to each image path
+    y_axis: int | None  # positions of Y and X in the image dims (None: no pyramid)
+    x_axis: int | None
+    n_split: int = 0  # leading dims of each block that index the image (length 1 each)
+
+    def array_dir(self, image: int, level: int) -> str:
+        parts = [self.dest, self.image_paths[image], self.levels[level].path]
+        return os.path.join(*[p for p in parts if p])
+
+
+# ----------------------------------------------------------------------------- planning
+def _regular(chunks: tuple[int, ...]) -> bool:
+    return len(chunks) <= 1 or (len(set(chunks[:-1])) == 1 and chunks[-1] <= chunks[0])
+
+
+def _zarr_chunks(
+    dims: Sequence[str], block: Sequence[int], itemsize: int, user: Mapping[str, int]
+) -> list[int]:
+    """Zarr chunk per dim: a divisor of the Dask block, a few MB, whole planes first."""
+    out = []
+    for d, b in zip(dims, block):
+        if d in user:
+            out.append(min(int(user[d]), b))
+        elif d in ("Z", "Y", "X"):
+            out.append(b)
+        else:
+            out.append(1)
+    for d in ("Z", "Y", "X"):  # halve Z first (planes stay whole), then Y, then X
+        if d not in dims or d in user:
+            continue
+        i = list(dims).index(d)
+        while math.prod(out) * itemsize > TARGET_CHUNK_BYTES and out[i] % 2 == 0 and out[i] > 1:
+            out[i] //= 2
+    return out
+
+
+def _auto_levels(shape_y: int, shape_x: int) -> int:
+    n = 1
+    while max(shape_y, shape_x) / 2 ** (n - 1) > PYRAMID_PLANE:
+        n += 1
+    return n
+
+
+def _fits_levels(dim: int, block: int, levels: int) -> bool:
+    """Each task can downsample its own block when it spans the dim or aligns."""
+    return block >= dim or block % 2 ** (levels - 1) == 0
+
+
+# ----------------------------------------------------------------------------- task
+def _encode(plan: _Plan, chunk: np.ndarray) -> bytes:
+    data = np.ascontiguousarray(chunk, dtype=np.dtype(plan.dtype).newbyteorder("<"))
+    if plan.codec == "none":
+        return data.tobytes()
+    import imagecodecs
+
+    return imagecodecs.blosc_encode(
+        data,
+        plan.clevel,
+        compressor=plan.codec,
+        shuffle=2,  # bitshuffle
+        typesize=data.dtype.itemsize,
+        numthreads=1,  # Dask's threads give the parallelism; the codec releases the GIL
+    )
+
+
+def _atomic_write(path: str, payload: bytes) -> None:
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        try:
+            f = open(tmp, "wb")
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            f = open(tmp, "wb")
+        with f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if exc.errno == errno.ENOSPC:
+            raise WriteError(
+                f"disk full while writing {path}; free some space and run the same "
+                "command again to resume"
+            ) from None
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _downsample(block: np.ndarray, y: int, x: int) -> np.ndarray:
+    """2x2 mean over Y and X; an odd edge repeats its last row or column."""
+    b = block.astype(np.float32)
+    for ax in (y, x):
+        if b.shape[ax] % 2:
+            last = np.take(b, [-1], axis=ax)
+            b = np.concatenate([b, last], axis=ax)
+        shape = list(b.shape)
+        shape[ax : ax + 1] = [shape[ax] // 2, 2]
+        b = b.reshape(shape).mean(axis=ax + 1)
+    if np.dtype(block.dtype).kind in "iub":
+        info = np.iinfo(block.dtype) if block.dtype.kind != "b" else None
+        b = np.rint(b)
+        if info is not None:
+            b = np.clip(b, info.min, info.max)
+    return b.astype(block.dtype)
+
+
+def _write_level(
+    plan: _Plan, image: int, level: int, block: np.ndarray, offset: Sequence[int]
+) -> int:
+    lv = plan.levels[level]
+    base = plan.array_dir(image, level)
+    first = [o // c for o, c in zip(offset, lv.chunks)]
+    counts = [math.ceil(n / c) for n, c in zip(block.shape, lv.chunks)]
+    written = 0
+    for rel in np.ndindex(*counts):
+        idx = [f + r for f, r in zip(first, rel)]
+        sl = tuple(
+            slice(r * c, min((r + 1) * c, n)) for r, c, n in zip(rel, lv.chunks, block.shape)
+        )
+        part = block[sl]
+        if part.shape != lv.chunks:  # an edge chunk: stored at full size, padded
+            full = np.full(lv.chunks, plan.fill_value, dtype=block.dtype)
+            full[tuple(slice(0, n) for n in part.shape)] = part
+            part = full
+        payload = _encode(plan, part)
+        _atomic_write(os.path.join(base, "c", *map(str, idx)), payload)
+        written += len(payload)
+    return written
+
+
+def _write_block(
+    block: np.ndarray, plan: _Plan, image: int, offset: tuple[int, ...], marker: str
+) -> tuple[int, int]:
+    """Write one block at all levels, then its marker. Returns (bytes in, bytes out)."""
+    block = block.reshape(block.shape[plan.n_split :])
+    out = _write_level(plan, image, 0, block, offset)
+    current, off = block, list(offset)
+    for level in range(1, len(plan.levels)):
+        assert plan.y_axis is not None and plan.x_axis is not None
+        current = _downsample(current, plan.y_axis, plan.x_axis)
+        off[plan.y_axis] //= 2
+        off[plan.x_axis] //= 2
+        out += _write_level(plan, image, level, current, off)
+    _atomic_write(marker, json.dumps({"in": int(block.nbytes), "out": out}).encode())
+    return int(block.nbytes), out
+
+
+# ----------------------------------------------------------------------------- the API
+def to_zarr(
+    arr: Any,
+    dest: str | os.PathLike[str],
+    *,
+    dims: Sequence[str] | None = None,
+    format: str = "ome-zarr",
+    codec: str = "zstd",
+    clevel: int = 3,
+    chunks: Mapping[str, int] | None = None,
+    levels: int | str = "auto",
+    overwrite: bool = False,
+    compute: bool = True,
+    progress: bool | None = None,
+) -> Any:
+    """Write an array to a Zarr v3 store laid out as OME-Zarr 0.5 (or plain Zarr).
+
+    Parameters
+    ----------
+    arr
+        A DataArray from :func:`ndstack.open` (or processed from one), or a Dask/NumPy
+        array with ``dims``.
+    dest
+        A local folder. If it holds an unfinished conversion of the same source with the
+        same settings, the conversion resumes.
+    format
+        ``"ome-zarr"`` (default): an NGFF 0.5 image with a pyramid, or one image per
+        position in the ``bioformats2raw.layout`` when the dims do not fit one image.
+        ``"zarr"``: one plain Zarr array in the original dim order, no pyramid.
+    codec, clevel
+        Blosc compressor (``zstd`` default, ``lz4``, ``lz4hc``, ``zlib``, ``blosclz``) with
+        bit-shuffle, or ``"none"``.
+    chunks
+        Zarr chunk size per dim; default: whole planes, Z halved until a chunk is at most
+        4 MiB. Dask blocks are rechunked so that they hold whole Zarr chunks.
+    levels
+        Pyramid levels (``1`` = none) or ``"auto"``: halve Y and X until a plane fits in
+        512 pixels.
+    overwrite
+        Replace a store that ndstack wrote. A folder ndstack did not write is never
+        deleted.
+    compute
+        ``False`` returns a ``dask.delayed`` object; computing it writes the chunks and
+        then the metadata, on whatever scheduler the caller chooses.
+    progress
+        Show a progress bar on stderr; default: when stderr is a terminal.
+
+    Returns
+    -------
+    dict
+        Summary: ``bytes_in``, ``bytes_out``, ``ratio``, ``seconds``, ``gb_per_s``,
+        ``tasks`` (written now) and ``skipped`` (already done earlier).
+    """
+    import dask
+
+    t0 = time.perf_counter()
+    da_arr = _as_dataarray(arr, dims)
+    dest = os.path.abspath(os.fspath(dest))
+    if format not in ("ome-zarr", "zarr"):
+        raise ValueError(f"format must be 'ome-zarr' or 'zarr', not {format!r}")
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
+    dtype = np.dtype(da_arr.dtype)
+    if dtype.kind not in "biufc":
+        raise NdstackError(f"cannot write dtype {dtype} with codec {codec}: numbers only")
+    grid = _file_grid(da_arr)
+    _check_destination_against_source(dest, grid)
+
+    if format == "ome-zarr":
+        plan_img = plan_image(da_arr.dims)
+    else:
+        plan_img = ImagePlan(tuple(da_arr.dims), (), None)
+    ordered = da_arr.transpose(*plan_img.split_dims, *plan_img.image_dims)
+    data = _aligned(ordered.data, ordered.dims, dtype, dict(chunks or {}), len(plan_img.split_dims))
+    image_shape = data.shape[len(plan_img.split_dims) :]
+    image_blocks = data.chunks[len(plan_img.split_dims) :]
+    zchunks = _zarr_chunks(
+        plan_img.image_dims, [c[0] for c in image_blocks], dtype.itemsize, dict(chunks or {})
+    )
+    n_levels = _choose_levels(format, levels, plan_img, image_shape, image_blocks)
+    plan = _make_plan(
+        dest,
+        format,
+        plan_img,
+        image_shape,
+        image_blocks,
+        zchunks,
+        n_levels,
+        dtype,
+        codec,
+        clevel,
+        da_arr,
+    )
+    settings = {
+        "format": format, "codec": codec, "clevel": clevel, "chunks": list(zchunks),
+        "levels": n_levels, "dims": list(da_arr.dims), "shape": list(da_arr.shape),
+        "dtype": dtype.name,
+    }  # fmt: skip
+    fingerprint = _fingerprint(grid, da_arr)
+    done_dir = os.path.join(record_dir(dest), "done")
+    state = _prepare_destination(dest, settings, fingerprint, overwrite)
+    if state == "complete":
+        return {"dest": dest, "bytes_in": 0, "bytes_out": 0, "ratio": 1.0, "seconds": 0.0,
+                "gb_per_s": 0.0, "tasks": 0, "skipped": "all", "complete_before": True}  # fmt: skip
+    resumed = state == "resume"
+    _create_arrays(plan, plan_img)  # those not there yet: a run may die while creating them
+
+    # one task per Dask block that is not done yet
+    split_shape = data.shape[: len(plan_img.split_dims)]
+    starts = [np.cumsum((0, *c[:-1])) for c in image_blocks]
+    tasks = []
+    skipped_in = skipped_out = skipped = 0
+    n_split = len(plan_img.split_dims)
+    delayed_blocks = data.to_delayed(optimize_graph=True)
+    for img, split_idx in enumerate(np.ndindex(*split_shape) if split_shape else [()]):
+        for bidx in np.ndindex(*[len(c) for c in image_blocks]):
+            name = f"{img}-" + "-".join(map(str, bidx))
+            marker = os.path.join(done_dir, name)
+            if resumed and os.path.exists(marker):
+                rec = _read_marker(marker)
+                skipped += 1
+                skipped_in += rec.get("in", 0)
+                skipped_out += rec.get("out", 0)
+                continue
+            offset = tuple(int(starts[k][b]) for k, b in enumerate(bidx))
+            blk = delayed_blocks[tuple(split_idx) + bidx] if n_split else delayed_blocks[bidx]
+            tasks.append(dask.delayed(_write_block, pure=False)(blk, plan, img, offset, marker))
+
+    caught: dict[str, list[Any]] = {"warnings": []}
+
+    def finish(results: list[tuple[int, int]]) -> dict[str, Any]:
+        bytes_in = sum(r[0] for r in results)
+        bytes_out = sum(r[1] for r in results)
+        filled = [
+            str(w.message) for w in caught["warnings"] if issubclass(w.category, ReadFailedWarning)
+        ]
+        final = da_arr
+        if filled:  # files that failed while being read, filled (on_error="fill")
+            final = da_arr.copy()
+            final.attrs = {**da_arr.attrs, "filled_while_reading": filled}
+        _write_metadata(plan, plan_img, final, settings)
+        shutil.rmtree(record_dir(dest), ignore_errors=True)  # complete: the record goes
+        seconds = time.perf_counter() - t0
+        return {
+            "dest": dest,
+            "bytes_in": bytes_in + skipped_in,
+            "bytes_out": bytes_out + skipped_out,
+            "ratio": (bytes_in + skipped_in) / max(1, bytes_out + skipped_out),
+            "seconds": seconds,
+            "gb_per_s": bytes_in / seconds / 1e9 if seconds else 0.0,
+            "tasks": len(tasks),
+            "skipped": skipped,
+        }
+
+    work = dask.delayed(finish, pure=False)(tasks)
+    if not compute:
+        return work
+    from ._progress import progress_bar
+
+    total = int(np.prod(data.shape)) * dtype.itemsize - skipped_in
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always", ReadFailedWarning)
+        caught["warnings"] = rec
+        with progress_bar(total, enabled=progress):
+            summary = work.compute()
+    for w in rec:  # hand the warnings on to the caller, after recording them
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return summary
+
+
+def _as_dataarray(arr: Any, dims: Sequence[str] | None) -> Any:
+    import dask.array as da
+    import xarray as xr
+
+    if isinstance(arr, xr.DataArray):
+        return arr if dims is None else arr.rename(dict(zip(arr.dims, dims)))
+    if dims is None:
+        raise ValueError("a plain array needs dims=, e.g. ('T', 'C', 'Z', 'Y', 'X')")
+    data = arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr))
+    return xr.DataArray(data, dims=tuple(dims))
+
+
+def _aligned(
+    data: Any, dims: Sequence[str], dtype: np.dtype, user: dict[str, int], n_split: int
+) -> Any:
+    """A Dask array whose blocks are regular and hold whole Zarr chunks."""
+    import dask.array as da
+
+    if not isinstance(data, da.Array):
+        data = da.from_array(data)
+    new = []
+    changed = False
+    for i, (d, c) in enumerate(zip(dims, data.chunks)):
+        size = c[0]
+        if i < n_split:
+            size = 1
+        elif d in user and size % int(user[d]):
+            size = int(user[d]) * max(1, size // int(user[d]))
+        elif not _regular(c):
+            size = max(c)
+        new.append(size)
+        changed |= size != c[0] or not _regular(c)
+    return data.rechunk(tuple(new)) if changed else data
+
+
+def _choose_levels(
+    format: str, levels: int | str, plan: ImagePlan, shape: Sequence[int], blocks: Any
+) -> int:
+    if format == "zarr" or "Y" not in plan.image_dims:
+        return 1
+    y, x = plan.image_dims.index("Y"), plan.image_dims.index("X")
+    n = _auto_levels(shape[y], shape[x]) if levels == "auto" else int(levels)
+    if n < 1:
+        raise ValueError(f"levels must be at least 1, not {levels}")
+    while n > 1 and not (
+        _fits_levels(shape[y], blocks[y][0], n) and _fits_levels(shape[x], blocks[x][0], n)
+    ):
+        n -= 1
+    return n
+
+
+def _make_plan(
+    dest: str,
+    format: str,
+    plan_img: ImagePlan,
+    shape: Sequence[int],
+    blocks: Any,
+    zchunks: Sequence[int],
+    n_levels: int,
+    dtype: np.dtype,
+    codec: str,
+    clevel: int,
+    arr: Any,
+) -> _Plan:
+    n_images = (
+        int(np.prod([arr.sizes[d] for d in plan_img.split_dims])) if plan_img.split_dims else 1
+    )
+    image_paths = tuple(str(i) for i in range(n_images)) if plan_img.split_dims else ("",)
+    y = plan_img.image_dims.index("Y") if n_levels > 1 else None
+    x = plan_img.image_dims.index("X") if n_levels > 1 else None
+    levels = []
+    for k in range(n_levels):
+        lshape, lchunks = list(shape), list(zchunks)
+        for ax in (y, x):
+            if ax is None or k == 0:
+                continue
+            lshape[ax] = math.ceil(shape[ax] / 2**k)
+            block = blocks[ax][0]
+            if block >= shape[ax]:
+                lchunks[ax] = min(zchunks[ax], lshape[ax])
+            else:
+                lchunks[ax] = math.gcd(max(1, zchunks[ax] >> k), block >> k)
+        path = "" if format == "zarr" else str(k)
+        levels.append(_Level(path, tuple(lshape), tuple(lchunks)))
+    fill = arr.attrs.get("fill_value", 0)
+    return _Plan(
+        dest=dest,
+        dtype=dtype.name,
+        codec=codec,
+        clevel=int(clevel),
+        fill_value=fill if np.isscalar(fill) else 0,
+        image_paths=image_paths,
+        levels=tuple(levels),
+        y_axis=y,
+        x_axis=x,
+        n_split=len(plan_img.split_dims),
+    )
+
+
+# ----------------------------------------------------------------------------- the store
+def _file_grid(arr: Any) -> Any:
+    """The FileGrid behind an array opened by ndstack, if any (for source checks)."""
+    from ._grid import FileGrid
+
+    graph = getattr(arr.data, "dask", None)
+    if graph is None:
+        return None
+    for layer in graph.layers.values():
+        for v in dict(layer).values():
+            v = getattr(v, "value", v)
+            if isinstance(v, FileGrid):
+                return v
+    return None
+
+
+def _check_destination_against_source(dest: str, grid: Any) -> None:
+    if grid is None or grid.fs is not None:
+        return
+    src = os.path.realpath(grid.root)
+    real = os.path.realpath(dest)
+    if real == src or real.startswith(src.rstrip(os.sep) + os.sep):
+        raise DestinationError(
+            f"the destination {dest} lies inside the source folder {grid.root}; "
+            "choose a folder outside it (source files are only ever read)"
+        )
+
+
+def _fingerprint(grid: Any, arr: Any) -> dict[str, Any]:
+    if grid is None or grid.fs is not None:
+        return {"token": str(arr.data.name) if hasattr(arr.data, "name") else None}
+    files = []
+    for name in sorted(n for n in grid.files.ravel().tolist() if n is not None):
+        try:
+            st = os.stat(grid.path(name))
+            files.append([name, st.st_size, st.st_mtime_ns])
+        except OSError:
+            files.append([name, None, None])
+    return {"root": redact(grid.root), "files": files}
+
+
+def _manifest_path(dest: str) -> str:
+    return os.path.join(record_dir(dest), "manifest.json")
+
+
+def _completed_settings(dest: str) -> dict[str, Any] | None:
+    """The settings a complete ndstack store records in its root metadata, if any."""
+    try:
+        with open(os.path.join(dest, "zarr.json")) as f:
+            nd = json.load(f).get("attributes", {}).get("ndstack")
+    except (OSError, ValueError):
+        return None
+    return nd.get("settings") if isinstance(nd, dict) else None
+
+
+def _prepare_destination(dest: str, settings: dict, fingerprint: dict, overwrite: bool) -> str:
+    """Create, resume or refuse: returns ``"new"``, ``"resume"`` or ``"complete"``."""
+    manifest_file = _manifest_path(dest)
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise DestinationError(f"the destination {dest} exists and is a file")
+    if os.path.isdir(dest) and os.listdir(dest):
+        done_settings = _completed_settings(dest)
+        if not os.path.exists(manifest_file) and done_settings is None:
+            raise DestinationError(
+                f"the destination {dest} exists, is not empty and was not written by "
+                "ndstack; choose another folder (nothing was changed)"
+            )
+        if overwrite:
+            _remove_store(dest)
+        elif done_settings is not None and not os.path.exists(manifest_file):
+            if done_settings != settings:
+                raise DestinationError(
+                    f"the destination {dest} holds an ndstack store written with other "
+                    "settings or from another array; pass --overwrite to replace it"
+                )
+            return "complete"
+        else:
+            with open(manifest_file) as f:
+                old = json.load(f)
+            if old.get("settings") != settings:
+                raise DestinationError(
+                    f"the destination {dest} holds an unfinished ndstack store written with "
+                    "other settings or from another array; pass --overwrite to replace it"
+                )
+            changed = _first_change(old.get("source", {}), fingerprint)
+            if changed:
+                raise SourceChangedError(
+                    f"cannot resume into {dest}: the source changed since the first run "
+                    f"({changed}); pass --overwrite to start again"
+                )
+            _remove_partials(dest)
+            return "resume"
+    else:
+        shutil.rmtree(record_dir(dest), ignore_errors=True)  # stale: its store is gone
+    try:
+        os.makedirs(dest, exist_ok=True)
+        os.makedirs(os.path.join(record_dir(dest), "done"), exist_ok=True)
+        manifest = {"ndstack": _version(), "settings": settings, "source": fingerprint}
+        _atomic_write(manifest_file, json.dumps(manifest).encode())
+    except PermissionError:
+        raise WriteError(f"cannot write to {dest}: permission denied") from None
+    except OSError as exc:
+        if isinstance(exc, NdstackError):
+            raise
+        raise WriteError(f"cannot write to {dest}: {exc.strerror or exc}") from None
+    return "new"
+
+
+def _first_change(old: dict, new: dict) -> str | None:
+    if "files" not in old or "files" not in new:
+        return None if old.get("token") == new.get("token") else "the array's graph differs"
+    old_files = {f[0]: f[1:] for f in old["files"]}
+    new_files = {f[0]: f[1:] for f in new["files"]}
+    for name in sorted(set(old_files) | set(new_files)):
+        if old_files.get(name) != new_files.get(name):
+            if name not in new_files:
+                return f"{name} is gone"
+            if name not in old_files:
+                return f"{name} is new"
+            return f"{name} changed size or modification time"
+    return None
+
+
+def _remove_store(dest: str) -> None:
+    """Delete what ndstack wrote into ``dest``: its metadata, arrays and record only."""
+    shutil.rmtree(record_dir(dest), ignore_errors=True)
+    for entry in os.listdir(dest):
+        path = os.path.join(dest, entry)
+        ours = entry in ("zarr.json", "c") or (entry.isdigit() and os.path.isdir(path))
+        if not ours:
+            continue
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def _remove_partials(dest: str) -> None:
+    for root, _, files in [*os.walk(dest), *os.walk(record_dir(dest))]:
+        for f in files:
+            if f.endswith(".partial"):
+                # a task of an earlier run in this process may still be finishing its
+                # write (its result is identical and atomic): gone is as good as removed
+                try:
+                    os.remove(os.path.join(root, f))
+                except FileNotFoundError:
+                    pass
+
+
+def _read_marker(path: str) -> dict[str, int]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _create_arrays(plan: _Plan, plan_img: ImagePlan) -> None:
+    import zarr
+
+    compressors: Any = None
+    if plan.codec != "none":
+        compressors = [
+            zarr.codecs.BloscCodec(cname=plan.codec, clevel=plan.clevel, shuffle="bitshuffle")
+        ]
+    names = [d.lower() if d in ("T", "C", "Z", "Y", "X") else d for d in plan_img.image_dims]
+    for img in range(len(plan.image_paths)):
+        for level, lv in enumerate(plan.levels):
+            if os.path.exists(os.path.join(plan.array_dir(img, level), "zarr.json")):
+                continue
+            name = "/".join(p for p in (plan.image_paths[img], lv.path) if p) or None
+            zarr.create_array(
+                store=plan.dest,
+                name=name,
+                shape=lv.shape,
+                chunks=lv.chunks,
+                dtype=plan.dtype,
+                compressors=compressors,
+                fill_value=plan.fill_value,
+                dimension_names=names,
+                zarr_format=3,
+                overwrite=False,  # True would empty the folder: never delete beside us
+                config={"write_empty_chunks": True},
+            )
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, str):
+        return redact(v)
+    if v is None or isinstance(v, (int, float, bool)):
+        return v
+    return str(v)
+
+
+def _ndstack_attrs(arr: Any, plan_img: ImagePlan, settings: dict[str, Any]) -> dict[str, Any]:
+    coords = {}
+    for name, c in arr.coords.items():
+        values = c.values
+        kind = (
+            "str" if values.dtype.kind in "OUS" else "float" if values.dtype.kind == "f" else "int"
+        )
+        coords[str(name)] = {
+            "dims": list(c.dims),
+            "values": _jsonable(values),
+            "attrs": _jsonable(dict(c.attrs)),
+            "kind": kind,
+        }
+    return {
+        "version": _version(),
+        "dims": list(arr.dims),
+        "shape": list(arr.shape),
+        "image_dims": list(plan_img.image_dims),
+        "split_dims": list(plan_img.split_dims),
+        "name": arr.name,
+        "coords": coords,
+        "attrs": _jsonable(dict(arr.attrs)),
+        "settings": settings,
+    }
+
+
+def _omero(plan_img: ImagePlan, arr: Any, plan: _Plan, img: int) -> dict[str, Any] | None:
+    """Channel labels, colours and contrast windows from a sample of the smallest level."""
+    if "C" not in plan_img.image_dims:
+        return None
+    import zarr
+
+    c_axis = plan_img.image_dims.index("C")
+    n = arr.sizes["C"]
+    labels = (
+        [str(v) for v in arr.coords["C"].values]
+        if "C" in arr.coords
+        else [str(i) for i in range(n)]
+    )
+    wavelengths = None
+    for name, coord in arr.coords.items():
+        if coord.dims == ("C",) and name != "C" and coord.values.dtype.kind in "iuf":
+            wavelengths = coord.values.tolist()
+            units = coord.attrs.get("units", "")
+            labels = [f"{w:g}{units}" for w in wavelengths]
+            break
+    small = zarr.open_array(plan.array_dir(img, len(plan.levels) - 1), mode="r")
+    index: list[Any] = [s // 2 for s in small.shape]  # the middle of every other axis
+    channels = []
+    colors = channel_colors(labels, wavelengths)
+    dtype = np.dtype(plan.dtype)
+    lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (0.0, 1.0)
+    y, x = plan_img.image_dims.index("Y"), plan_img.image_dims.index("X")
+    index[y] = index[x] = slice(None)  # whole planes
+    for c in range(n):
+        index[c_axis] = c
+        sample = np.asarray(small[tuple(index)], dtype=np.float64)
+        start, end = np.percentile(sample, (0.1, 99.9)) if sample.size else (lo, hi)
+        window = {"min": float(lo), "max": float(hi), "start": float(start), "end": float(end)}
+        channels.append({"label": labels[c], "color": colors[c], "active": True, "window": window})
+    return {"channels": channels, "rdefs": {"model": "color"}}
+
+
+def _write_metadata(plan: _Plan, plan_img: ImagePlan, arr: Any, settings: dict[str, Any]) -> None:
+    """Write the metadata that makes the store complete: images first, root last."""
+    import zarr
+
+    pixel = dict(arr.attrs.get("pixel_size") or {})
+    unit = arr.attrs.get("pixel_unit")
+    nd = _ndstack_attrs(arr, plan_img, settings)
+    if plan.levels[0].path == "":  # plain zarr: attributes on the root array
+        z = zarr.open_array(plan.dest, mode="r+")
+        z.attrs.update({"ndstack": nd})
+        return
+    axes = axes_metadata(plan_img, unit)
+    for img, path in enumerate(plan.image_paths):
+        datasets = [
+            {"path": lv.path, "coordinateTransformations": [
+                {"type": "scale", "scale": level_scale(plan_img, pixel, 2**k)}]}
+            for k, lv in enumerate(plan.levels)
+        ]  # fmt: skip
+        ome: dict[str, Any] = {
+            "version": NGFF_VERSION,
+            "multiscales": [{
+                "name": str(arr.name or "image"), "axes": axes, "datasets": datasets,
+                "type": "mean" if len(plan.levels) > 1 else None,
+                "metadata": {"method": "2x2 mean of Y and X per level, computed by ndstack"},
+            }],
+        }  # fmt: skip
+        if ome["multiscales"][0]["type"] is None:
+            del ome["multiscales"][0]["type"]
+        omero = _omero(plan_img, arr, plan, img)
+        if omero:
+            ome["omero"] = omero
+        attrs: dict[str, Any] = {"ome": ome}
+        if not plan_img.split_dims:
+            attrs["ndstack"] = nd
+        zarr.open_group(os.path.join(plan.dest, path) if path else plan.dest, mode="a",
+                        zarr_format=3).attrs.update(attrs)  # fmt: skip
+    if plan_img.split_dims:
+        root = zarr.open_group(plan.dest, mode="a", zarr_format=3)
+        root.attrs.update(
+            {"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}, "ndstack": nd}
+        )

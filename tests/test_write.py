@@ -1,0 +1,399 @@
+"""ndstack.to_zarr / convert / verify: round trips, pyramid, resume, bad input."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+import zarr
+
+import ndstack
+from ndstack.errors import (
+    CorruptFileError,
+    DestinationError,
+    NdstackError,
+    SourceChangedError,
+    VerifyError,
+    WriteError,
+)
+
+from .conftest import lls_name, snapshot, write_files
+
+
+def chunk_files(store: Path) -> dict[str, bytes]:
+    """Every chunk file of every array, by relative path: the array contents."""
+    out = {}
+    for root, dirs, files in os.walk(store):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if f"{os.sep}c" in root[len(str(store)) :] + os.sep:
+            for f in files:
+                p = Path(root) / f
+                out[str(p.relative_to(store))] = p.read_bytes()
+    return out
+
+
+def validate_ngff(store: Path) -> None:
+    from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
+    from ome_zarr_models.v05.image import Image
+
+    group = zarr.open_group(store, mode="r")
+    if "bioformats2raw.layout" in group.attrs["ome"]:
+        BioFormats2Raw.from_zarr(group)
+        for name in group.group_keys():
+            Image.from_zarr(group[name])
+    else:
+        Image.from_zarr(group)
+
+
+def test_lattice_round_trip_is_identical_and_valid(lls, tmp_path: Path) -> None:
+    folder, _ = lls
+    arr = ndstack.open(folder)
+    summary = ndstack.to_zarr(arr, tmp_path / "out.zarr")
+    assert summary["tasks"] == 12 and summary["bytes_in"] == arr.nbytes
+    assert summary["bytes_out"] < summary["bytes_in"] * 2
+    back = ndstack.open(tmp_path / "out.zarr")
+    xr.testing.assert_identical(back.compute(), arr.compute())
+    validate_ngff(tmp_path / "out.zarr")
+    meta = zarr.open_group(tmp_path / "out.zarr", mode="r").attrs["ome"]
+    ms = meta["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["t", "c", "z", "y", "x"]
+    assert ms["axes"][2] == {"name": "z", "type": "space", "unit": "micrometer"}
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == pytest.approx(
+        [1, 1, 0.4, 0.104, 0.104]
+    )
+    assert [c["label"] for c in meta["omero"]["channels"]] == ["488nm", "560nm", "642nm"]
+    arr0 = zarr.open_array(tmp_path / "out.zarr" / "0", mode="r")
+    assert arr0.metadata.codecs[1].to_dict()["configuration"]["cname"] == "zstd"
+    assert arr0.metadata.codecs[1].to_dict()["configuration"]["shuffle"] == "bitshuffle"
+
+
+def test_sequence_of_planes_uses_a_custom_axis(tmp_path: Path) -> None:
+    folder = tmp_path / "seq"
+    rng = np.random.default_rng(1)
+    write_files(
+        folder,
+        [f"img_{i:03d}.tif" for i in range(7)],
+        lambda n: rng.integers(0, 9, (20, 30), dtype=np.uint8),
+    )
+    arr = ndstack.open(folder)
+    ndstack.to_zarr(arr, tmp_path / "seq.zarr")
+    validate_ngff(tmp_path / "seq.zarr")
+    xr.testing.assert_identical(ndstack.open(tmp_path / "seq.zarr").compute(), arr.compute())
+
+
+def test_plain_dask_array_with_uneven_chunks(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    data = rng.normal(size=(10, 16, 20)).astype(np.float32)
+    lazy = da.from_array(data, chunks=((3, 5, 2), (7, 9), (20,)))
+    ndstack.to_zarr(lazy, tmp_path / "u.zarr", dims=("Z", "Y", "X"), chunks={"Z": 2})
+    back = ndstack.open(tmp_path / "u.zarr")
+    assert back.dims == ("Z", "Y", "X")
+    np.testing.assert_array_equal(back.values, data)
+    ndstack.verify(xr.DataArray(lazy, dims=("Z", "Y", "X")), str(tmp_path / "u.zarr"), sample="all")
+
+
+def test_plain_zarr_format(lls, tmp_path: Path) -> None:
+    folder, _ = lls
+    arr = ndstack.open(folder)
+    ndstack.to_zarr(arr, tmp_path / "plain.zarr", format="zarr", codec="lz4")
+    z = zarr.open_array(tmp_path / "plain.zarr", mode="r")
+    assert z.shape == arr.shape and "ndstack" in z.attrs
+    xr.testing.assert_identical(ndstack.open(tmp_path / "plain.zarr").compute(), arr.compute())
+
+
+def test_positions_become_one_image_each(tmp_path: Path) -> None:
+    folder = tmp_path / "mm"
+    names = [
+        f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
+        for c in range(2)
+        for p in range(3)
+        for t in range(2)
+        for z in range(2)
+    ]
+    write_files(folder, names, lambda n: np.full((6, 8), sum(map(ord, n)) % 251, np.uint8))
+    arr = ndstack.open(folder)
+    assert arr.dims == ("P", "T", "C", "Z", "Y", "X")
+    ndstack.to_zarr(arr, tmp_path / "pos.zarr")
+    validate_ngff(tmp_path / "pos.zarr")
+    assert sorted(zarr.open_group(tmp_path / "pos.zarr", mode="r").group_keys()) == ["0", "1", "2"]
+    xr.testing.assert_identical(ndstack.open(tmp_path / "pos.zarr").compute(), arr.compute())
+
+
+def _mean2(a: np.ndarray) -> np.ndarray:
+    """Oracle: 2x2 mean of the last two axes, odd edges repeated, rounded."""
+    a = a.astype(np.float64)
+    if a.shape[-2] % 2:
+        a = np.concatenate([a, a[..., -1:, :]], axis=-2)
+    if a.shape[-1] % 2:
+        a = np.concatenate([a, a[..., :, -1:]], axis=-1)
+    return (a[..., ::2, ::2] + a[..., 1::2, ::2] + a[..., ::2, 1::2] + a[..., 1::2, 1::2]) / 4
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_pyramid_levels_shapes_scales_and_values(tmp_path: Path, tiled: bool) -> None:
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 60000, size=(2, 3, 1100, 700), dtype=np.uint16)
+    chunks = (1, 3, 1100, 700) if not tiled else (1, 3, 275 * 4, 140)
+    lazy = xr.DataArray(
+        da.from_array(data, chunks=chunks),
+        dims=("T", "Z", "Y", "X"),
+        attrs={"pixel_size": {"Z": 1.0, "Y": 0.5, "X": 0.5}, "pixel_unit": "micrometer"},
+    )
+    ndstack.to_zarr(lazy, tmp_path / "pyr.zarr")
+    validate_ngff(tmp_path / "pyr.zarr")
+    ms = zarr.open_group(tmp_path / "pyr.zarr", mode="r").attrs["ome"]["multiscales"][0]
+    expected = data.astype(np.float64)
+    levels = [ds["path"] for ds in ms["datasets"]]
+    assert levels == ["0", "1", "2"]  # 1100 -> 550 -> 275 px fits 512
+    for k, ds in enumerate(ms["datasets"]):
+        z = zarr.open_array(tmp_path / "pyr.zarr" / ds["path"], mode="r")
+        assert z.shape == (2, 3, -(-1100 // 2**k), -(-700 // 2**k))
+        assert ds["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 0.5 * 2**k, 0.5 * 2**k]
+        if k:
+            expected = _mean2(expected)
+            # each level is computed from the rounded level above, as the writer does
+            np.testing.assert_allclose(z[:], np.rint(expected), atol=1)
+            expected = z[:].astype(np.float64)
+
+
+def test_kill_and_resume_is_byte_identical(tmp_path: Path) -> None:
+    folder = tmp_path / "src"
+    rng = np.random.default_rng(4)
+    write_files(
+        folder,
+        [f"vol_t{t:02d}.tif" for t in range(40)],
+        lambda n: rng.integers(0, 4000, (16, 128, 128), dtype=np.uint16),
+    )
+    ref = tmp_path / "ref.zarr"
+    subprocess.run(
+        [sys.executable, "-m", "ndstack.cli", "convert", str(folder), str(ref), "--quiet"],
+        check=True,
+        capture_output=True,
+    )
+    dest = tmp_path / "killed.zarr"
+    done = tmp_path / ".killed.zarr.ndstack" / "done"
+    cmd = [sys.executable, "-m", "ndstack.cli", "convert", str(folder), str(dest), "--quiet"]
+    kills = 0
+    for target in sorted(rng.choice(np.arange(3, 37), size=3, replace=False).tolist()):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if done.exists() and len(os.listdir(done)) >= target:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.002)
+        proc.wait()
+        if kills and proc.returncode == -signal.SIGKILL:
+            # the store must not look complete after a kill
+            with pytest.raises(NdstackError, match="without OME-Zarr metadata"):
+                ndstack.open(dest)
+    assert kills >= 1
+    final = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    assert "done before" in final.stdout
+    assert not list(dest.rglob("*.partial"))
+    assert not done.parent.exists()  # the record beside the store goes once it is complete
+    assert chunk_files(dest) == chunk_files(ref)
+    xr.testing.assert_identical(ndstack.open(dest).compute(), ndstack.open(ref).compute())
+
+
+def test_verify_catches_damaged_and_deleted_chunks(lls, tmp_path: Path) -> None:
+    folder, _ = lls
+    arr = ndstack.open(folder)
+    out = tmp_path / "v.zarr"
+    ndstack.to_zarr(arr, out)
+    assert ndstack.verify(arr, str(out), sample="all")["differences"] == []
+    victim = out / "0" / "c" / "2" / "1" / "0" / "0" / "0"
+    good = victim.read_bytes()
+    victim.write_bytes(good[:20] + bytes(len(good) - 20))
+    with pytest.raises(VerifyError, match=r"T=2, C=1"):
+        ndstack.verify(arr, str(out), sample="all")
+    victim.unlink()
+    with pytest.raises(VerifyError, match=r"chunk 0/c/2/1/0/0/0 is missing"):
+        ndstack.verify(arr, str(out), sample=1)
+
+
+def test_compute_false_returns_delayed(lls, tmp_path: Path) -> None:
+    folder, _ = lls
+    arr = ndstack.open(folder)
+    work = ndstack.to_zarr(arr, tmp_path / "d.zarr", compute=False)
+    assert not (tmp_path / "d.zarr" / "0" / "c").exists()
+    summary = work.compute(scheduler="threads")
+    assert summary["tasks"] == 12
+    xr.testing.assert_identical(ndstack.open(tmp_path / "d.zarr").compute(), arr.compute())
+
+
+def test_credentials_are_never_written(lls, tmp_path: Path) -> None:
+    folder, _ = lls
+    arr = ndstack.open(folder)
+    arr.attrs["source"] = "s3://AKIDEXAMPLE:wJalrSECRET@bucket/data?X-Amz-Signature=deadbeef"
+    out = tmp_path / "c.zarr"
+    ndstack.to_zarr(arr, out)
+    for p in out.rglob("*.json"):
+        text = p.read_text()
+        assert "wJalrSECRET" not in text and "deadbeef" not in text, p
+
+
+def test_progress_bar_and_summary(lls, tmp_path: Path, capsys) -> None:
+    folder, _ = lls
+    ndstack.to_zarr(ndstack.open(folder), tmp_path / "p.zarr", progress=True)
+    err = capsys.readouterr().err
+    assert "GB/s" in err and "ETA" in err and err.endswith("\n")
+
+
+# --------------------------------------------------------------------------- bad input
+def test_destination_not_written_by_ndstack_is_refused(lls, tmp_path: Path) -> None:
+    folder, _ = lls
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    (dest / "precious.txt").write_text("keep me")
+    before = snapshot(dest)
+    for overwrite in (False, True):
+        with pytest.raises(DestinationError, match="was not written by ndstack"):
+            ndstack.to_zarr(ndstack.open(folder), dest, overwrite=overwrite)
+    assert snapshot(dest) == before
+
+
+def test_overwrite_replaces_only_what_ndstack_wrote(lls, tmp_path: Path) -> None:
+    folder, _ = lls
+    dest = tmp_path / "o.zarr"
+    arr = ndstack.open(folder)
+    ndstack.to_zarr(arr, dest)
+    with pytest.raises(DestinationError, match="other settings"):
+        ndstack.to_zarr(arr, dest, codec="lz4")
+    (dest / "notes.txt").write_text("mine")
+    ndstack.to_zarr(arr, dest, codec="lz4", overwrite=True)
+    assert (dest / "notes.txt").read_text() == "mine"
+    xr.testing.assert_identical(ndstack.open(dest).compute(), arr.compute())
+
+
+def test_destination_inside_source(lls) -> None:
+    folder, _ = lls
+    before = snapshot(folder)
+    with pytest.raises(DestinationError, match="inside the source folder"):
+        ndstack.to_zarr(ndstack.open(folder), folder / "out.zarr")
+    with pytest.raises(DestinationError, match="inside the source folder"):
+        ndstack.to_zarr(ndstack.open(folder), folder)
+    assert snapshot(folder) == before
+
+
+def test_destination_under_a_file_is_unwritable(lls, tmp_path: Path) -> None:
+    """Holds for root too (which ignores permissions): a parent that is a file."""
+    folder, _ = lls
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(WriteError, match=r"cannot write to .*afile/out\.zarr"):
+        ndstack.to_zarr(ndstack.open(folder), tmp_path / "afile" / "out.zarr")
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_destination(lls, tmp_path: Path) -> None:
+    folder, _ = lls
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(WriteError, match="permission denied"):
+            ndstack.to_zarr(ndstack.open(folder), locked / "out.zarr")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_disk_full_is_clear_and_resumes(lls, tmp_path: Path, monkeypatch) -> None:
+    folder, _ = lls
+    arr = ndstack.open(folder)
+    dest = tmp_path / "full.zarr"
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def replace(src, dst):
+        calls["n"] += 1
+        if calls["n"] > 8 and "/c/" in str(dst):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("ndstack._write.os.replace", replace)
+    with pytest.raises(WriteError, match=r"disk full while writing .*run the same command again"):
+        ndstack.to_zarr(arr, dest)
+    monkeypatch.setattr("ndstack._write.os.replace", real_replace)
+    summary = ndstack.to_zarr(arr, dest)
+    assert summary["skipped"] >= 1
+    xr.testing.assert_identical(ndstack.open(dest).compute(), arr.compute())
+    ndstack.verify(arr, str(dest), sample="all")
+
+
+def test_corrupt_source_mid_run_stops_then_fills_and_records(lls, tmp_path: Path) -> None:
+    folder, truth = lls
+    bad = folder / lls_name(2, 3)
+    bad.write_bytes(bad.read_bytes()[:300])  # header intact, pixels gone
+    dest = tmp_path / "corrupt.zarr"
+    with pytest.raises(CorruptFileError, match=bad.name):
+        ndstack.to_zarr(ndstack.open(folder, check="none"), dest)
+    with pytest.warns(UserWarning, match=bad.name):
+        ndstack.to_zarr(ndstack.open(folder, check="none", on_error="fill"), dest)
+    back = ndstack.open(dest)
+    assert any(bad.name in m for m in back.attrs["filled_while_reading"])
+    assert (back.isel(T=3, C=2).values == 0).all()
+    np.testing.assert_array_equal(back.isel(T=1, C=0).values, truth[(1, 0)])
+
+
+def test_changed_source_refuses_to_resume(lls, tmp_path: Path, monkeypatch) -> None:
+    folder, _ = lls
+    dest = tmp_path / "ch.zarr"
+    arr = ndstack.open(folder)
+    real = ndstack._write._write_block
+    calls = {"n": 0}
+
+    def flaky(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr("ndstack._write._write_block", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ndstack.to_zarr(arr, dest)
+    monkeypatch.setattr("ndstack._write._write_block", real)
+    changed = folder / lls_name(0, 0)
+    tifffile.imwrite(
+        changed, np.zeros((6, 20, 24), np.uint16), imagej=True, metadata={"axes": "ZYX"}
+    )
+    with pytest.raises(
+        SourceChangedError, match=f"{changed.name} changed size or modification time"
+    ):
+        ndstack.to_zarr(ndstack.open(folder), dest)
+
+
+def test_unsupported_dtype(tmp_path: Path) -> None:
+    arr = xr.DataArray(np.array([["a", "b"], ["c", "d"]], dtype=object), dims=("Y", "X"))
+    with pytest.raises(NdstackError, match="cannot write dtype object"):
+        ndstack.to_zarr(arr, tmp_path / "s.zarr")
+
+
+def test_cli_convert_verify_and_exit_codes(lls, tmp_path: Path, capsys) -> None:
+    from ndstack.cli import main
+
+    folder, _ = lls
+    dest = tmp_path / "cli.zarr"
+    assert main(["convert", str(folder), str(dest), "--verify", "all", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "GB in" in out and "ratio" in out and "verified 12 of 12 blocks" in out
+    (dest / "0" / "c" / "1" / "2" / "0" / "0" / "0").unlink()
+    assert main(["verify", str(folder), str(dest), "--all"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ndstack: verify:") and "0/c/1/2/0/0/0 is missing" in err
+    assert main(["convert", str(folder), str(folder / "x.zarr")]) == 2
+    assert "inside the source folder" in capsys.readouterr().err
+    settings = json.loads((dest / "zarr.json").read_text())["attributes"]["ndstack"]["settings"]
+    assert settings["codec"] == "zstd" and settings["clevel"] == 3
