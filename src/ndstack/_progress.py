@@ -13,7 +13,7 @@ __all__ = ["progress_bar"]
 _WIDTH = 30
 
 
-def _draw(done: int, total: int, t0: float, end: str = "") -> None:
+def _draw(done: float, total: int, t0: float, end: str = "") -> None:
     elapsed = max(time.perf_counter() - t0, 1e-9)
     frac = min(1.0, done / total) if total else 1.0
     rate = done / elapsed
@@ -27,8 +27,11 @@ def _draw(done: int, total: int, t0: float, end: str = "") -> None:
 
 
 @contextmanager
-def progress_bar(total_bytes: int, *, enabled: bool | None = None) -> Iterator[None]:
-    """Count the bytes of finished write tasks; draw only on a terminal (or if enabled)."""
+def progress_bar(total_bytes: int, tasks: int, *, enabled: bool | None = None) -> Iterator[None]:
+    """Count finished write tasks (``ndstack-write-*`` keys); draw only on a terminal.
+
+    Bytes are shown as finished tasks times the average block size.
+    """
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -36,13 +39,14 @@ def progress_bar(total_bytes: int, *, enabled: bool | None = None) -> Iterator[N
         return
     from dask.callbacks import Callback
 
-    state = {"done": 0, "drawn": 0.0}
+    state: dict[str, float] = {"done": 0, "drawn": 0.0}
+    per_task = total_bytes / max(1, tasks)
     t0 = time.perf_counter()
 
     def posttask(key: Any, result: Any, *_: Any) -> None:
         name = key[0] if isinstance(key, tuple) else key
-        if str(name).startswith("_write_block") and isinstance(result, tuple):
-            state["done"] += int(result[0])
+        if str(name).startswith("ndstack-write"):
+            state["done"] += per_task
             now = time.perf_counter()
             if now - state["drawn"] > 0.1:
                 state["drawn"] = now
@@ -50,4 +54,4 @@ def progress_bar(total_bytes: int, *, enabled: bool | None = None) -> Iterator[N
 
     with Callback(posttask=posttask):
         yield
-    _draw(state["done"], total_bytes, t0, end="\n")
+    _draw(total_bytes, total_bytes, t0, end="\n")

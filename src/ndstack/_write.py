@@ -215,6 +215,30 @@ def _write_level(
     return written
 
 
+def _marker_name(idx: tuple[int, ...], n_split: int, split_shape: tuple[int, ...]) -> str:
+    image = int(np.ravel_multi_index(idx[:n_split], split_shape)) if n_split else 0
+    return f"{image}-" + "-".join(map(str, idx[n_split:]))
+
+
+def _write_mapped(
+    block: np.ndarray,
+    *,
+    plan: _Plan,
+    split_shape: tuple[int, ...],
+    done_dir: str,
+    block_info: Any = None,
+) -> np.ndarray:
+    """``map_blocks`` adapter: where the block lies, then :func:`_write_block`."""
+    info = block_info[0]
+    idx = tuple(info["chunk-location"])
+    n = plan.n_split
+    image = int(np.ravel_multi_index(idx[:n], split_shape)) if n else 0
+    offset = tuple(int(start) for start, _ in info["array-location"][n:])
+    marker = os.path.join(done_dir, _marker_name(idx, n, split_shape))
+    _, out = _write_block(block, plan, image, offset, marker)
+    return np.full((1,) * block.ndim, out, dtype=np.int64)
+
+
 def _write_block(
     block: np.ndarray, plan: _Plan, image: int, offset: tuple[int, ...], marker: str
 ) -> tuple[int, int]:
@@ -339,32 +363,40 @@ def to_zarr(
     resumed = state == "resume"
     _create_arrays(plan, plan_img)  # those not there yet: a run may die while creating them
 
-    # one task per Dask block that is not done yet
-    split_shape = data.shape[: len(plan_img.split_dims)]
-    starts = [np.cumsum((0, *c[:-1])) for c in image_blocks]
-    tasks = []
-    skipped_in = skipped_out = skipped = 0
+    # One fused task per Dask block: read, encode, write every level, mark done. Only the
+    # blocks without a marker are computed, so a resumed run reads only what is missing.
     n_split = len(plan_img.split_dims)
-    delayed_blocks = data.to_delayed(optimize_graph=True)
-    for img, split_idx in enumerate(np.ndindex(*split_shape) if split_shape else [()]):
-        for bidx in np.ndindex(*[len(c) for c in image_blocks]):
-            name = f"{img}-" + "-".join(map(str, bidx))
-            marker = os.path.join(done_dir, name)
-            if resumed and os.path.exists(marker):
-                rec = _read_marker(marker)
-                skipped += 1
-                skipped_in += rec.get("in", 0)
-                skipped_out += rec.get("out", 0)
-                continue
-            offset = tuple(int(starts[k][b]) for k, b in enumerate(bidx))
-            blk = delayed_blocks[tuple(split_idx) + bidx] if n_split else delayed_blocks[bidx]
-            tasks.append(dask.delayed(_write_block, pure=False)(blk, plan, img, offset, marker))
+    split_shape = data.shape[:n_split]
+    written = data.map_blocks(
+        _write_mapped,
+        plan=plan,
+        split_shape=split_shape,
+        done_dir=done_dir,
+        dtype=np.int64,
+        chunks=(1,) * data.ndim,
+        meta=np.empty((0,) * data.ndim, dtype=np.int64),
+        name=f"ndstack-write-{uuid.uuid4().hex[:12]}",
+    )
+    delayed_blocks = written.to_delayed(optimize_graph=True)
+    tasks = []
+    pending_in = skipped_in = skipped_out = skipped = 0
+    block_bytes = np.prod(np.meshgrid(*[np.asarray(c) for c in data.chunks], indexing="ij"), axis=0)
+    for idx in np.ndindex(*data.numblocks):
+        marker = os.path.join(done_dir, _marker_name(idx, n_split, split_shape))
+        if resumed and os.path.exists(marker):
+            rec = _read_marker(marker)
+            skipped += 1
+            skipped_in += rec.get("in", int(block_bytes[idx]) * dtype.itemsize)
+            skipped_out += rec.get("out", 0)
+            continue
+        tasks.append(delayed_blocks[idx])
+        pending_in += int(block_bytes[idx]) * dtype.itemsize
 
     caught: dict[str, list[Any]] = {"warnings": []}
 
-    def finish(results: list[tuple[int, int]]) -> dict[str, Any]:
-        bytes_in = sum(r[0] for r in results)
-        bytes_out = sum(r[1] for r in results)
+    def finish(results: list[np.ndarray]) -> dict[str, Any]:
+        bytes_out = int(sum(int(r.sum()) for r in results))
+        bytes_in = pending_in
         filled = [
             str(w.message) for w in caught["warnings"] if issubclass(w.category, ReadFailedWarning)
         ]
@@ -391,15 +423,32 @@ def to_zarr(
         return work
     from ._progress import progress_bar
 
-    total = int(np.prod(data.shape)) * dtype.itemsize - skipped_in
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always", ReadFailedWarning)
         caught["warnings"] = rec
-        with progress_bar(total, enabled=progress):
-            summary = work.compute()
+        with progress_bar(pending_in, len(tasks), enabled=progress):
+            summary = work.compute(**_local_threads())
     for w in rec:  # hand the warnings on to the caller, after recording them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return summary
+
+
+def _local_threads() -> dict[str, Any]:
+    """On Dask's default threaded scheduler, one thread more than cores.
+
+    Compression releases the GIL; the extra thread reads the next block and runs the
+    Python around it while the others compress (measured: +20% on 2 cores). A scheduler
+    the user chose (config, or a distributed Client) is left as it is.
+    """
+    import dask
+    import dask.threaded
+
+    if (
+        dask.base.get_scheduler() is dask.threaded.get
+        and dask.config.get("num_workers", None) is None
+    ):
+        return {"scheduler": "threads", "num_workers": (os.cpu_count() or 1) + 1}
+    return {}
 
 
 def _as_dataarray(arr: Any, dims: Sequence[str] | None) -> Any:

@@ -1,0 +1,155 @@
+"""Benchmark: converting the D1-like dataset to Zarr, ndstack beside dask's to_zarr.
+
+Both write Zarr v3 with Blosc zstd level 3 + bit-shuffle, the same chunks, from the same
+lazy array (ndstack.open of the TIFF folder), files warm in the page cache. Each
+conversion runs in a fresh child process, which reports its own seconds and peak memory.
+The codec alone, on two threads over blocks in memory, is the ceiling.
+
+    python bench/convert.py                 # D1: 600 files, 5 GB (made once under bench-data/)
+    python bench/convert.py --stacks 40     # a smaller D1 for a quick look
+
+Target (issue "Write to Zarr / OME-Zarr at the speed of the codec"): at least 3x the
+throughput of to_zarr on 2 cores, close to the two-thread codec ceiling, peak memory
+below 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHUNKS = (1, 1, 32, 256, 256)  # what ndstack chooses for 64x256x256 uint16 files: 4 MiB
+
+
+def child(kind: str, source: str, dest: str) -> None:
+    """Run one conversion and print a JSON line with seconds and peak memory."""
+    import dask.array as da
+    import zarr
+
+    import ndstack
+
+    arr = ndstack.open(source)
+    t0 = time.perf_counter()
+    if kind == "ndstack":
+        ndstack.to_zarr(arr, dest, progress=False)
+    else:
+        da.to_zarr(
+            arr.data,
+            dest,
+            mode="w",
+            chunks=CHUNKS,
+            compressors=[zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")],
+            zarr_format=3,
+        )
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "peak_bytes": peak, "nbytes": int(arr.nbytes)}))
+
+
+def run_child(kind: str, source: str, dest: str) -> dict:
+    shutil.rmtree(dest, ignore_errors=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, source, dest],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def store_bytes(dest: str) -> int:
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(dest) for f in fs)
+
+
+def codec_ceiling(files: list[str]) -> tuple[float, float]:
+    """GB/s of Blosc zstd3 bit-shuffle on 1 and 2 threads, over blocks already in memory."""
+    import imagecodecs
+    import tifffile
+
+    blocks = [tifffile.imread(f)[i : i + 32] for f in files[:6] for i in (0, 32)]
+    nbytes = sum(b.nbytes for b in blocks)
+
+    def enc(b: np.ndarray) -> int:
+        return len(
+            imagecodecs.blosc_encode(b, 3, compressor="zstd", shuffle=2, typesize=2, numthreads=1)
+        )
+
+    best = {}
+    for threads in (1, 2):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(enc, blocks))
+            times.append(time.perf_counter() - t0)
+        best[threads] = nbytes / min(times) / 1e9
+    return best[1], best[2]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", default="bench-data")
+    p.add_argument("--stacks", type=int, default=200, help="D1 stacks per channel (200 = 5 GB)")
+    p.add_argument("--child", nargs=3, metavar=("KIND", "SOURCE", "DEST"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(*args.child)
+        return 0
+
+    sys.path.insert(0, HERE)
+    from open_read import make_d1
+
+    source = os.path.join(args.data, f"d1v2-{args.stacks}")
+    files = make_d1(source, args.stacks)
+    for f in files:  # warm the page cache
+        with open(f, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    nbytes = len(files) * 64 * 256 * 256 * 2
+    print(
+        f"D1: {len(files)} files, {nbytes / 1e9:.2f} GB, Blosc zstd clevel 3 bit-shuffle, chunks {CHUNKS}\n"
+    )
+    one, two = codec_ceiling(files)
+    print(
+        f"  codec alone (imagecodecs Blosc): {one:.3f} GB/s on 1 thread, {two:.3f} GB/s on 2 threads (the ceiling)"
+    )
+    out = os.path.join(args.data, "convert-out")
+    results = {}
+    for kind in ("ndstack", "to_zarr"):
+        r = run_child(kind, source, os.path.join(out, f"{kind}.zarr"))
+        r["stored"] = store_bytes(os.path.join(out, f"{kind}.zarr"))
+        results[kind] = r
+        gbps = r["nbytes"] / r["seconds"] / 1e9
+        print(
+            f"  {kind:8s} {r['seconds']:7.2f} s  {gbps:6.3f} GB/s  ratio {r['nbytes'] / r['stored']:.2f}  "
+            f"peak memory {r['peak_bytes'] / 1e9:.2f} GB"
+        )
+    speedup = results["to_zarr"]["seconds"] / results["ndstack"]["seconds"]
+    ours = results["ndstack"]["nbytes"] / results["ndstack"]["seconds"] / 1e9
+    peak = results["ndstack"]["peak_bytes"] / 1e9
+    print(
+        f"\n  ndstack vs to_zarr: {speedup:.2f}x the throughput; {ours / two:.0%} of the 2-thread codec ceiling"
+    )
+    met = speedup >= 3 and peak < 2
+    print(
+        f"  target: >= 3x to_zarr and peak memory < 2 GB -> {'MET' if met else 'NOT MET'} ({speedup:.2f}x, {peak:.2f} GB)"
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    print("\nrerun: python bench/convert.py " + " ".join(sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
