@@ -78,6 +78,29 @@ def test_lattice_round_trip_is_identical_and_valid(lls, tmp_path: Path) -> None:
     assert arr0.metadata.codecs[1].to_dict()["configuration"]["shuffle"] == "bitshuffle"
 
 
+def test_opens_with_ome_zarr_py(tmp_path: Path) -> None:
+    """A second, independent reader sees the same pyramid, axes and channels."""
+    import warnings
+
+    pytest.importorskip("ome_zarr")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    rng = np.random.default_rng(8)
+    data = rng.integers(0, 1000, size=(2, 3, 1030, 600), dtype=np.uint16)
+    arr = xr.DataArray(da.from_array(data, chunks=(1, 1, 1030, 600)), dims=("T", "C", "Y", "X"),
+                       coords={"C": [0, 1, 2]})
+    ndstack.to_zarr(arr, tmp_path / "oz.zarr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader's own deprecation notices
+        node = next(iter(Reader(parse_url(str(tmp_path / "oz.zarr")))()))
+        levels = [np.asarray(level) for level in node.data]
+    assert [lv.shape for lv in levels] == [(2, 3, 1030, 600), (2, 3, 515, 300), (2, 3, 258, 150)]
+    np.testing.assert_array_equal(levels[0], data)
+    assert [a["name"] for a in node.metadata["axes"]] == ["t", "c", "y", "x"]
+    assert node.metadata["channel_names"] == ["0", "1", "2"]
+
+
 def test_sequence_of_planes_uses_a_custom_axis(tmp_path: Path) -> None:
     folder = tmp_path / "seq"
     rng = np.random.default_rng(1)
