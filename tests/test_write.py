@@ -88,8 +88,11 @@ def test_opens_with_ome_zarr_py(tmp_path: Path) -> None:
 
     rng = np.random.default_rng(8)
     data = rng.integers(0, 1000, size=(2, 3, 1030, 600), dtype=np.uint16)
-    arr = xr.DataArray(da.from_array(data, chunks=(1, 1, 1030, 600)), dims=("T", "C", "Y", "X"),
-                       coords={"C": [0, 1, 2]})
+    arr = xr.DataArray(
+        da.from_array(data, chunks=(1, 1, 1030, 600)),
+        dims=("T", "C", "Y", "X"),
+        coords={"C": [0, 1, 2]},
+    )
     ndstack.to_zarr(arr, tmp_path / "oz.zarr")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the reader's own deprecation notices
