@@ -22,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -152,6 +153,7 @@ def main() -> int:
     p.add_argument("--d2", type=int, default=10_000, help="D2 files")
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # peers' own deprecations
 
     d1_dir = os.path.join(args.data, f"d1v2-{args.stacks}")
     d2_dir = os.path.join(args.data, f"d2-{args.d2}")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from . import errors
+from ._cluster import cluster
 from ._info import format_info, info
 from ._names import parse_names
 from ._open import MissingFilesWarning, open
@@ -17,6 +18,7 @@ from ._write import to_zarr
 __all__ = [
     "MissingFilesWarning",
     "__version__",
+    "cluster",
     "errors",
     "format_info",
     "info",

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 import uuid
 import warnings
@@ -307,7 +308,9 @@ def to_zarr(
     -------
     dict
         Summary: ``bytes_in``, ``bytes_out``, ``ratio``, ``seconds``, ``gb_per_s``,
-        ``tasks`` (written now) and ``skipped`` (already done earlier).
+        ``tasks`` (written now) and ``skipped`` (already done earlier). With
+        ``compute=False`` the delayed result has the same keys less ``seconds`` and
+        ``gb_per_s`` (and ``written_now``, the bytes written by this run).
     """
     import dask
 
@@ -406,14 +409,12 @@ def to_zarr(
             final.attrs = {**da_arr.attrs, "filled_while_reading": filled}
         _write_metadata(plan, plan_img, final, settings)
         shutil.rmtree(record_dir(dest), ignore_errors=True)  # complete: the record goes
-        seconds = time.perf_counter() - t0
         return {
             "dest": dest,
             "bytes_in": bytes_in + skipped_in,
             "bytes_out": bytes_out + skipped_out,
             "ratio": (bytes_in + skipped_in) / max(1, bytes_out + skipped_out),
-            "seconds": seconds,
-            "gb_per_s": bytes_in / seconds / 1e9 if seconds else 0.0,
+            "written_now": bytes_in,
             "tasks": len(tasks),
             "skipped": skipped,
         }
@@ -426,11 +427,35 @@ def to_zarr(
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always", ReadFailedWarning)
         caught["warnings"] = rec
-        with progress_bar(pending_in, len(tasks), enabled=progress):
-            summary = work.compute(**_local_threads())
+        client = _distributed_client()
+        if client is not None:  # a cluster: its own progress bar, tasks on its workers
+            future = client.compute(work)
+            if progress or (progress is None and sys.stderr.isatty()):
+                from distributed import progress as show_progress
+
+                show_progress(future)
+            summary = future.result()
+        else:
+            with progress_bar(pending_in, len(tasks), enabled=progress):
+                summary = work.compute(**_local_threads())
     for w in rec:  # hand the warnings on to the caller, after recording them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    seconds = time.perf_counter() - t0
+    summary["seconds"] = seconds
+    summary["gb_per_s"] = summary.pop("written_now") / seconds / 1e9 if seconds else 0.0
     return summary
+
+
+def _distributed_client() -> Any:
+    """The active distributed Client, if the caller set one up (ndstack.cluster)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
 
 
 def _local_threads() -> dict[str, Any]:

@@ -51,6 +51,29 @@ def _levels(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where to compute (default: threads in this process)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler")
+    g.add_argument("--workers", type=int, help="start a local cluster of N worker processes")
+    g.add_argument("--threads-per-worker", type=int, default=None, metavar="K")
+    g.add_argument(
+        "--memory-limit", default="auto", metavar="M", help="per worker, e.g. 4GB (default: auto)"
+    )
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    from ._cluster import cluster
+
+    if args.scheduler and args.workers:
+        raise NdstackError("give --scheduler or --workers, not both")
+    return cluster(
+        args.scheduler,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        memory_limit=args.memory_limit,
+    )
+
+
 def _add_write_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["ome-zarr", "zarr"], default="ome-zarr")
     p.add_argument(
@@ -98,10 +121,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["auto", "all"],
         help="afterwards, compare a sample of blocks (or all) with the source",
     )
+    _add_cluster_options(pc)
     pv = sub.add_parser("verify", help="compare a store with its source, block by block")
     _add_open_options(pv)
     pv.add_argument("dest", help="the store written by 'ndstack convert'")
     pv.add_argument("--all", action="store_true", help="every block, not a sample")
+    _add_cluster_options(pv)
     pd = sub.add_parser("demo", help="write a small lattice light-sheet-like dataset and open it")
     pd.add_argument("--out", default="ndstack-demo", help="folder to write (default: %(default)s)")
     pd.add_argument("--timepoints", type=int, default=6, help="stacks per channel (default: 6)")
@@ -134,14 +159,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from ._write import to_zarr
 
     arr = _open(args.source, **_open_kwargs(args))
-    summary = to_zarr(
-        arr, args.dest, format=args.format, codec=args.codec, clevel=args.clevel,
-        levels=args.levels, chunks=args.chunks, overwrite=args.overwrite,
-        progress=False if args.quiet else None,
-    )  # fmt: skip
-    print(_summary_line(summary))
-    if args.verify:
-        return _verify_and_report(arr, args.dest, args.verify)
+    with _cluster(args):
+        summary = to_zarr(
+            arr, args.dest, format=args.format, codec=args.codec, clevel=args.clevel,
+            levels=args.levels, chunks=args.chunks, overwrite=args.overwrite,
+            progress=False if args.quiet else None,
+        )  # fmt: skip
+        print(_summary_line(summary))
+        if args.verify:
+            return _verify_and_report(arr, args.dest, args.verify)
     return 0
 
 
@@ -162,7 +188,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from ._open import open as _open
 
     arr = _open(args.source, **_open_kwargs(args))
-    return _verify_and_report(arr, args.dest, "all" if args.all else "auto")
+    with _cluster(args):
+        return _verify_and_report(arr, args.dest, "all" if args.all else "auto")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

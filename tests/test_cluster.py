@@ -1,0 +1,231 @@
+"""Dask distributed: a real scheduler and workers on 127.0.0.1, a worker killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import ndstack
+
+from .conftest import write_files
+from .test_write import chunk_files
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _dataset(folder: Path, n: int, shape=(16, 128, 128)) -> None:
+    rng = np.random.default_rng(11)
+    write_files(
+        folder,
+        [f"vol_t{t:03d}.tif" for t in range(n)],
+        lambda _: rng.integers(0, 4000, shape, dtype=np.uint16),
+    )
+
+
+def _wait_for(path: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path):
+    """`dask scheduler` and two `dask worker` processes, as a user would start them."""
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
+    _wait_for(sched_file)
+    address = json.loads(sched_file.read_text())["address"]
+    for _ in range(2):
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--host",
+                    "127.0.0.1",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--memory-limit",
+                    "1GB",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+        )
+    from distributed import Client
+
+    with Client(address, timeout=30) as c:
+        c.wait_for_workers(2, timeout=60)
+    try:
+        yield address, procs[1:]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_convert_on_a_scheduler_equals_a_local_run(tmp_path: Path, dask_cluster) -> None:
+    address, _ = dask_cluster
+    folder = tmp_path / "src"
+    _dataset(folder, 12)
+    local = tmp_path / "local.zarr"
+    ndstack.to_zarr(ndstack.open(folder), local)
+    remote = tmp_path / "remote.zarr"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ndstack.cli",
+            "convert",
+            str(folder),
+            str(remote),
+            "--scheduler",
+            address,
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dask dashboard: http://" in proc.stderr
+    assert chunk_files(remote) == chunk_files(local)
+    xr.testing.assert_identical(ndstack.open(remote).compute(), ndstack.open(local).compute())
+
+
+def test_losing_a_worker_mid_conversion(tmp_path: Path, dask_cluster) -> None:
+    address, workers = dask_cluster
+    folder = tmp_path / "src"
+    _dataset(folder, 60)
+    local = tmp_path / "local.zarr"
+    ndstack.to_zarr(ndstack.open(folder), local)
+    remote = tmp_path / "remote.zarr"
+    done = tmp_path / ".remote.zarr.ndstack" / "done"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ndstack.cli",
+            "convert",
+            str(folder),
+            str(remote),
+            "--scheduler",
+            address,
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if done.exists() and len(os.listdir(done)) >= 10:
+            workers[0].send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    killed = workers[0].wait(timeout=10) == -signal.SIGKILL
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert killed, "the worker was not killed while the conversion ran"
+    assert chunk_files(remote) == chunk_files(local)
+
+
+def _start_rss_sampler() -> None:
+    import threading
+
+    import psutil
+
+    state = {"peak": 0, "run": True}
+
+    def loop() -> None:
+        proc = psutil.Process()
+        while state["run"]:
+            state["peak"] = max(state["peak"], proc.memory_info().rss)
+            time.sleep(0.005)
+
+    threading.Thread(target=loop, daemon=True).start()
+    globals()["_rss_state"] = state
+
+
+def _stop_rss_sampler() -> int:
+    state = globals()["_rss_state"]
+    state["run"] = False
+    return int(state["peak"])
+
+
+def test_local_cluster_with_a_memory_limit_smaller_than_the_data(tmp_path: Path) -> None:
+    folder = tmp_path / "big"
+    _dataset(folder, 160, shape=(32, 256, 256))  # 160 x 4 MiB = 671 MB
+    arr = ndstack.open(folder)
+    # per worker; both together hold less than the dataset. A worker takes ~140 MB with
+    # its libraries, and Dask pauses a worker at 80% of its limit.
+    limit = 256 * 2**20
+    assert 2 * limit < arr.nbytes
+    with ndstack.cluster(workers=2, threads_per_worker=1, memory_limit=limit, quiet=True) as client:
+        # ru_maxrss survives exec and would report this test process's size: sample the
+        # workers' own resident memory instead, every 5 ms, while they convert
+        client.run(_start_rss_sampler)
+        summary = ndstack.to_zarr(arr, tmp_path / "big.zarr")
+        peaks = list(client.run(_stop_rss_sampler).values())
+    assert summary["tasks"] == 160
+    assert all(p < limit for p in peaks), f"peak RSS per worker {peaks} over {limit}"
+    np.testing.assert_array_equal(ndstack.open(tmp_path / "big.zarr").values, arr.values)
+
+
+def test_everything_in_the_graph_pickles(lls, tmp_path: Path) -> None:
+    import cloudpickle
+
+    folder, _ = lls
+    work = ndstack.to_zarr(ndstack.open(folder), tmp_path / "p.zarr", compute=False)
+    restored = cloudpickle.loads(cloudpickle.dumps(work))
+    summary = restored.compute(scheduler="processes", num_workers=2)
+    assert summary["tasks"] == 12
+
+
+def test_cli_workers_flag_starts_and_stops_a_local_cluster(lls, tmp_path: Path, capsys) -> None:
+    from ndstack.cli import main
+
+    folder, _ = lls
+    dest = tmp_path / "w.zarr"
+    assert main(["convert", str(folder), str(dest), "--workers", "2", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "dask dashboard: http://" in captured.err and "wrote" in captured.out
+    xr.testing.assert_identical(ndstack.open(dest).compute(), ndstack.open(folder).compute())
+    assert main(["convert", str(folder), str(dest), "--workers", "2", "--scheduler", "x"]) == 2
