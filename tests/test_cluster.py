@@ -39,6 +39,11 @@ def _wait_for(path: Path, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+def _convert_cmd(source: Path, dest: Path, address: str) -> list[str]:
+    return [sys.executable, "-m", "ndstack.cli", "convert", str(source), str(dest),
+            "--scheduler", address, "--quiet"]  # fmt: skip
+
+
 @pytest.fixture
 def dask_cluster(tmp_path: Path):
     """`dask scheduler` and two `dask worker` processes, as a user would start them."""
@@ -109,17 +114,7 @@ def test_convert_on_a_scheduler_equals_a_local_run(tmp_path: Path, dask_cluster)
     ndstack.to_zarr(ndstack.open(folder), local)
     remote = tmp_path / "remote.zarr"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ndstack.cli",
-            "convert",
-            str(folder),
-            str(remote),
-            "--scheduler",
-            address,
-            "--quiet",
-        ],
+        _convert_cmd(folder, remote, address),
         capture_output=True,
         text=True,
         check=False,
@@ -139,17 +134,7 @@ def test_losing_a_worker_mid_conversion(tmp_path: Path, dask_cluster) -> None:
     remote = tmp_path / "remote.zarr"
     done = tmp_path / ".remote.zarr.ndstack" / "done"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ndstack.cli",
-            "convert",
-            str(folder),
-            str(remote),
-            "--scheduler",
-            address,
-            "--quiet",
-        ],
+        _convert_cmd(folder, remote, address),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
