@@ -149,6 +149,7 @@ def test_losing_a_worker_mid_conversion(tmp_path: Path, dask_cluster) -> None:
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     assert killed, "the worker was not killed while the conversion ran"
+    assert not list(remote.rglob("*.partial"))
     assert chunk_files(remote) == chunk_files(local)
 
 

@@ -32,7 +32,8 @@ from .conftest import lls_name, snapshot, write_files
 
 
 def chunk_files(store: Path) -> dict[str, bytes]:
-    """Every chunk file of every array, by relative path: the array contents."""
+    """Every file under every array's chunk folder, by relative path: the array contents
+    (temporary leftovers included, so that they count as a difference)."""
     out = {}
     for root, dirs, files in os.walk(store):
         dirs[:] = [d for d in dirs if not d.startswith(".")]

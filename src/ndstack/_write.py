@@ -407,6 +407,9 @@ def to_zarr(
         if filled:  # files that failed while being read, filled (on_error="fill")
             final = da_arr.copy()
             final.attrs = {**da_arr.attrs, "filled_while_reading": filled}
+        # a worker lost in the middle of a write leaves its temporary file behind (its task
+        # ran again elsewhere): clean up before the store is declared complete
+        _remove_partials(dest)
         _write_metadata(plan, plan_img, final, settings)
         shutil.rmtree(record_dir(dest), ignore_errors=True)  # complete: the record goes
         return {
