@@ -424,3 +424,28 @@ def test_cli_convert_verify_and_exit_codes(lls, tmp_path: Path, capsys) -> None:
     assert "inside the source folder" in capsys.readouterr().err
     settings = json.loads((dest / "zarr.json").read_text())["attributes"]["ndstack"]["settings"]
     assert settings["codec"] == "zstd" and settings["clevel"] == 3
+
+
+def test_sharded_store_reads_back_like_an_unsharded_one(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    data = rng.integers(0, 60000, size=(5, 3, 1030, 600), dtype=np.uint16)
+    arr = xr.DataArray(da.from_array(data, chunks=(1, 1, 1030, 600)), dims=("T", "C", "Y", "X"))
+    ndstack.to_zarr(arr, tmp_path / "plain.zarr")
+    ndstack.to_zarr(arr, tmp_path / "sharded.zarr", shards={"T": 2, "C": 3})
+    validate_ngff(tmp_path / "sharded.zarr")
+    ms = zarr.open_group(tmp_path / "sharded.zarr", mode="r").attrs["ome"]["multiscales"][0]
+    assert len(ms["datasets"]) == 3
+    for ds in ms["datasets"]:
+        plain = zarr.open_array(tmp_path / "plain.zarr" / ds["path"], mode="r")
+        sharded = zarr.open_array(tmp_path / "sharded.zarr" / ds["path"], mode="r")
+        assert sharded.shards is not None and sharded.shards[:2] == (2, 3)
+        np.testing.assert_array_equal(sharded[:], plain[:])
+        n_files = len(list((tmp_path / "sharded.zarr" / ds["path"] / "c").rglob("*")))
+        assert n_files < len(list((tmp_path / "plain.zarr" / ds["path"] / "c").rglob("*")))
+    ndstack.verify(arr, str(tmp_path / "sharded.zarr"), sample="all")
+    shard = next((tmp_path / "sharded.zarr" / "0" / "c").rglob("*")).resolve()
+    while shard.is_dir():
+        shard = next(shard.iterdir())
+    shard.write_bytes(shard.read_bytes()[:-8] + bytes(8))  # damage the shard index
+    with pytest.raises(VerifyError):
+        ndstack.verify(arr, str(tmp_path / "sharded.zarr"), sample="all")

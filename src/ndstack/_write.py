@@ -73,6 +73,7 @@ class _Level:
     path: str  # array path inside the store ("" for a root array)
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
+    shard: tuple[int, ...] | None = None  # shard shape (a multiple of chunks), or None
 
 
 @dataclass(frozen=True)
@@ -192,10 +193,57 @@ def _downsample(block: np.ndarray, y: int, x: int) -> np.ndarray:
     return b.astype(block.dtype)
 
 
+_MISSING = np.uint64(2**64 - 1)
+
+
+def _write_shard(
+    plan: _Plan, image: int, level: int, block: np.ndarray, offset: Sequence[int]
+) -> int:
+    """Write ``block`` (one whole shard) as a Zarr v3 ``sharding_indexed`` object.
+
+    Inner chunks are concatenated in C order, then the index of (offset, nbytes) per inner
+    chunk, little-endian uint64, with its CRC32C (zarr's default index codecs), at the end.
+    """
+    import google_crc32c
+
+    lv = plan.levels[level]
+    assert lv.shard is not None
+    counts = [s // c for s, c in zip(lv.shard, lv.chunks)]
+    index = np.full((*counts, 2), _MISSING, dtype="<u8")
+    parts: list[bytes] = []
+    pos = 0
+    for rel in np.ndindex(*counts):
+        start = [r * c for r, c in zip(rel, lv.chunks)]
+        if any(st >= n for st, n in zip(start, block.shape)):
+            continue  # beyond the array's edge: stays missing
+        sl = tuple(slice(st, min(st + c, n)) for st, c, n in zip(start, lv.chunks, block.shape))
+        payload = _encode(plan, _padded(block[sl], lv.chunks, plan.fill_value))
+        index[rel] = (pos, len(payload))
+        parts.append(payload)
+        pos += len(payload)
+    raw_index = index.tobytes()
+    crc = google_crc32c.value(raw_index).to_bytes(4, "little")
+    shard_idx = [o // s for o, s in zip(offset, lv.shard)]
+    path = os.path.join(plan.array_dir(image, level), "c", *map(str, shard_idx))
+    _atomic_write(path, b"".join(parts) + raw_index + crc)
+    return pos + len(raw_index) + 4
+
+
+def _padded(part: np.ndarray, shape: tuple[int, ...], fill: Any) -> np.ndarray:
+    """Edge chunks are stored at full size, padded with the fill value."""
+    if part.shape == shape:
+        return part
+    full = np.full(shape, fill, dtype=part.dtype)
+    full[tuple(slice(0, n) for n in part.shape)] = part
+    return full
+
+
 def _write_level(
     plan: _Plan, image: int, level: int, block: np.ndarray, offset: Sequence[int]
 ) -> int:
     lv = plan.levels[level]
+    if lv.shard is not None:
+        return _write_shard(plan, image, level, block, offset)
     base = plan.array_dir(image, level)
     first = [o // c for o, c in zip(offset, lv.chunks)]
     counts = [math.ceil(n / c) for n, c in zip(block.shape, lv.chunks)]
@@ -205,12 +253,7 @@ def _write_level(
         sl = tuple(
             slice(r * c, min((r + 1) * c, n)) for r, c, n in zip(rel, lv.chunks, block.shape)
         )
-        part = block[sl]
-        if part.shape != lv.chunks:  # an edge chunk: stored at full size, padded
-            full = np.full(lv.chunks, plan.fill_value, dtype=block.dtype)
-            full[tuple(slice(0, n) for n in part.shape)] = part
-            part = full
-        payload = _encode(plan, part)
+        payload = _encode(plan, _padded(block[sl], lv.chunks, plan.fill_value))
         _atomic_write(os.path.join(base, "c", *map(str, idx)), payload)
         written += len(payload)
     return written
@@ -267,6 +310,7 @@ def to_zarr(
     codec: str = "zstd",
     clevel: int = 3,
     chunks: Mapping[str, int] | None = None,
+    shards: Mapping[str, int] | None = None,
     levels: int | str = "auto",
     overwrite: bool = False,
     compute: bool = True,
@@ -292,6 +336,10 @@ def to_zarr(
     chunks
         Zarr chunk size per dim; default: whole planes, Z halved until a chunk is at most
         4 MiB. Dask blocks are rechunked so that they hold whole Zarr chunks.
+    shards
+        Group chunks into shards (Zarr v3 sharding), for datasets with very many chunks:
+        the shard size per dim in elements, e.g. ``{"T": 8}``; other dims: one source
+        block. Each task writes exactly one shard. Default: no sharding.
     levels
         Pyramid levels (``1`` = none) or ``"auto"``: halve Y and X until a plane fits in
         512 pixels.
@@ -338,6 +386,10 @@ def to_zarr(
     zchunks = _zarr_chunks(
         plan_img.image_dims, [c[0] for c in image_blocks], dtype.itemsize, dict(chunks or {})
     )
+    if shards:
+        data, image_blocks = _shard_blocks(
+            data, ordered.dims, zchunks, dict(shards), len(plan_img.split_dims)
+        )
     n_levels = _choose_levels(format, levels, plan_img, image_shape, image_blocks)
     plan = _make_plan(
         dest,
@@ -351,11 +403,12 @@ def to_zarr(
         codec,
         clevel,
         da_arr,
+        sharded=bool(shards),
     )
     settings = {
         "format": format, "codec": codec, "clevel": clevel, "chunks": list(zchunks),
         "levels": n_levels, "dims": list(da_arr.dims), "shape": list(da_arr.shape),
-        "dtype": dtype.name,
+        "dtype": dtype.name, "shards": {k: int(v) for k, v in (shards or {}).items()},
     }  # fmt: skip
     fingerprint = _fingerprint(grid, da_arr)
     done_dir = os.path.join(record_dir(dest), "done")
@@ -514,6 +567,21 @@ def _aligned(
     return data.rechunk(tuple(new)) if changed else data
 
 
+def _shard_blocks(
+    data: Any, dims: Sequence[str], zchunks: Sequence[int], shards: dict[str, int], n_split: int
+) -> tuple[Any, Any]:
+    """Rechunk so that each Dask block is one shard: a whole number of Zarr chunks."""
+    unknown = set(shards) - set(dims[n_split:])
+    if unknown:
+        raise ValueError(f"shards name unknown dims {sorted(unknown)}; dims are {list(dims)}")
+    new = [1] * n_split
+    for j, d in enumerate(dims[n_split:]):
+        c = zchunks[j]
+        new.append(-(-int(shards[d]) // c) * c if d in shards else data.chunks[n_split + j][0])
+    data = data.rechunk(tuple(new))
+    return data, data.chunks[n_split:]
+
+
 def _choose_levels(
     format: str, levels: int | str, plan: ImagePlan, shape: Sequence[int], blocks: Any
 ) -> int:
@@ -542,6 +610,8 @@ def _make_plan(
     codec: str,
     clevel: int,
     arr: Any,
+    *,
+    sharded: bool = False,
 ) -> _Plan:
     n_images = (
         int(np.prod([arr.sizes[d] for d in plan_img.split_dims])) if plan_img.split_dims else 1
@@ -561,8 +631,19 @@ def _make_plan(
                 lchunks[ax] = min(zchunks[ax], lshape[ax])
             else:
                 lchunks[ax] = math.gcd(max(1, zchunks[ax] >> k), block >> k)
+        shard = None
+        if sharded:  # one shard per task: the task's region at this level
+            region = []
+            for ax, (n, c) in enumerate(zip(lshape, lchunks)):
+                b = (
+                    blocks[ax][0]
+                    if ax not in (y, x)
+                    else (n if blocks[ax][0] >= shape[ax] else blocks[ax][0] >> k)
+                )
+                region.append(-(-b // c) * c)  # a whole number of inner chunks
+            shard = tuple(region)
         path = "" if format == "zarr" else str(k)
-        levels.append(_Level(path, tuple(lshape), tuple(lchunks)))
+        levels.append(_Level(path, tuple(lshape), tuple(lchunks), shard))
     fill = arr.attrs.get("fill_value", 0)
     return _Plan(
         dest=dest,
@@ -760,6 +841,7 @@ def _create_arrays(plan: _Plan, plan_img: ImagePlan) -> None:
                 name=name,
                 shape=lv.shape,
                 chunks=lv.chunks,
+                shards=lv.shard,
                 dtype=plan.dtype,
                 compressors=compressors,
                 fill_value=plan.fill_value,

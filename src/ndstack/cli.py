@@ -91,6 +91,12 @@ def _add_write_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--chunks", type=_chunks, default=None, help="zarr chunks, e.g. Z=16,Y=256")
     p.add_argument(
+        "--shards",
+        type=_chunks,
+        default=None,
+        help="group chunks into shards (one per task), e.g. T=8",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace a store ndstack wrote (never a folder it did not write)",
@@ -162,7 +168,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     with _cluster(args):
         summary = to_zarr(
             arr, args.dest, format=args.format, codec=args.codec, clevel=args.clevel,
-            levels=args.levels, chunks=args.chunks, overwrite=args.overwrite,
+            levels=args.levels, chunks=args.chunks, shards=args.shards, overwrite=args.overwrite,
             progress=False if args.quiet else None,
         )  # fmt: skip
         print(_summary_line(summary))
