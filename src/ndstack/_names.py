@@ -505,17 +505,18 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
         dims = tuple(out_axes[o].name for o in own)
         sub_shape = tuple(shape[o] for o in own)
         per_file = np.asarray(uniq, dtype=object)[codes]
+        grid: np.ndarray
         if all(isinstance(v, int) for v in uniq) and _complete(index, own, sub_shape):
-            values = np.zeros(sub_shape, dtype=np.int64)
+            grid = np.zeros(sub_shape, dtype=np.int64)
         elif all(isinstance(v, (int, float)) for v in uniq):
-            values = np.full(sub_shape, np.nan)  # cells without a file stay NaN
+            grid = np.full(sub_shape, np.nan)  # cells without a file stay NaN
         else:
-            values = np.full(sub_shape, "", dtype=object)
-        values[tuple(index[:, o] for o in own)] = per_file
-        if values.dtype == object:
-            values = values.astype(str)
+            grid = np.full(sub_shape, "", dtype=object)
+        grid[tuple(index[:, o] for o in own)] = per_file
+        if grid.dtype == object:
+            grid = grid.astype(str)
         on = ", ".join(dims)
-        coords.append(Coord(f.name, dims, values, f"{f.how}; follows {on}", f.units))
+        coords.append(Coord(f.name, dims, grid, f"{f.how}; follows {on}", f.units))
     return Layout(
         axes=tuple(out_axes),
         index=index,

@@ -389,11 +389,11 @@ def _to_xarray(
             how[ax.name] += " (tiles stitched along " + ("Y" if ax.name == "tile_y" else "X") + ")"
     for c in layout.coords:
         if all(d in grid_names for d in c.dims):
-            attrs = {"units": c.units} if c.units else {}
-            coords[c.name] = (c.dims, c.values, attrs)
+            coord_attrs = {"units": c.units} if c.units else {}
+            coords[c.name] = (c.dims, c.values, coord_attrs)
             how[c.name] = c.how
-    for ax in info.axes:
-        how.setdefault(ax, "inside each file")
+    for letter in info.axes:
+        how.setdefault(letter, "inside each file")
     bad_files = [f"{names[i]}: {msg}" for i, msg in sorted(bad.items())]
     attrs: dict[str, Any] = {
         "source": src.description or src.root,

@@ -440,10 +440,10 @@ def to_zarr(
     for idx in np.ndindex(*data.numblocks):
         marker = os.path.join(done_dir, _marker_name(idx, n_split, split_shape))
         if resumed and os.path.exists(marker):
-            rec = _read_marker(marker)
+            record = _read_marker(marker)
             skipped += 1
-            skipped_in += rec.get("in", int(block_bytes[idx]) * dtype.itemsize)
-            skipped_out += rec.get("out", 0)
+            skipped_in += record.get("in", int(block_bytes[idx]) * dtype.itemsize)
+            skipped_out += record.get("out", 0)
             continue
         tasks.append(delayed_blocks[idx])
         pending_in += int(block_bytes[idx]) * dtype.itemsize
