@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from . import errors
+from . import errors, ops
 from ._cluster import cluster
 from ._info import format_info, info
 from ._names import parse_names
@@ -23,6 +23,7 @@ __all__ = [
     "format_info",
     "info",
     "open",
+    "ops",
     "parse_names",
     "to_zarr",
     "verify",

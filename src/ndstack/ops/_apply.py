@@ -1,0 +1,159 @@
+"""Apply any NumPy function over named core dims of a lazy DataArray."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["apply"]
+
+#: Above this many bytes per block, core dims split over several chunks are not silently
+#: merged: the caller is asked to rechunk.
+MAX_AUTO_RECHUNK_BYTES = 512 << 20
+
+
+def _core_single_chunk(arr: Any, core_dims: Sequence[str]) -> Any:
+    split = [d for d in core_dims if len(arr.chunksizes.get(d, (1,))) > 1]
+    if not split:
+        return arr
+    block = arr.dtype.itemsize * int(np.prod([arr.sizes[d] for d in core_dims]))
+    if block > MAX_AUTO_RECHUNK_BYTES:
+        raise ValueError(
+            f"core dims {tuple(split)} are split over several chunks and one block would "
+            f"hold {block / 1e6:.0f} MB; rechunk them yourself (arr.chunk({{{split[0]!r}: -1}})) "
+            "or apply over fewer core dims"
+        )
+    warnings.warn(
+        f"core dims {tuple(split)} are split over several chunks: rechunking them to one",
+        stacklevel=3,
+    )
+    return arr.chunk(dict.fromkeys(split, -1))
+
+
+def apply(
+    func: Callable[..., Any],
+    arr: Any,
+    *args: Any,
+    core_dims: Sequence[str] = ("Z", "Y", "X"),
+    output_core_dims: Sequence[str] | None = None,
+    output_sizes: dict[str, int] | None = None,
+    dtype: Any = None,
+    keep_attrs: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """Run ``func`` on blocks that hold exactly ``core_dims``, lazily, over all other dims.
+
+    ``func`` sees a NumPy (or CuPy) array with the core dims in the order given, no
+    singleton dims to strip or restore. DataArray arguments in ``args``/``kwargs`` are
+    broadcast along their dims: a PSF with dim ``C`` gives each channel its own PSF.
+
+    Parameters
+    ----------
+    func
+        ``func(block, *args, **kwargs) -> ndarray``.
+    arr
+        The input DataArray.
+    core_dims
+        The dims ``func`` works on; they are made one chunk each (with a warning; an error
+        when a block would exceed 512 MB).
+    output_core_dims, output_sizes, dtype
+        What ``func`` returns. By default the output has the same core dims; sizes and
+        dtype come from one call of ``func`` on the first block.
+    keep_attrs
+        Keep the input's attrs (default).
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy, with the input's dims and coords (core dims the function resized lose
+        their coordinates).
+    """
+    import xarray as xr
+
+    core = tuple(core_dims)
+    missing = [d for d in core if d not in arr.dims]
+    if missing:
+        raise ValueError(f"core dims {missing} are not dims of the array {arr.dims}")
+    arr = _core_single_chunk(arr, core)
+    out_core = tuple(output_core_dims) if output_core_dims is not None else core
+
+    # Arguments' core dims get private names (a PSF's Z is not the image's Z: no
+    # alignment), and their loop dims the array's chunks (a PSF per channel block).
+    def prepare(i: int, a: Any) -> Any:
+        a = a.rename({d: f"{d}__arg{i}" for d in core if d in a.dims})
+        loop = {d: arr.chunksizes[d] for d in a.dims if d in arr.chunksizes and d not in core}
+        return a.chunk(loop) if loop else a
+
+    arr_args = [prepare(i, a) for i, a in enumerate(args) if isinstance(a, xr.DataArray)]
+    kw_arrays = {k: prepare(100 + i, v) for i, (k, v) in enumerate(kwargs.items())
+                 if isinstance(v, xr.DataArray)}  # fmt: skip
+    plain_kwargs = {k: v for k, v in kwargs.items() if k not in kw_arrays}
+    if output_sizes is None or dtype is None:
+        sample = _first_call(func, arr, core, args, kwargs)
+        dtype = sample.dtype if dtype is None else dtype
+        sizes = dict(zip(out_core, sample.shape))
+        output_sizes = {**sizes, **(output_sizes or {})}
+    new_dims = {d: n for d, n in output_sizes.items() if d not in arr.dims or arr.sizes[d] != n}
+    renamed = {d: f"{d}__out" for d in out_core if d in new_dims and d in core}
+    out_core_names = tuple(renamed.get(d, d) for d in out_core)
+
+    kw_names = list(kw_arrays)
+
+    def call(block: Any, *rest: Any) -> Any:
+        n_pos = len(rest) - len(kw_names)
+        extra = dict(zip(kw_names, rest[n_pos:]))
+        pos = iter(rest[:n_pos])
+        full_args = [next(pos) if isinstance(a, xr.DataArray) else a for a in args]
+        return func(block, *full_args, **plain_kwargs, **extra)
+
+    result = xr.apply_ufunc(
+        call,
+        arr,
+        *arr_args,
+        *kw_arrays.values(),
+        input_core_dims=[list(core)]
+        + [_arg_core(a, core) for a in arr_args]
+        + [_arg_core(a, core) for a in kw_arrays.values()],
+        output_core_dims=[list(out_core_names)],
+        dask="parallelized",
+        vectorize=True,
+        output_dtypes=[np.dtype(dtype)],
+        dask_gufunc_kwargs={
+            "output_sizes": {renamed.get(d, d): n for d, n in output_sizes.items()},
+            "allow_rechunk": False,
+        },
+        keep_attrs=keep_attrs,
+    )
+    result = result.rename({v: k for k, v in renamed.items()})
+    order = [d for d in arr.dims if d in result.dims] + [
+        d for d in result.dims if d not in arr.dims
+    ]
+    return result.transpose(*order)
+
+
+def _arg_core(a: Any, core: tuple[str, ...]) -> list[str]:
+    """An argument's (renamed) core dims, in the order of ``core``."""
+    names = [str(d) for d in a.dims if "__arg" in str(d)]
+    return sorted(names, key=lambda n: core.index(n.split("__arg")[0]))
+
+
+def _first_call(
+    func: Callable[..., Any], arr: Any, core: tuple[str, ...], args: Any, kwargs: Any
+) -> Any:
+    import xarray as xr
+
+    first = {d: 0 for d in arr.dims if d not in core}
+    block = np.asarray(arr.isel(first).transpose(*core).values)
+
+    def pick(a: Any) -> Any:
+        if not isinstance(a, xr.DataArray):
+            return a
+        sel = {d: 0 for d in a.dims if d not in core}
+        return np.asarray(a.isel(sel).transpose(*[d for d in core if d in a.dims]).values)
+
+    return np.asarray(
+        func(block, *[pick(a) for a in args], **{k: pick(v) for k, v in kwargs.items()})
+    )
