@@ -118,3 +118,60 @@ def test_demo_writes_and_opens(tmp_path: Path, capsys) -> None:
     with tifffile.TiffFile(next((out_dir / "tiffs").glob("*ch1*stack0001*.tif"))) as tif:
         assert tif.series[0].shape == (16, 128, 128)
         assert np.asarray(tif.series[0].asarray()).max() > 1000  # blobs, not an empty stack
+
+
+def test_process_chains_steps_and_writes_what_the_library_computes(
+    lls, tmp_path: Path, capsys
+) -> None:
+    import xarray as xr
+
+    import ndstack
+    from ndstack import ops
+
+    folder, _ = lls
+    psf = np.ones((3, 3, 3), np.float32)
+    tifffile.imwrite(tmp_path / "psf.tif", psf, photometric="minisblack")
+    dest = tmp_path / "processed.zarr"
+    code, out, err = run(
+        ["process", str(folder), str(dest), "--deskew", "angle=31.5",
+         "--deconvolve", f"psf={tmp_path / 'psf.tif'},iterations=2", "--project", "dim=Z,how=max",
+         "--quiet"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "wrote" in out
+    expected = ops.project(ops.deconvolve(ops.deskew(ndstack.open(folder)), psf, iterations=2), "Z")
+    xr.testing.assert_allclose(ndstack.open(dest).compute(), expected.compute())
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (
+            ["--deskew", "angel=30"],
+            "unknown parameter 'angel'; parameters: angle, dz, dx, direction",
+        ),
+        (["--deskew", "angle=0"], "strictly between 0 and 90"),
+        (["--deconvolve", "iterations=3"], "psf is required"),
+        (["--project", "how"], "expected key=value"),
+        (["--recenter", "size=12x"], "size='12x' is not valid"),
+    ],
+)
+def test_process_refuses_bad_steps_before_computing(
+    lls, tmp_path: Path, capsys, step, message
+) -> None:
+    folder, _ = lls
+    code, _, err = run(["process", str(folder), str(tmp_path / "x.zarr"), *step], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_process_list_documents_every_step(capsys) -> None:
+    from ndstack.ops._steps import STEPS
+
+    code, out, _ = run(["process", "--list"], capsys)
+    assert code == 0
+    for name, step in STEPS.items():
+        assert f"--{name.replace('_', '-')}" in out
+        for key in step.params:
+            assert key in out

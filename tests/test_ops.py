@@ -171,3 +171,23 @@ def test_crop_project_background_flatfield() -> None:
     np.testing.assert_allclose(ff, data / flat * flat.mean(), rtol=1e-5)
     with pytest.raises(ValueError, match="unknown dims"):
         ops.crop(arr, Q=(0, 1))
+
+
+def test_recenter_follows_a_drifting_spot_and_clamps_at_borders() -> None:
+    from scipy.ndimage import center_of_mass
+
+    data = np.zeros((4, 40, 50), np.uint16)
+    spots = [(10, 12), (20, 25), (30, 40), (38, 48)]  # the last one sits at the corner
+    for t, (y, x) in enumerate(spots):
+        data[t, y - 1 : y + 2, x - 1 : x + 2] = 100
+    arr = lazy(data, ("T", "Y", "X"), (1, 40, 50))
+    for t in range(4):
+        assert ops.centroid(data[t]) == pytest.approx(center_of_mass(data[t]))
+    out = ops.recenter(arr, (9, 11)).values
+    assert out.shape == (4, 9, 11)
+    for t in range(3):
+        assert out[t, 4, 5] == 100 and out[t].sum() == 900  # the spot sits in the middle
+    y0, x0 = 40 - 9, 50 - 11  # clamped at the bottom-right border
+    np.testing.assert_array_equal(out[3], data[3, y0:, x0:])
+    with pytest.raises(ValueError, match="larger than the plane"):
+        ops.recenter(arr, (41, 5))

@@ -104,6 +104,15 @@ def _add_write_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+class _StepAction(argparse.Action):
+    """Collect ``--step k=v,...`` options in the order they are given."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        steps = list(getattr(namespace, self.dest, None) or [])
+        steps.append((option_string.lstrip("-").replace("-", "_"), values or ""))
+        setattr(namespace, self.dest, steps)
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -133,6 +142,30 @@ def _parser() -> argparse.ArgumentParser:
     pv.add_argument("dest", help="the store written by 'ndstack convert'")
     pv.add_argument("--all", action="store_true", help="every block, not a sample")
     _add_cluster_options(pv)
+    pp = sub.add_parser(
+        "process",
+        help="chain processing steps and write the result with the writer",
+        description="Steps run in the order given, e.g. --deskew angle=31.5 "
+        "--deconvolve psf=psf.tif,iterations=10 --project dim=Z. --list shows them all.",
+    )
+    pp.add_argument("source", nargs="?", help="folder, glob, file or URL")
+    pp.add_argument("dest", nargs="?", help="the store to write")
+    pp.add_argument("--list", action="store_true", help="list the steps and their parameters")
+    pp.add_argument("--pattern", help="name template, e.g. '{name}_ch{C}_stack{T}_*.tif'")
+    from .ops._steps import STEPS
+
+    for name in STEPS:
+        pp.add_argument(
+            f"--{name.replace('_', '-')}",
+            nargs="?",
+            const="",
+            metavar="K=V,...",
+            action=_StepAction,
+            dest="steps",
+            help=STEPS[name].help,
+        )
+    _add_write_options(pp)
+    _add_cluster_options(pp)
     pd = sub.add_parser("demo", help="write a small lattice light-sheet-like dataset and open it")
     pd.add_argument("--out", default="ndstack-demo", help="folder to write (default: %(default)s)")
     pd.add_argument("--timepoints", type=int, default=6, help="stacks per channel (default: 6)")
@@ -198,6 +231,30 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return _verify_and_report(arr, args.dest, "all" if args.all else "auto")
 
 
+def _cmd_process(args: argparse.Namespace) -> int:
+    from ._open import open as _open
+    from ._write import to_zarr
+    from .ops._steps import describe, parse_params, run_steps
+
+    if args.list:
+        print(describe())
+        return 0
+    if not args.source or not args.dest:
+        raise NdstackError("process needs SOURCE and DEST (or --list)")
+    if not args.steps:
+        raise NdstackError("no step given; see 'ndstack process --list'")
+    steps = [(name, parse_params(name, text)) for name, text in args.steps]  # all checked first
+    result = run_steps(_open(args.source, pattern=args.pattern), steps)
+    with _cluster(args):
+        summary = to_zarr(
+            result, args.dest, format=args.format, codec=args.codec, clevel=args.clevel,
+            levels=args.levels, chunks=args.chunks, shards=args.shards,
+            overwrite=args.overwrite, progress=False if args.quiet else None,
+        )  # fmt: skip
+    print(_summary_line(summary))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import os
 
@@ -227,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("default")
             warnings.showwarning = one_line  # type: ignore[assignment]
             commands = {"info": _cmd_info, "convert": _cmd_convert, "verify": _cmd_verify,
-                        "demo": _cmd_demo}  # fmt: skip
+                        "process": _cmd_process, "demo": _cmd_demo}  # fmt: skip
             return commands[args.command](args)
     except NdstackError as exc:
         print(f"ndstack: error: {exc}", file=sys.stderr)

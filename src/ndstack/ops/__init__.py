@@ -8,9 +8,11 @@ from ._basic import crop, flatfield, power_spectrum, project, subtract_backgroun
 from ._deconvolve import deconvolve, richardson_lucy
 from ._deskew import deskew, deskew_block
 from ._filters import gaussian, median
+from ._recenter import centroid, recenter
 
 __all__ = [
     "apply",
+    "centroid",
     "crop",
     "deconvolve",
     "deskew",
@@ -20,6 +22,7 @@ __all__ = [
     "median",
     "power_spectrum",
     "project",
+    "recenter",
     "richardson_lucy",
     "subtract_background",
 ]
