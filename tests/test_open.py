@@ -503,3 +503,14 @@ def test_file_with_extra_pages_is_refused_when_read(tmp_path: Path) -> None:
     arr = ndstack.open(folder, check="none")
     with pytest.raises(FileMismatchError, match=r"s_t1.tif: expected shape \(4, 6, 7\)"):
         arr.isel(T=1).values
+
+
+def test_a_single_file_opens_with_its_own_axes(tmp_path: Path) -> None:
+    data = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
+    path = tmp_path / "one stack.tif"
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "ZYX"})
+    for source in (path, [path], tmp_path):
+        arr = ndstack.open(source)
+        assert arr.dims == ("Z", "Y", "X") and arr.attrs["files"] == 1
+        np.testing.assert_array_equal(arr.values, data)
+        np.testing.assert_array_equal(arr.isel(Z=2).values, data[2])

@@ -151,7 +151,10 @@ def open(
 
     dims, sources, grid_names = _arrangement(layout, info, tiles)
     files = np.full(layout.shape, None, dtype=object)
-    files[tuple(layout.index.T)] = np.asarray(names, dtype=object)
+    if layout.axes:
+        files[tuple(layout.index.T)] = np.asarray(names, dtype=object)
+    else:  # one file, no grid: a 0-d grid holding its name (not an array of names)
+        files[()] = names[0]
     for i in bad:
         files[tuple(layout.index[i])] = None
     grid = FileGrid(

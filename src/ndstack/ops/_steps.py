@@ -90,7 +90,8 @@ STEPS: dict[str, Step] = {
         "flat-field correction", required=("flat",)),
     "gaussian": Step(
         lambda a, **k: _filters.gaussian(a, **k),
-        {"sigma": (float, 1.0, "pixels"), "dims": (lambda s: tuple(s.upper()), ("Y", "X"), "e.g. ZYX")},
+        {"sigma": (float, 1.0, "pixels"),
+         "dims": (lambda s: tuple(s.upper()), ("Y", "X"), "e.g. ZYX")},
         "Gaussian filter, exact across chunk borders"),
     "median": Step(
         lambda a, **k: _filters.median(a, **k),
