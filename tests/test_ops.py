@@ -191,3 +191,23 @@ def test_recenter_follows_a_drifting_spot_and_clamps_at_borders() -> None:
     np.testing.assert_array_equal(out[3], data[3, y0:, x0:])
     with pytest.raises(ValueError, match="larger than the plane"):
         ops.recenter(arr, (41, 5))
+
+
+def test_tiled_deconvolution_matches_the_whole_block() -> None:
+    rng = np.random.default_rng(6)
+    data = np.clip(rng.normal(1, 0.3, (2, 24, 64, 64)), 0, None).astype(np.float32)
+    arr = lazy(data, ("T", "Z", "Y", "X"), (1, 24, 64, 64))
+    psf = psf3d(1.5, 1.0, r=3)
+    whole = ops.deconvolve(arr, psf, iterations=6, device="cpu").values
+    tiled = ops.deconvolve(arr, psf, iterations=6, device="cpu", tile=(24, 32, 32)).values
+    assert np.linalg.norm(tiled - whole) / np.linalg.norm(whole) < 1e-4
+
+
+def test_gpu_request_without_a_gpu_is_a_clear_error() -> None:
+    from ndstack.ops._deconvolve import _gpu_available
+
+    arr = lazy(np.ones((8, 8, 8), np.float32), ("Z", "Y", "X"), (8, 8, 8))
+    if _gpu_available():
+        pytest.skip("a GPU is present: the GPU path runs instead")
+    with pytest.raises(ValueError, match="needs CuPy and a CUDA GPU"):
+        ops.deconvolve(arr, psf3d(1, 1, r=1), device="gpu")
