@@ -12,6 +12,7 @@ from ._cluster import cluster
 from ._info import format_info, info
 from ._names import parse_names
 from ._open import MissingFilesWarning, open
+from ._preview import preview
 from ._verify import verify
 from ._write import to_zarr
 
@@ -25,6 +26,7 @@ __all__ = [
     "open",
     "ops",
     "parse_names",
+    "preview",
     "to_zarr",
     "verify",
 ]

@@ -166,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
         )
     _add_write_options(pp)
     _add_cluster_options(pp)
+    pw = sub.add_parser("preview", help="a PNG montage of per-channel maximum projections")
+    _add_open_options(pw)
+    pw.add_argument("-o", "--output", default="preview.png", help="the PNG to write")
+    pw.add_argument("--dim", default="T", help="the dim along the columns (default: T)")
+    pw.add_argument("--every", type=int, default=1, help="every k-th index of --dim")
+    _add_cluster_options(pw)
     pd = sub.add_parser("demo", help="write a small lattice light-sheet-like dataset and open it")
     pd.add_argument("--out", default="ndstack-demo", help="folder to write (default: %(default)s)")
     pd.add_argument("--timepoints", type=int, default=6, help="stacks per channel (default: 6)")
@@ -255,6 +261,17 @@ def _cmd_process(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from ._open import open as _open
+    from ._preview import preview
+
+    arr = _open(args.source, **_open_kwargs(args))
+    with _cluster(args):
+        done = preview(arr, args.output, dim=args.dim, every=args.every)
+    print(f"wrote {done['path']}: {done['rows']} channel(s) x {done['columns']} column(s)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import os
 
@@ -270,7 +287,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     store = os.path.join(args.out, "demo.ome.zarr")
     print(_summary_line(to_zarr(arr, store, overwrite=True, progress=False)))
     print(f"open it again with: ndstack.open({store!r})")
+    try:
+        from ._preview import preview
+
+        png = preview(arr, os.path.join(args.out, "preview.png"))["path"]
+        print(f"preview: {png}")
+    except ImportError:
+        print("preview: skipped (pip install 'ndstack[preview]' for matplotlib)")
     return 0
+
+
+_COMMANDS = {
+    "info": _cmd_info,
+    "convert": _cmd_convert,
+    "verify": _cmd_verify,
+    "process": _cmd_process,
+    "preview": _cmd_preview,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,9 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():  # restores the caller's filters afterwards
             warnings.simplefilter("default")
             warnings.showwarning = one_line  # type: ignore[assignment]
-            commands = {"info": _cmd_info, "convert": _cmd_convert, "verify": _cmd_verify,
-                        "process": _cmd_process, "demo": _cmd_demo}  # fmt: skip
-            return commands[args.command](args)
+            return _COMMANDS[args.command](args)
     except NdstackError as exc:
         print(f"ndstack: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
