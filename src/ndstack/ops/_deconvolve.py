@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._apply import apply
+from ._xp import array_module
 
 __all__ = ["deconvolve", "richardson_lucy", "richardson_lucy_gpu", "richardson_lucy_tiled"]
 
@@ -35,7 +36,7 @@ def richardson_lucy_tiled(
     """
     import itertools
 
-    xp = _array_module(image)
+    xp = array_module(image)
     overlap = overlap or tuple(2 * p for p in np.shape(psf))
     out = xp.empty(image.shape, dtype=xp.float32)
     starts = [range(0, n, t) for n, t in zip(image.shape, tile)]
@@ -48,15 +49,6 @@ def richardson_lucy_tiled(
         inner = tuple(slice(c.start - e.start, c.stop - e.start) for c, e in zip(core, ext))
         out[core] = richardson_lucy(image[ext], psf, iterations, **kwargs)[inner]
     return out
-
-
-def _array_module(a: Any) -> Any:
-    try:
-        import cupy
-
-        return cupy.get_array_module(a)
-    except ImportError:
-        return np
 
 
 def _gpu_tile(shape: tuple[int, ...], psf_shape: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -98,7 +90,7 @@ def richardson_lucy(
     edges are handled as there. The PSF is normalised to sum 1, and its transform (and
     its mirror's) is computed once per PSF and block shape, not per iteration.
     """
-    xp = _array_module(image)
+    xp = array_module(image)
     if xp is not np:
         return _richardson_lucy_cupy(image, psf, iterations, background=background, eps=eps)
     import scipy.fft

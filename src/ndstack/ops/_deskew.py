@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._apply import apply
+from ._xp import array_module
 
 __all__ = ["deskew", "deskew_block", "deskew_shift"]
 
@@ -27,7 +28,7 @@ def deskew_block(stack: Any, shift: float, *, direction: int = 1) -> Any:
     matrix, without a general resampler. NumPy or CuPy in, the same out; float32, wider
     in X by ``ceil(shift * (Z - 1))``, zero where no input falls.
     """
-    xp = _array_module(stack)
+    xp = array_module(stack)
     nz, ny, nx = stack.shape
     extra = math.ceil(shift * (nz - 1) - 1e-9)
     out = xp.zeros((nz, ny, nx + extra), dtype=xp.float32)
@@ -45,15 +46,6 @@ def deskew_block(stack: Any, shift: float, *, direction: int = 1) -> Any:
         view = out[z, :, i + 1 : i + 1 + nx]
         xp.add(view, tmp, out=view)
     return out
-
-
-def _array_module(a: Any) -> Any:
-    try:
-        import cupy
-
-        return cupy.get_array_module(a)
-    except ImportError:
-        return np
 
 
 def deskew(
