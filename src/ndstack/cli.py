@@ -172,6 +172,9 @@ def _parser() -> argparse.ArgumentParser:
     pw.add_argument("--dim", default="T", help="the dim along the columns (default: T)")
     pw.add_argument("--every", type=int, default=1, help="every k-th index of --dim")
     _add_cluster_options(pw)
+    pn = sub.add_parser("view", help="open SOURCE in napari (pip install 'ndstack[viewer]')")
+    pn.add_argument("source", help="folder, glob, file, URL or store")
+    pn.add_argument("--pattern", help="name template, e.g. '{name}_ch{C}_stack{T}_*.tif'")
     pd = sub.add_parser("demo", help="write a small lattice light-sheet-like dataset and open it")
     pd.add_argument("--out", default="ndstack-demo", help="folder to write (default: %(default)s)")
     pd.add_argument("--timepoints", type=int, default=6, help="stacks per channel (default: 6)")
@@ -272,6 +275,13 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:  # pragma: no cover - needs a display
+    from ._napari import view
+
+    view(args.source, args.pattern)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import os
 
@@ -303,6 +313,7 @@ _COMMANDS = {
     "verify": _cmd_verify,
     "process": _cmd_process,
     "preview": _cmd_preview,
+    "view": _cmd_view,
     "demo": _cmd_demo,
 }
 

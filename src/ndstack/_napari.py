@@ -1,0 +1,100 @@
+"""The napari plugin: a reader (npe2) and ``ndstack view``. napari is imported only here,
+and only by :func:`view`; the reader returns plain layer-data tuples."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .errors import NdstackError
+
+__all__ = ["get_reader", "layer_data", "view"]
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
+    """npe2 reader getter: a reader for folders, globs, TIFFs and stores; else ``None``."""
+    from ._discover import discover
+    from ._store import is_store
+    from .errors import NdstackError as _Err
+
+    if isinstance(path, list):
+        return _read if all(str(p).lower().endswith((".tif", ".tiff")) for p in path) else None
+    if is_store(path):
+        return _read
+    try:
+        discover(path)  # lists names only: cheap, and says whether any image is there
+    except (_Err, OSError):
+        return None
+    return _read
+
+
+def _read(path: Any) -> list[LayerData]:
+    return layer_data(path)
+
+
+def _contrast(arr: Any, channel: int | None) -> list[float]:
+    """Contrast limits from a few planes: the middle of every axis but Y and X."""
+    sel = {d: arr.sizes[d] // 2 for d in arr.dims if d not in ("Y", "X", "C")}
+    if channel is not None:
+        sel["C"] = channel
+    plane = np.asarray(arr.isel(sel).values, dtype=np.float64)  # one step: one plane read
+    lo, hi = np.percentile(plane, (0.5, 99.8)) if plane.size else (0.0, 1.0)
+    return [float(lo), float(hi if hi > lo else lo + 1)]
+
+
+def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
+    """One image layer per channel: names from channel coords, scale, contrast, pyramid."""
+    from ._open import open as _open
+    from ._store import is_store, open_store
+
+    arr = _open(path, pattern)
+    levels = [arr.data]
+    if not isinstance(path, list) and is_store(path):
+        k = 1
+        while os.path.isdir(os.path.join(os.fspath(path), str(k))):
+            levels.append(open_store(os.fspath(path), level=k).transpose(*arr.dims).data)
+            k += 1
+    px = dict(arr.attrs.get("pixel_size") or {})
+    dims = [d for d in arr.dims if d != "C"]
+    meta: dict[str, Any] = {
+        "scale": [float(px.get(d, 1.0)) for d in dims],
+        "axis_labels": dims,
+        "multiscale": len(levels) > 1,
+        "metadata": {"ndstack": {k: v for k, v in arr.attrs.items() if k != "missing"}},
+    }
+    if "C" in arr.dims:
+        n = arr.sizes["C"]
+        names = (
+            [str(v) for v in arr.coords["C"].values]
+            if "C" in arr.coords
+            else [str(i) for i in range(n)]
+        )
+        for name, c in arr.coords.items():
+            if c.dims == ("C",) and name != "C":
+                names = [f"{v}{c.attrs.get('units', '')}" for v in c.values]
+                break
+        meta["channel_axis"] = arr.dims.index("C")
+        meta["name"] = names
+        meta["contrast_limits"] = [_contrast(arr, c) for c in range(n)]
+    else:
+        meta["name"] = os.path.basename(os.fspath(path if not isinstance(path, list) else path[0]))
+        meta["contrast_limits"] = _contrast(arr, None)
+    data = levels if len(levels) > 1 else levels[0]
+    return [(data, meta, "image")]
+
+
+def view(source: Any, pattern: str | None = None) -> None:  # pragma: no cover - needs a display
+    """Open ``source`` in a napari viewer with ndstack's layout; blocks until it closes."""
+    try:
+        import napari
+    except ImportError:
+        raise NdstackError("ndstack view needs napari: pip install 'ndstack[viewer]'") from None
+    viewer = napari.Viewer()
+    for data, meta, _ in layer_data(source, pattern):
+        viewer.add_image(data, **meta)
+    napari.run()

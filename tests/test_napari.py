@@ -1,0 +1,117 @@
+"""The napari plugin: manifest, reader through npe2, laziness; napari itself optional."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+import ndstack
+from ndstack._napari import get_reader, layer_data
+
+
+def _npe2():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # npe2's own pydantic notices
+        return pytest.importorskip("npe2")
+
+
+def test_manifest_validates_with_npe2() -> None:
+    _npe2()
+    npe2_cli = Path(sys.executable).parent / "npe2"
+    proc = subprocess.run(
+        [str(npe2_cli), "validate", "ndstack"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "valid" in proc.stdout
+
+
+def test_reader_declines_what_is_not_its_own(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "empty").mkdir()
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+    assert get_reader(str(tmp_path / "empty")) is None
+    assert get_reader([str(tmp_path / "notes.txt")]) is None
+
+
+def test_reader_through_npe2_gives_channel_layers_lazily(lls, monkeypatch) -> None:
+    npe2 = _npe2()
+    from ndstack import _tiff
+
+    folder, truth = lls
+    reads = []
+    real = _tiff.TiffReader.read
+
+    def counting(self, path, sel):
+        out = real(self, path, sel)
+        reads.append(out.shape)
+        return out
+
+    monkeypatch.setattr(_tiff.TiffReader, "read", counting)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        npe2.PluginManager.instance().discover()  # finds ndstack's entry point
+        layers = npe2.read([str(folder)], stack=False, plugin_name="ndstack")
+    assert len(layers) == 1
+    data, meta, kind = layers[0]
+    assert kind == "image" and isinstance(data, da.Array) and data.shape == (4, 3, 6, 20, 24)
+    assert meta["channel_axis"] == 1 and meta["name"] == ["488nm", "560nm", "642nm"]
+    assert meta["scale"] == pytest.approx([1.0, 0.4, 0.104, 0.104])
+    assert meta["axis_labels"] == ["T", "Z", "Y", "X"] and meta["multiscale"] is False
+    assert len(meta["contrast_limits"]) == 3
+    # contrast from one plane per channel: 3 reads of one page each, nothing more
+    assert len(reads) == 3 and all(shape == (1, 20, 24) for shape in reads)
+    np.testing.assert_array_equal(np.asarray(data[2, 1]), truth[(2, 1)])
+
+
+def test_reader_on_a_pyramid_store_is_multiscale(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 500, size=(2, 1100, 700), dtype=np.uint16)
+    arr = xr.DataArray(
+        da.from_array(data, chunks=(1, 1100, 700)),
+        dims=("C", "Y", "X"),
+        coords={"C": ["DAPI", "GFP"]},
+        attrs={"pixel_size": {"Y": 0.5, "X": 0.5}},
+    )
+    ndstack.to_zarr(arr, tmp_path / "p.zarr")
+    assert get_reader(str(tmp_path / "p.zarr")) is not None
+    ((levels, meta, _),) = layer_data(str(tmp_path / "p.zarr"))
+    assert meta["multiscale"] is True and [lv.shape for lv in levels] == [
+        (2, 1100, 700),
+        (2, 550, 350),
+        (2, 275, 175),
+    ]
+    assert meta["name"] == ["DAPI", "GFP"] and meta["scale"] == [0.5, 0.5]
+
+
+def test_napari_shows_the_data_headless(lls, tmp_path: Path) -> None:
+    """End to end: napari offscreen, the reader's layers, a screenshot that is not blank.
+
+    Skipped where napari (ndstack[viewer]) or an OpenGL driver is missing.
+    """
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        napari = pytest.importorskip("napari")
+        folder, _ = lls
+        try:
+            viewer = napari.Viewer(show=False)
+        except Exception as exc:  # no Qt platform or no OpenGL
+            pytest.skip(f"napari cannot start here: {exc}")
+        try:
+            for data, meta, _ in layer_data(str(folder)):
+                viewer.add_image(data, **meta)
+            shot = viewer.screenshot(canvas_only=True)
+        except Exception as exc:
+            viewer.close()
+            pytest.skip(f"napari cannot render here (no OpenGL driver?): {exc}")
+        viewer.close()
+    assert shot.ndim == 3 and shot[..., :3].std() > 1
