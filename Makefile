@@ -23,9 +23,12 @@ demo: $(VENV)/.installed
 	$(BIN)/ndstack demo --out $(DEMO_OUT)
 
 test: $(VENV)/.installed-test
+	@bash .ci/gui-deps.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/python -m pytest
+	@if command -v xvfb-run >/dev/null 2>&1; then \
+	  xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python -m pytest; \
+	else $(BIN)/python -m pytest; fi
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

@@ -93,25 +93,34 @@ def test_reader_on_a_pyramid_store_is_multiscale(tmp_path: Path) -> None:
 def test_napari_shows_the_data_headless(lls, tmp_path: Path) -> None:
     """End to end: napari offscreen, the reader's layers, a screenshot that is not blank.
 
-    Skipped where napari (ndstack[viewer]) or an OpenGL driver is missing.
+    ``make test`` runs it under xvfb-run; it skips where napari (ndstack[viewer]), a
+    display or an OpenGL driver is missing.
     """
     import os
 
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    # under xvfb-run (make test) Qt draws with OpenGL on the virtual X server; Qt's
+    # "offscreen" platform has no OpenGL context, so it is only a fallback
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         napari = pytest.importorskip("napari")
         folder, _ = lls
         try:
-            viewer = napari.Viewer(show=False)
+            viewer = napari.Viewer(show=True)  # a hidden window never paints its canvas
         except Exception as exc:  # no Qt platform or no OpenGL
             pytest.skip(f"napari cannot start here: {exc}")
         try:
+            from qtpy.QtWidgets import QApplication
+
             for data, meta, _ in layer_data(str(folder)):
                 viewer.add_image(data, **meta)
+            for _ in range(20):  # let Qt draw
+                QApplication.processEvents()
+            names = [layer.name for layer in viewer.layers]
             shot = viewer.screenshot(canvas_only=True)
         except Exception as exc:
             viewer.close()
             pytest.skip(f"napari cannot render here (no OpenGL driver?): {exc}")
         viewer.close()
+    assert names == ["488nm", "560nm", "642nm"]
     assert shot.ndim == 3 and shot[..., :3].std() > 1
