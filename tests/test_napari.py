@@ -15,6 +15,8 @@ import xarray as xr
 import ndstack
 from ndstack._napari import get_reader, layer_data
 
+from .conftest import lls_name
+
 
 def _npe2():
     with warnings.catch_warnings():
@@ -90,7 +92,7 @@ def test_reader_on_a_pyramid_store_is_multiscale(tmp_path: Path) -> None:
     assert meta["name"] == ["DAPI", "GFP"] and meta["scale"] == [0.5, 0.5]
 
 
-def test_napari_shows_the_data_headless(lls, tmp_path: Path) -> None:
+def test_napari_shows_the_data_headless(lls, tmp_path: Path, monkeypatch) -> None:
     """End to end: napari offscreen, the reader's layers, a screenshot that is not blank.
 
     ``make test`` runs it under xvfb-run; it skips where napari (ndstack[viewer]), a
@@ -101,6 +103,17 @@ def test_napari_shows_the_data_headless(lls, tmp_path: Path) -> None:
     # under xvfb-run (make test) Qt draws with OpenGL on the virtual X server; Qt's
     # "offscreen" platform has no OpenGL context, so it is only a fallback
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    from ndstack import _tiff
+
+    reads: list[tuple[str, tuple[int, ...]]] = []
+    real = _tiff.TiffReader.read
+
+    def counting(self, path, sel):
+        out = real(self, path, sel)
+        reads.append((os.path.basename(path), out.shape))
+        return out
+
+    monkeypatch.setattr(_tiff.TiffReader, "read", counting)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         napari = pytest.importorskip("napari")
@@ -118,9 +131,50 @@ def test_napari_shows_the_data_headless(lls, tmp_path: Path) -> None:
                 QApplication.processEvents()
             names = [layer.name for layer in viewer.layers]
             shot = viewer.screenshot(canvas_only=True)
+            # moving the time slider reads one plane per channel, nothing else
+            reads.clear()
+            viewer.dims.set_current_step(0, 3)
+            for _ in range(20):
+                QApplication.processEvents()
+            slider_reads = list(reads)
         except Exception as exc:
             viewer.close()
             pytest.skip(f"napari cannot render here (no OpenGL driver?): {exc}")
         viewer.close()
     assert names == ["488nm", "560nm", "642nm"]
+    # one file per channel (napari slices in several steps, so each file's stack is read)
+    assert sorted(name for name, _ in slider_reads) == sorted(lls_name(c, 3) for c in range(3))
+    assert all(shape[-2:] == (20, 24) and shape[0] <= 6 for _, shape in slider_reads)
     assert shot.ndim == 3 and shot[..., :3].std() > 1
+
+
+def test_ndstack_view_adds_the_reader_layers(lls, monkeypatch) -> None:
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        napari = pytest.importorskip("napari")
+        folder, _ = lls
+        made = []
+
+        class Recording(napari.Viewer):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, show=False)
+                made.append(self)
+
+        monkeypatch.setattr(napari, "Viewer", Recording)
+        monkeypatch.setattr(napari, "run", lambda: None)
+        try:
+            from ndstack._napari import view
+
+            view(str(folder))
+        except Exception as exc:
+            if not made:
+                pytest.skip(f"napari cannot start here: {exc}")
+            raise
+        finally:
+            for v in made:
+                layers = [layer.name for layer in v.layers]
+                v.close()
+    assert layers == ["488nm", "560nm", "642nm"]
