@@ -22,7 +22,6 @@ metadata is written once everything is done.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -38,29 +37,26 @@ from typing import Any
 import numpy as np
 
 from ._grid import ReadFailedWarning
+from ._metadata import _create_arrays, _write_metadata
 from ._ngff import (
-    NGFF_VERSION,
     ImagePlan,
-    axes_metadata,
-    channel_colors,
-    level_scale,
     plan_image,
-    redact,
+)
+from ._resume import (
+    _atomic_write,
+    _check_destination_against_source,
+    _file_grid,
+    _fingerprint,
+    _prepare_destination,
+    _read_marker,
+    _remove_partials,
+    record_dir,
 )
 from .errors import (
-    DestinationError,
     NdstackError,
-    SourceChangedError,
-    WriteError,
 )
 
 __all__ = ["to_zarr"]
-
-
-def record_dir(dest: str) -> str:
-    """The folder beside ``dest`` that records an unfinished conversion."""
-    head, tail = os.path.split(os.path.abspath(dest).rstrip(os.sep))
-    return os.path.join(head, f".{tail}.ndstack")
 
 
 CODECS = ("zstd", "lz4", "lz4hc", "zlib", "blosclz", "none")
@@ -149,30 +145,6 @@ def _encode(plan: _Plan, chunk: np.ndarray) -> bytes:
         typesize=data.dtype.itemsize,
         numthreads=1,  # Dask's threads give the parallelism; the codec releases the GIL
     )
-
-
-def _atomic_write(path: str, payload: bytes) -> None:
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
-    try:
-        try:
-            f = open(tmp, "wb")
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            f = open(tmp, "wb")
-        with f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        if exc.errno == errno.ENOSPC:
-            raise WriteError(
-                f"disk full while writing {path}; free some space and run the same "
-                "command again to resume"
-            ) from None
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _downsample(block: np.ndarray, y: int, x: int) -> np.ndarray:
@@ -657,320 +629,3 @@ def _make_plan(
         x_axis=x,
         n_split=len(plan_img.split_dims),
     )
-
-
-# ----------------------------------------------------------------------------- the store
-def _file_grid(arr: Any) -> Any:
-    """The FileGrid behind an array opened by ndstack, if any (for source checks)."""
-    from ._grid import FileGrid
-
-    graph = getattr(arr.data, "dask", None)
-    if graph is None:
-        return None
-    for layer in graph.layers.values():
-        for v in dict(layer).values():
-            v = getattr(v, "value", v)
-            if isinstance(v, FileGrid):
-                return v
-    return None
-
-
-def _check_destination_against_source(dest: str, grid: Any) -> None:
-    if grid is None or grid.fs is not None:
-        return
-    src = os.path.realpath(grid.root)
-    real = os.path.realpath(dest)
-    if real == src or real.startswith(src.rstrip(os.sep) + os.sep):
-        raise DestinationError(
-            f"the destination {dest} lies inside the source folder {grid.root}; "
-            "choose a folder outside it (source files are only ever read)"
-        )
-
-
-def _fingerprint(grid: Any, arr: Any) -> dict[str, Any]:
-    if grid is None or grid.fs is not None:
-        return {"token": str(arr.data.name) if hasattr(arr.data, "name") else None}
-    files = []
-    for name in sorted(n for n in grid.files.ravel().tolist() if n is not None):
-        try:
-            st = os.stat(grid.path(name))
-            files.append([name, st.st_size, st.st_mtime_ns])
-        except OSError:
-            files.append([name, None, None])
-    return {"root": redact(grid.root), "files": files}
-
-
-def _manifest_path(dest: str) -> str:
-    return os.path.join(record_dir(dest), "manifest.json")
-
-
-def _completed_settings(dest: str) -> dict[str, Any] | None:
-    """The settings a complete ndstack store records in its root metadata, if any."""
-    try:
-        with open(os.path.join(dest, "zarr.json")) as f:
-            nd = json.load(f).get("attributes", {}).get("ndstack")
-    except (OSError, ValueError):
-        return None
-    return nd.get("settings") if isinstance(nd, dict) else None
-
-
-def _prepare_destination(dest: str, settings: dict, fingerprint: dict, overwrite: bool) -> str:
-    """Create, resume or refuse: returns ``"new"``, ``"resume"`` or ``"complete"``."""
-    manifest_file = _manifest_path(dest)
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        raise DestinationError(f"the destination {dest} exists and is a file")
-    if os.path.isdir(dest) and os.listdir(dest):
-        done_settings = _completed_settings(dest)
-        if not os.path.exists(manifest_file) and done_settings is None:
-            raise DestinationError(
-                f"the destination {dest} exists, is not empty and was not written by "
-                "ndstack; choose another folder (nothing was changed)"
-            )
-        if overwrite:
-            _remove_store(dest)
-        elif done_settings is not None and not os.path.exists(manifest_file):
-            if done_settings != settings:
-                raise DestinationError(
-                    f"the destination {dest} holds an ndstack store written with other "
-                    "settings or from another array; pass --overwrite to replace it"
-                )
-            return "complete"
-        else:
-            with open(manifest_file) as f:
-                old = json.load(f)
-            if old.get("settings") != settings:
-                raise DestinationError(
-                    f"the destination {dest} holds an unfinished ndstack store written with "
-                    "other settings or from another array; pass --overwrite to replace it"
-                )
-            changed = _first_change(old.get("source", {}), fingerprint)
-            if changed:
-                raise SourceChangedError(
-                    f"cannot resume into {dest}: the source changed since the first run "
-                    f"({changed}); pass --overwrite to start again"
-                )
-            _remove_partials(dest)
-            return "resume"
-    else:
-        shutil.rmtree(record_dir(dest), ignore_errors=True)  # stale: its store is gone
-    try:
-        os.makedirs(dest, exist_ok=True)
-        os.makedirs(os.path.join(record_dir(dest), "done"), exist_ok=True)
-        manifest = {"ndstack": _version(), "settings": settings, "source": fingerprint}
-        _atomic_write(manifest_file, json.dumps(manifest).encode())
-    except PermissionError:
-        raise WriteError(f"cannot write to {dest}: permission denied") from None
-    except OSError as exc:
-        if isinstance(exc, NdstackError):
-            raise
-        raise WriteError(f"cannot write to {dest}: {exc.strerror or exc}") from None
-    return "new"
-
-
-def _first_change(old: dict, new: dict) -> str | None:
-    if "files" not in old or "files" not in new:
-        return None if old.get("token") == new.get("token") else "the array's graph differs"
-    old_files = {f[0]: f[1:] for f in old["files"]}
-    new_files = {f[0]: f[1:] for f in new["files"]}
-    for name in sorted(set(old_files) | set(new_files)):
-        if old_files.get(name) != new_files.get(name):
-            if name not in new_files:
-                return f"{name} is gone"
-            if name not in old_files:
-                return f"{name} is new"
-            return f"{name} changed size or modification time"
-    return None
-
-
-def _remove_store(dest: str) -> None:
-    """Delete what ndstack wrote into ``dest``: its metadata, arrays and record only."""
-    shutil.rmtree(record_dir(dest), ignore_errors=True)
-    for entry in os.listdir(dest):
-        path = os.path.join(dest, entry)
-        ours = entry in ("zarr.json", "c") or (entry.isdigit() and os.path.isdir(path))
-        if not ours:
-            continue
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
-
-
-def _remove_partials(dest: str) -> None:
-    for root, _, files in [*os.walk(dest), *os.walk(record_dir(dest))]:
-        for f in files:
-            if f.endswith(".partial"):
-                # a task of an earlier run in this process may still be finishing its
-                # write (its result is identical and atomic): gone is as good as removed
-                try:
-                    os.remove(os.path.join(root, f))
-                except FileNotFoundError:
-                    pass
-
-
-def _read_marker(path: str) -> dict[str, int]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _create_arrays(plan: _Plan, plan_img: ImagePlan) -> None:
-    import zarr
-
-    compressors: Any = None
-    if plan.codec != "none":
-        compressors = [
-            zarr.codecs.BloscCodec(cname=plan.codec, clevel=plan.clevel, shuffle="bitshuffle")
-        ]
-    names = [d.lower() if d in ("T", "C", "Z", "Y", "X") else d for d in plan_img.image_dims]
-    for img in range(len(plan.image_paths)):
-        for level, lv in enumerate(plan.levels):
-            if os.path.exists(os.path.join(plan.array_dir(img, level), "zarr.json")):
-                continue
-            name = "/".join(p for p in (plan.image_paths[img], lv.path) if p) or None
-            zarr.create_array(
-                store=plan.dest,
-                name=name,
-                shape=lv.shape,
-                chunks=lv.chunks,
-                shards=lv.shard,
-                dtype=plan.dtype,
-                compressors=compressors,
-                fill_value=plan.fill_value,
-                dimension_names=names,
-                zarr_format=3,
-                overwrite=False,  # True would empty the folder: never delete beside us
-                config={"write_empty_chunks": True},
-            )
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, str):
-        return redact(v)
-    if v is None or isinstance(v, (int, float, bool)):
-        return v
-    return str(v)
-
-
-def _ndstack_attrs(arr: Any, plan_img: ImagePlan, settings: dict[str, Any]) -> dict[str, Any]:
-    coords = {}
-    for name, c in arr.coords.items():
-        values = c.values
-        kind = (
-            "str" if values.dtype.kind in "OUS" else "float" if values.dtype.kind == "f" else "int"
-        )
-        coords[str(name)] = {
-            "dims": list(c.dims),
-            "values": _jsonable(values),
-            "attrs": _jsonable(dict(c.attrs)),
-            "kind": kind,
-        }
-    return {
-        "version": _version(),
-        "dims": list(arr.dims),
-        "shape": list(arr.shape),
-        "image_dims": list(plan_img.image_dims),
-        "split_dims": list(plan_img.split_dims),
-        "name": arr.name,
-        "coords": coords,
-        "attrs": _jsonable(dict(arr.attrs)),
-        "settings": settings,
-    }
-
-
-def _omero(plan_img: ImagePlan, arr: Any, plan: _Plan, img: int) -> dict[str, Any] | None:
-    """Channel labels, colours and contrast windows from a sample of the smallest level."""
-    if "C" not in plan_img.image_dims:
-        return None
-    import zarr
-
-    c_axis = plan_img.image_dims.index("C")
-    n = arr.sizes["C"]
-    labels = (
-        [str(v) for v in arr.coords["C"].values]
-        if "C" in arr.coords
-        else [str(i) for i in range(n)]
-    )
-    wavelengths = None
-    for name, coord in arr.coords.items():
-        if coord.dims == ("C",) and name != "C" and coord.values.dtype.kind in "iuf":
-            wavelengths = coord.values.tolist()
-            units = coord.attrs.get("units", "")
-            labels = [f"{w:g}{units}" for w in wavelengths]
-            break
-    small = zarr.open_array(plan.array_dir(img, len(plan.levels) - 1), mode="r")
-    index: list[Any] = [s // 2 for s in small.shape]  # the middle of every other axis
-    channels = []
-    colors = channel_colors(labels, wavelengths)
-    dtype = np.dtype(plan.dtype)
-    lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (0.0, 1.0)
-    y, x = plan_img.image_dims.index("Y"), plan_img.image_dims.index("X")
-    index[y] = index[x] = slice(None)  # whole planes
-    for c in range(n):
-        index[c_axis] = c
-        sample = np.asarray(small[tuple(index)], dtype=np.float64)
-        start, end = np.percentile(sample, (0.1, 99.9)) if sample.size else (lo, hi)
-        window = {"min": float(lo), "max": float(hi), "start": float(start), "end": float(end)}
-        channels.append({"label": labels[c], "color": colors[c], "active": True, "window": window})
-    return {"channels": channels, "rdefs": {"model": "color"}}
-
-
-def _write_metadata(plan: _Plan, plan_img: ImagePlan, arr: Any, settings: dict[str, Any]) -> None:
-    """Write the metadata that makes the store complete: images first, root last."""
-    import zarr
-
-    pixel = dict(arr.attrs.get("pixel_size") or {})
-    unit = arr.attrs.get("pixel_unit")
-    nd = _ndstack_attrs(arr, plan_img, settings)
-    if plan.levels[0].path == "":  # plain zarr: attributes on the root array
-        z = zarr.open_array(plan.dest, mode="r+")
-        z.attrs.update({"ndstack": nd})
-        return
-    axes = axes_metadata(plan_img, unit)
-    for img, path in enumerate(plan.image_paths):
-        datasets = [
-            {"path": lv.path, "coordinateTransformations": [
-                {"type": "scale", "scale": level_scale(plan_img, pixel, 2**k)}]}
-            for k, lv in enumerate(plan.levels)
-        ]  # fmt: skip
-        ome: dict[str, Any] = {
-            "version": NGFF_VERSION,
-            "multiscales": [{
-                "name": str(arr.name or "image"), "axes": axes, "datasets": datasets,
-                "type": "mean" if len(plan.levels) > 1 else None,
-                "metadata": {"method": "2x2 mean of Y and X per level, computed by ndstack"},
-            }],
-        }  # fmt: skip
-        if ome["multiscales"][0]["type"] is None:
-            del ome["multiscales"][0]["type"]
-        omero = _omero(plan_img, arr, plan, img)
-        if omero:
-            ome["omero"] = omero
-        attrs: dict[str, Any] = {"ome": ome}
-        if not plan_img.split_dims:
-            attrs["ndstack"] = nd
-        zarr.open_group(os.path.join(plan.dest, path) if path else plan.dest, mode="a",
-                        zarr_format=3).attrs.update(attrs)  # fmt: skip
-    if plan_img.split_dims:
-        root = zarr.open_group(plan.dest, mode="a", zarr_format=3)
-        root.attrs.update(
-            {"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}, "ndstack": nd}
-        )

@@ -1,0 +1,171 @@
+"""Zarr arrays and OME-Zarr metadata of a store: created first, completed last."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale, redact
+from ._resume import _version
+
+if TYPE_CHECKING:
+    from ._write import _Plan
+
+__all__ = ["_create_arrays", "_write_metadata"]
+
+
+def _create_arrays(plan: _Plan, plan_img: ImagePlan) -> None:
+    import zarr
+
+    compressors: Any = None
+    if plan.codec != "none":
+        compressors = [
+            zarr.codecs.BloscCodec(cname=plan.codec, clevel=plan.clevel, shuffle="bitshuffle")
+        ]
+    names = [d.lower() if d in ("T", "C", "Z", "Y", "X") else d for d in plan_img.image_dims]
+    for img in range(len(plan.image_paths)):
+        for level, lv in enumerate(plan.levels):
+            if os.path.exists(os.path.join(plan.array_dir(img, level), "zarr.json")):
+                continue
+            name = "/".join(p for p in (plan.image_paths[img], lv.path) if p) or None
+            zarr.create_array(
+                store=plan.dest,
+                name=name,
+                shape=lv.shape,
+                chunks=lv.chunks,
+                shards=lv.shard,
+                dtype=plan.dtype,
+                compressors=compressors,
+                fill_value=plan.fill_value,
+                dimension_names=names,
+                zarr_format=3,
+                overwrite=False,  # True would empty the folder: never delete beside us
+                config={"write_empty_chunks": True},
+            )
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, str):
+        return redact(v)
+    if v is None or isinstance(v, (int, float, bool)):
+        return v
+    return str(v)
+
+
+def _ndstack_attrs(arr: Any, plan_img: ImagePlan, settings: dict[str, Any]) -> dict[str, Any]:
+    coords = {}
+    for name, c in arr.coords.items():
+        values = c.values
+        kind = (
+            "str" if values.dtype.kind in "OUS" else "float" if values.dtype.kind == "f" else "int"
+        )
+        coords[str(name)] = {
+            "dims": list(c.dims),
+            "values": _jsonable(values),
+            "attrs": _jsonable(dict(c.attrs)),
+            "kind": kind,
+        }
+    return {
+        "version": _version(),
+        "dims": list(arr.dims),
+        "shape": list(arr.shape),
+        "image_dims": list(plan_img.image_dims),
+        "split_dims": list(plan_img.split_dims),
+        "name": arr.name,
+        "coords": coords,
+        "attrs": _jsonable(dict(arr.attrs)),
+        "settings": settings,
+    }
+
+
+def _omero(plan_img: ImagePlan, arr: Any, plan: _Plan, img: int) -> dict[str, Any] | None:
+    """Channel labels, colours and contrast windows from a sample of the smallest level."""
+    if "C" not in plan_img.image_dims:
+        return None
+    import zarr
+
+    c_axis = plan_img.image_dims.index("C")
+    n = arr.sizes["C"]
+    labels = (
+        [str(v) for v in arr.coords["C"].values]
+        if "C" in arr.coords
+        else [str(i) for i in range(n)]
+    )
+    wavelengths = None
+    for name, coord in arr.coords.items():
+        if coord.dims == ("C",) and name != "C" and coord.values.dtype.kind in "iuf":
+            wavelengths = coord.values.tolist()
+            units = coord.attrs.get("units", "")
+            labels = [f"{w:g}{units}" for w in wavelengths]
+            break
+    small = zarr.open_array(plan.array_dir(img, len(plan.levels) - 1), mode="r")
+    index: list[Any] = [s // 2 for s in small.shape]  # the middle of every other axis
+    channels = []
+    colors = channel_colors(labels, wavelengths)
+    dtype = np.dtype(plan.dtype)
+    lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (0.0, 1.0)
+    y, x = plan_img.image_dims.index("Y"), plan_img.image_dims.index("X")
+    index[y] = index[x] = slice(None)  # whole planes
+    for c in range(n):
+        index[c_axis] = c
+        sample = np.asarray(small[tuple(index)], dtype=np.float64)
+        start, end = np.percentile(sample, (0.1, 99.9)) if sample.size else (lo, hi)
+        window = {"min": float(lo), "max": float(hi), "start": float(start), "end": float(end)}
+        channels.append({"label": labels[c], "color": colors[c], "active": True, "window": window})
+    return {"channels": channels, "rdefs": {"model": "color"}}
+
+
+def _write_metadata(plan: _Plan, plan_img: ImagePlan, arr: Any, settings: dict[str, Any]) -> None:
+    """Write the metadata that makes the store complete: images first, root last."""
+    import zarr
+
+    pixel = dict(arr.attrs.get("pixel_size") or {})
+    unit = arr.attrs.get("pixel_unit")
+    nd = _ndstack_attrs(arr, plan_img, settings)
+    if plan.levels[0].path == "":  # plain zarr: attributes on the root array
+        z = zarr.open_array(plan.dest, mode="r+")
+        z.attrs.update({"ndstack": nd})
+        return
+    axes = axes_metadata(plan_img, unit)
+    for img, path in enumerate(plan.image_paths):
+        datasets = [
+            {"path": lv.path, "coordinateTransformations": [
+                {"type": "scale", "scale": level_scale(plan_img, pixel, 2**k)}]}
+            for k, lv in enumerate(plan.levels)
+        ]  # fmt: skip
+        ome: dict[str, Any] = {
+            "version": NGFF_VERSION,
+            "multiscales": [{
+                "name": str(arr.name or "image"), "axes": axes, "datasets": datasets,
+                "type": "mean" if len(plan.levels) > 1 else None,
+                "metadata": {"method": "2x2 mean of Y and X per level, computed by ndstack"},
+            }],
+        }  # fmt: skip
+        if ome["multiscales"][0]["type"] is None:
+            del ome["multiscales"][0]["type"]
+        omero = _omero(plan_img, arr, plan, img)
+        if omero:
+            ome["omero"] = omero
+        attrs: dict[str, Any] = {"ome": ome}
+        if not plan_img.split_dims:
+            attrs["ndstack"] = nd
+        zarr.open_group(os.path.join(plan.dest, path) if path else plan.dest, mode="a",
+                        zarr_format=3).attrs.update(attrs)  # fmt: skip
+    if plan_img.split_dims:
+        root = zarr.open_group(plan.dest, mode="a", zarr_format=3)
+        root.attrs.update(
+            {"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}, "ndstack": nd}
+        )
