@@ -56,9 +56,14 @@ class Source:
 
     def path(self, name: str) -> str:
         """The full path (or fsspec path) of one relative name."""
-        if self.fs is None:
-            return os.path.join(self.root, name)
-        return f"{self.root.rstrip('/')}/{name}" if self.root else name
+        return join_path(self.root, name, self.fs)
+
+
+def join_path(root: str, name: str, fs: Any = None) -> str:
+    """A relative name under ``root``: an OS path, or an fsspec path when ``fs`` is set."""
+    if fs is None:
+        return os.path.join(root, name)
+    return f"{root.rstrip('/')}/{name}" if root else name
 
 
 def is_image_name(name: str, extensions: Sequence[str] | None) -> bool:

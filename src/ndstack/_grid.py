@@ -10,7 +10,6 @@ Dask fuses a selection made in one indexing step into this getter (``from_array`
 from __future__ import annotations
 
 import itertools
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._discover import join_path
 from .errors import CorruptFileError, FileMismatchError
 
 __all__ = ["FileGrid", "FunctionReader", "ReadFailedWarning"]
@@ -91,9 +91,7 @@ class FileGrid:
         return len(self.sources)
 
     def path(self, name: str) -> str:
-        if self.fs is None:
-            return os.path.join(self.root, name)
-        return f"{self.root.rstrip('/')}/{name}" if self.root else name
+        return join_path(self.root, name, self.fs)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         sel, keep = _normalize(key, self.shape)

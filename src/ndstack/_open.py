@@ -168,8 +168,8 @@ def open(
         on_error=on_error,
         fs=src.fs,
     )
-    data = _to_dask(grid, dims, sources, layout, info, chunks, src, names, sizes, reader)
-    missing = _missing(layout, files, bad)
+    data = _to_dask(grid, dims, sources, info, chunks, src, names, sizes, reader)
+    missing = _missing(layout, files)
     return _to_xarray(
         data, dims, layout, info, src, pattern, names, missing, bad, grid_names, fill_value
     )
@@ -306,7 +306,9 @@ def _token(
     h.update(repr((src.root, info, tuple(extra))).encode())
     h.update("\0".join(names).encode("utf-8", "surrogateescape"))
     h.update(np.asarray(sizes, dtype=np.int64).tobytes())
-    if src.fs is None:  # modification times: a rewritten file gets a new name in the graph
+    # names and sizes, plus the first file's modification time: a dataset rewritten in
+    # place with the same names and sizes gets a new graph name (one stat, not one per file)
+    if src.fs is None:
         try:
             mtimes = [os.stat(os.path.join(src.root, n)).st_mtime_ns for n in names[:1]]
             h.update(repr(mtimes).encode())
@@ -319,7 +321,6 @@ def _to_dask(
     grid: FileGrid,
     dims: list[str],
     sources: tuple[tuple[Any, ...], ...],
-    layout: Layout,
     info: FileInfo,
     chunks: Mapping[str, int] | None,
     src: Source,
@@ -362,7 +363,8 @@ def _to_dask(
     )
 
 
-def _missing(layout: Layout, files: np.ndarray, bad: dict[int, str]) -> list[str]:
+def _missing(layout: Layout, files: np.ndarray) -> list[str]:
+    """Grid positions without a readable file (unreadable ones were set to None)."""
     empty = np.argwhere(files == None)  # noqa: E711 - elementwise on an object array
     return [", ".join(f"{a.name}={a.values[i]}" for a, i in zip(layout.axes, pos)) for pos in empty]
 

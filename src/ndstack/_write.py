@@ -352,7 +352,7 @@ def to_zarr(
     else:
         plan_img = ImagePlan(tuple(da_arr.dims), (), None)
     ordered = da_arr.transpose(*plan_img.split_dims, *plan_img.image_dims)
-    data = _aligned(ordered.data, ordered.dims, dtype, dict(chunks or {}), len(plan_img.split_dims))
+    data = _aligned(ordered.data, ordered.dims, dict(chunks or {}), len(plan_img.split_dims))
     image_shape = data.shape[len(plan_img.split_dims) :]
     image_blocks = data.chunks[len(plan_img.split_dims) :]
     zchunks = _zarr_chunks(
@@ -408,23 +408,23 @@ def to_zarr(
     delayed_blocks = written.to_delayed(optimize_graph=True)
     tasks = []
     pending_in = skipped_in = skipped_out = skipped = 0
-    block_bytes = np.prod(np.meshgrid(*[np.asarray(c) for c in data.chunks], indexing="ij"), axis=0)
+    sizes = np.meshgrid(*[np.asarray(c) for c in data.chunks], indexing="ij")
+    block_bytes = np.prod(sizes, axis=0) * dtype.itemsize
     for idx in np.ndindex(*data.numblocks):
         marker = os.path.join(done_dir, _marker_name(idx, n_split, split_shape))
         if resumed and os.path.exists(marker):
             record = _read_marker(marker)
             skipped += 1
-            skipped_in += record.get("in", int(block_bytes[idx]) * dtype.itemsize)
+            skipped_in += record.get("in", int(block_bytes[idx]))
             skipped_out += record.get("out", 0)
             continue
         tasks.append(delayed_blocks[idx])
-        pending_in += int(block_bytes[idx]) * dtype.itemsize
+        pending_in += int(block_bytes[idx])
 
     caught: dict[str, list[Any]] = {"warnings": []}
 
     def finish(results: list[np.ndarray]) -> dict[str, Any]:
         bytes_out = int(sum(int(r.sum()) for r in results))
-        bytes_in = pending_in
         filled = [
             str(w.message) for w in caught["warnings"] if issubclass(w.category, ReadFailedWarning)
         ]
@@ -439,10 +439,10 @@ def to_zarr(
         shutil.rmtree(record_dir(dest), ignore_errors=True)  # complete: the record goes
         return {
             "dest": dest,
-            "bytes_in": bytes_in + skipped_in,
+            "bytes_in": pending_in + skipped_in,
             "bytes_out": bytes_out + skipped_out,
-            "ratio": (bytes_in + skipped_in) / max(1, bytes_out + skipped_out),
-            "written_now": bytes_in,
+            "ratio": (pending_in + skipped_in) / max(1, bytes_out + skipped_out),
+            "written_now": pending_in,
             "tasks": len(tasks),
             "skipped": skipped,
         }
@@ -516,9 +516,7 @@ def _as_dataarray(arr: Any, dims: Sequence[str] | None) -> Any:
     return xr.DataArray(data, dims=tuple(dims))
 
 
-def _aligned(
-    data: Any, dims: Sequence[str], dtype: np.dtype, user: dict[str, int], n_split: int
-) -> Any:
+def _aligned(data: Any, dims: Sequence[str], user: dict[str, int], n_split: int) -> Any:
     """A Dask array whose blocks are regular and hold whole Zarr chunks."""
     import dask.array as da
 
