@@ -53,11 +53,11 @@ def main() -> int:
     p.add_argument("--stacks", type=int, default=50)
     args = p.parse_args()
     sys.path.insert(0, HERE)
-    from open_read import make_d1
+    from open_read import D1_DIR, make_d1
 
     import ndstack
 
-    source = os.path.join(args.data, f"d1v2-{args.stacks}")
+    source = os.path.join(args.data, D1_DIR.format(stacks=args.stacks))
     files = make_d1(source, args.stacks)
     for f in files:
         with open(f, "rb") as fh:

@@ -3,7 +3,9 @@
 Both write Zarr v3 with Blosc zstd level 3 + bit-shuffle, the same chunks, from the same
 lazy array (ndstack.open of the TIFF folder), files warm in the page cache. Each
 conversion runs in a fresh child process, which reports its own seconds and peak memory.
-The codec alone, on two threads over blocks in memory, is the ceiling.
+The codec alone, on two threads over blocks in memory, is the ceiling. Each converter's
+CPU time is reported too, with the share of it the codec needs at its one-thread speed:
+what is left is reading, writing files and Python.
 
     python bench/convert.py                 # D1: 600 files, 5 GB (made once under bench-data/)
     python bench/convert.py --stacks 40     # a smaller D1 for a quick look
@@ -39,6 +41,7 @@ def child(kind: str, source: str, dest: str) -> None:
     import ndstack
 
     arr = ndstack.open(source)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     if kind == "ndstack":
         ndstack.to_zarr(arr, dest, progress=False)
@@ -52,8 +55,12 @@ def child(kind: str, source: str, dest: str) -> None:
             zarr_format=3,
         )
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": seconds, "peak_bytes": peak, "nbytes": int(arr.nbytes)}))
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    peak = r1.ru_maxrss * 1024
+    print(
+        json.dumps({"seconds": seconds, "cpu": cpu, "peak_bytes": peak, "nbytes": int(arr.nbytes)})
+    )
 
 
 def run_child(kind: str, source: str, dest: str) -> dict:
@@ -109,9 +116,9 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, HERE)
-    from open_read import make_d1
+    from open_read import D1_DIR, make_d1
 
-    source = os.path.join(args.data, f"d1v2-{args.stacks}")
+    source = os.path.join(args.data, D1_DIR.format(stacks=args.stacks))
     files = make_d1(source, args.stacks)
     for f in files:  # warm the page cache
         with open(f, "rb") as fh:
@@ -132,9 +139,12 @@ def main() -> int:
         r["stored"] = store_bytes(os.path.join(out, f"{kind}.zarr"))
         results[kind] = r
         gbps = r["nbytes"] / r["seconds"] / 1e9
+        # CPU seconds the codec alone needs for these bytes, at its one-thread speed
+        codec_share = r["nbytes"] / (one * 1e9) / r["cpu"]
         print(
             f"  {kind:8s} {r['seconds']:7.2f} s  {gbps:6.3f} GB/s  ratio {r['nbytes'] / r['stored']:.2f}  "
-            f"peak memory {r['peak_bytes'] / 1e9:.2f} GB"
+            f"peak memory {r['peak_bytes'] / 1e9:.2f} GB  CPU {r['cpu']:.1f} s "
+            f"({r['cpu'] / r['seconds']:.0%} of one core; codec ~{codec_share:.0%} of it)"
         )
     speedup = results["to_zarr"]["seconds"] / results["ndstack"]["seconds"]
     ours = results["ndstack"]["nbytes"] / results["ndstack"]["seconds"] / 1e9
