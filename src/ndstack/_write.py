@@ -405,8 +405,7 @@ def to_zarr(
         meta=np.empty((0,) * data.ndim, dtype=np.int64),
         name=f"ndstack-write-{uuid.uuid4().hex[:12]}",
     )
-    delayed_blocks = written.to_delayed(optimize_graph=True)
-    tasks = []
+    pending: list[tuple[int, ...]] = []
     pending_in = skipped_in = skipped_out = skipped = 0
     sizes = np.meshgrid(*[np.asarray(c) for c in data.chunks], indexing="ij")
     block_bytes = np.prod(sizes, axis=0) * dtype.itemsize
@@ -418,12 +417,12 @@ def to_zarr(
             skipped_in += record.get("in", int(block_bytes[idx]))
             skipped_out += record.get("out", 0)
             continue
-        tasks.append(delayed_blocks[idx])
+        pending.append(idx)
         pending_in += int(block_bytes[idx])
 
     caught: dict[str, list[Any]] = {"warnings": []}
 
-    def finish(results: list[np.ndarray]) -> dict[str, Any]:
+    def finish(results: list[np.ndarray], *, lost_workers_possible: bool = True) -> dict[str, Any]:
         bytes_out = int(sum(int(r.sum()) for r in results))
         filled = [
             str(w.message) for w in caught["warnings"] if issubclass(w.category, ReadFailedWarning)
@@ -433,8 +432,10 @@ def to_zarr(
             final = da_arr.copy()
             final.attrs = {**da_arr.attrs, "filled_while_reading": filled}
         # a worker lost in the middle of a write leaves its temporary file behind (its task
-        # ran again elsewhere): clean up before the store is declared complete
-        _remove_partials(dest)
+        # ran again elsewhere): clean up before the store is declared complete. In one
+        # process a failed write stops the run, and the next run cleans up as it resumes.
+        if lost_workers_possible:
+            _remove_partials(dest)
         _write_metadata(plan, plan_img, final, settings)
         shutil.rmtree(record_dir(dest), ignore_errors=True)  # complete: the record goes
         return {
@@ -443,13 +444,13 @@ def to_zarr(
             "bytes_out": bytes_out + skipped_out,
             "ratio": (pending_in + skipped_in) / max(1, bytes_out + skipped_out),
             "written_now": pending_in,
-            "tasks": len(tasks),
+            "tasks": len(pending),
             "skipped": skipped,
         }
 
-    work = dask.delayed(finish, pure=False)(tasks)
     if not compute:
-        return work
+        delayed_blocks = written.to_delayed(optimize_graph=True)
+        return dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
     from ._progress import progress_bar
 
     with warnings.catch_warnings(record=True) as rec:
@@ -457,6 +458,8 @@ def to_zarr(
         caught["warnings"] = rec
         client = _distributed_client()
         if client is not None:  # a cluster: its own progress bar, tasks on its workers
+            delayed_blocks = written.to_delayed(optimize_graph=True)
+            work = dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
             future = client.compute(work)
             if progress or (progress is None and sys.stderr.isatty()):
                 from distributed import progress as show_progress
@@ -464,8 +467,14 @@ def to_zarr(
                 show_progress(future)
             summary = future.result()
         else:
-            with progress_bar(pending_in, len(tasks), enabled=progress):
-                summary = work.compute(**_local_threads())
+            # Locally, one plain graph of the fused read+write tasks on the threaded
+            # scheduler, and the metadata after it: wrapping 600 tasks in Delayed objects
+            # cost 0.3 s per 5 GB (measured), time in which no core compresses.
+            graph = _optimized_graph(written)
+            keys = [(written.name, *idx) for idx in pending]
+            with progress_bar(pending_in, len(pending), enabled=progress):
+                results = _threaded_get(graph, keys)
+            summary = finish(results, lost_workers_possible=False)
     for w in rec:  # hand the warnings on to the caller, after recording them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     seconds = time.perf_counter() - t0
@@ -486,22 +495,30 @@ def _distributed_client() -> Any:
         return None
 
 
-def _local_threads() -> dict[str, Any]:
-    """On Dask's default threaded scheduler, one thread more than cores.
+def _optimized_graph(arr: Any) -> dict:
+    """The array's graph as a plain dict, culled and with each read fused into its write."""
+    from dask.utils import ensure_dict
 
-    Compression releases the GIL; the extra thread reads the next block and runs the
+    keys = arr.__dask_keys__()
+    return ensure_dict(arr.__dask_optimize__(arr.__dask_graph__(), keys))
+
+
+def _threaded_get(graph: dict, keys: list[Any]) -> list[Any]:
+    """Run ``keys`` on the scheduler Dask is configured with (threads by default).
+
+    On the default threaded scheduler ndstack uses one thread more than cores:
+    compression releases the GIL, and the extra thread reads the next block and runs the
     Python around it while the others compress (measured: +20% on 2 cores). A scheduler
-    the user chose (config, or a distributed Client) is left as it is.
+    or thread count the user configured is left as it is.
     """
     import dask
     import dask.threaded
 
-    if (
-        dask.base.get_scheduler() is dask.threaded.get
-        and dask.config.get("num_workers", None) is None
-    ):
-        return {"scheduler": "threads", "num_workers": (os.cpu_count() or 1) + 1}
-    return {}
+    get = dask.base.get_scheduler()
+    if get is None or get is dask.threaded.get:
+        workers = dask.config.get("num_workers", None) or (os.cpu_count() or 1) + 1
+        return list(dask.threaded.get(graph, keys, num_workers=workers))
+    return list(get(graph, keys))
 
 
 def _as_dataarray(arr: Any, dims: Sequence[str] | None) -> Any:
