@@ -125,6 +125,24 @@ def test_convert_on_a_scheduler_equals_a_local_run(tmp_path: Path, dask_cluster)
     xr.testing.assert_identical(ndstack.open(remote).compute(), ndstack.open(local).compute())
 
 
+def test_files_filled_on_remote_workers_are_recorded(tmp_path: Path, dask_cluster) -> None:
+    """A worker's warnings stay in its log: the fill must reach the store by its record."""
+    from distributed import Client
+
+    address, _ = dask_cluster
+    folder = tmp_path / "src"
+    _dataset(folder, 6)
+    bad = folder / "vol_t004.tif"
+    bad.write_bytes(bad.read_bytes()[:400])  # header intact, pixels gone
+    dest = tmp_path / "filled.zarr"
+    arr = ndstack.open(folder, check="none", on_error="fill")
+    with Client(address, timeout=30):
+        ndstack.to_zarr(arr, dest, progress=False)
+    back = ndstack.open(dest)
+    assert [m for m in back.attrs["filled_while_reading"] if bad.name in m]
+    assert (back.isel(T=4).values == 0).all() and back.isel(T=3).values.any()
+
+
 def test_losing_a_worker_mid_conversion(tmp_path: Path, dask_cluster) -> None:
     address, workers = dask_cluster
     folder = tmp_path / "src"

@@ -449,3 +449,57 @@ def test_sharded_store_reads_back_like_an_unsharded_one(tmp_path: Path) -> None:
     shard.write_bytes(shard.read_bytes()[:-8] + bytes(8))  # damage the shard index
     with pytest.raises(VerifyError):
         ndstack.verify(arr, str(tmp_path / "sharded.zarr"), sample="all")
+
+
+def test_a_scheduler_the_user_configured_is_used(lls, tmp_path: Path, monkeypatch) -> None:
+    import dask
+    import dask.local
+
+    folder, _ = lls
+    arr = ndstack.open(folder)
+    calls = {"n": 0}
+    real = dask.local.get_sync
+
+    def counting_get(dsk, keys, **kwargs):
+        calls["n"] += 1
+        return real(dsk, keys, **kwargs)
+
+    with dask.config.set(scheduler=counting_get):
+        summary = ndstack.to_zarr(arr, tmp_path / "s.zarr")
+    assert calls["n"] == 1 and summary["tasks"] == 12
+    xr.testing.assert_identical(ndstack.open(tmp_path / "s.zarr").compute(), arr.compute())
+
+
+def test_files_filled_before_an_interruption_are_still_recorded(
+    lls, tmp_path: Path, monkeypatch
+) -> None:
+    import dask
+
+    folder, truth = lls
+    bad = folder / lls_name(1, 3)  # T=3, C=1: among the first tasks Dask runs
+    bad.write_bytes(bad.read_bytes()[:300])  # header intact, pixels gone
+    arr = ndstack.open(folder, check="none", on_error="fill")
+    dest = tmp_path / "filled.zarr"
+    real_replace = os.replace
+    chunks_written = {"n": 0}
+
+    def replace(src, dst):
+        if "/c/" in str(dst):
+            chunks_written["n"] += 1
+            if chunks_written["n"] > 6:  # the run dies after some tasks, the fill among them
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("ndstack._write.os.replace", replace)
+    with dask.config.set(scheduler="sync"), pytest.warns(UserWarning, match=bad.name):
+        with pytest.raises(WriteError, match="disk full"):
+            ndstack.to_zarr(arr, dest)
+    markers = list((tmp_path / ".filled.zarr.ndstack" / "done").iterdir())
+    assert any(bad.name in m.read_text() for m in markers)  # the fill is in its task's record
+    monkeypatch.setattr("ndstack._write.os.replace", real_replace)
+    summary = ndstack.to_zarr(arr, dest)  # resumes: the filled file is not read again
+    assert summary["skipped"] >= 1
+    back = ndstack.open(dest)
+    assert [m for m in back.attrs["filled_while_reading"] if bad.name in m]
+    assert (back.isel(T=3, C=1).values == 0).all()
+    np.testing.assert_array_equal(back.isel(T=1, C=0).values, truth[(1, 0)])

@@ -10,6 +10,7 @@ Dask fuses a selection made in one indexing step into this getter (``from_array`
 from __future__ import annotations
 
 import itertools
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,11 +21,26 @@ import numpy as np
 from ._discover import join_path
 from .errors import CorruptFileError, FileMismatchError
 
-__all__ = ["FileGrid", "FunctionReader", "ReadFailedWarning"]
+__all__ = ["FileGrid", "FunctionReader", "ReadFailedWarning", "take_filled"]
 
 
 class ReadFailedWarning(UserWarning):
     """A file could not be read and was filled (``on_error="fill"``)."""
+
+
+_filled = threading.local()
+
+
+def take_filled() -> list[str]:
+    """The fills this thread made since the last call (one message per file, naming it).
+
+    A writer that runs right after the read in the same task (Dask fuses the two) takes
+    them into its own record, so that they survive a resume and a run on other machines,
+    where warnings would stay in the worker's log.
+    """
+    out: list[str] = getattr(_filled, "messages", [])
+    _filled.messages = []
+    return out
 
 
 @dataclass(frozen=True)
@@ -166,7 +182,9 @@ class FileGrid:
         except (CorruptFileError, FileMismatchError) as exc:
             if self.on_error != "fill":
                 raise
-            warnings.warn(f"filled with {self.fill_value}: {exc}", ReadFailedWarning, stacklevel=2)
+            message = f"filled with {self.fill_value}: {exc}"
+            _filled.messages = [*getattr(_filled, "messages", []), message]
+            warnings.warn(message, ReadFailedWarning, stacklevel=2)
             return np.full(shape, self.fill_value, dtype=self.dtype)
         if data.shape != shape:  # a reader that returned less than it was asked for
             raise CorruptFileError(f"{path}: expected a block of {shape}, read {data.shape}")

@@ -199,7 +199,7 @@ def _remove_partials(dest: str) -> None:
                     pass
 
 
-def _read_marker(path: str) -> dict[str, int]:
+def _read_marker(path: str) -> dict[str, Any]:
     try:
         with open(path) as f:
             return json.load(f)

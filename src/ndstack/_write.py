@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ._grid import ReadFailedWarning
+from ._grid import ReadFailedWarning, take_filled
 from ._metadata import _create_arrays, _write_metadata
 from ._ngff import (
     ImagePlan,
@@ -251,14 +251,20 @@ def _write_mapped(
     image = int(np.ravel_multi_index(idx[:n], split_shape)) if n else 0
     offset = tuple(int(start) for start, _ in info["array-location"][n:])
     marker = os.path.join(done_dir, _marker_name(idx, n, split_shape))
-    _, out = _write_block(block, plan, image, offset, marker)
+    _, out = _write_block(block, plan, image, offset, marker, take_filled())
     return np.full((1,) * block.ndim, out, dtype=np.int64)
 
 
 def _write_block(
-    block: np.ndarray, plan: _Plan, image: int, offset: tuple[int, ...], marker: str
+    block: np.ndarray,
+    plan: _Plan,
+    image: int,
+    offset: tuple[int, ...],
+    marker: str,
+    filled: Sequence[str] = (),
 ) -> tuple[int, int]:
-    """Write one block at all levels, then its marker. Returns (bytes in, bytes out)."""
+    """Write one block at all levels, then its marker (with the files filled while reading
+    the block). Returns (bytes in, bytes out)."""
     block = block.reshape(block.shape[plan.n_split :])
     out = _write_level(plan, image, 0, block, offset)
     current, off = block, list(offset)
@@ -268,7 +274,10 @@ def _write_block(
         off[plan.y_axis] //= 2
         off[plan.x_axis] //= 2
         out += _write_level(plan, image, level, current, off)
-    _atomic_write(marker, json.dumps({"in": int(block.nbytes), "out": out}).encode())
+    record: dict[str, Any] = {"in": int(block.nbytes), "out": out}
+    if filled:
+        record["filled"] = list(filled)
+    _atomic_write(marker, json.dumps(record).encode())
     return int(block.nbytes), out
 
 
@@ -406,6 +415,7 @@ def to_zarr(
         name=f"ndstack-write-{uuid.uuid4().hex[:12]}",
     )
     pending: list[tuple[int, ...]] = []
+    filled_before: list[str] = []  # files filled by an earlier, interrupted run
     pending_in = skipped_in = skipped_out = skipped = 0
     sizes = np.meshgrid(*[np.asarray(c) for c in data.chunks], indexing="ij")
     block_bytes = np.prod(sizes, axis=0) * dtype.itemsize
@@ -416,6 +426,7 @@ def to_zarr(
             skipped += 1
             skipped_in += record.get("in", int(block_bytes[idx]))
             skipped_out += record.get("out", 0)
+            filled_before.extend(record.get("filled", []))
             continue
         pending.append(idx)
         pending_in += int(block_bytes[idx])
@@ -424,9 +435,17 @@ def to_zarr(
 
     def finish(results: list[np.ndarray], *, lost_workers_possible: bool = True) -> dict[str, Any]:
         bytes_out = int(sum(int(r.sum()) for r in results))
-        filled = [
+        # files that failed while being read and were filled (on_error="fill"): from the
+        # tasks' markers (any machine, earlier runs too), and warnings caught here
+        filled = list(filled_before)
+        if grid is None or grid.on_error == "fill":
+            for idx in pending:
+                marker = os.path.join(done_dir, _marker_name(idx, n_split, split_shape))
+                filled.extend(_read_marker(marker).get("filled", []))
+        filled.extend(
             str(w.message) for w in caught["warnings"] if issubclass(w.category, ReadFailedWarning)
-        ]
+        )
+        filled = list(dict.fromkeys(filled))  # each file once, in the order found
         final = da_arr
         if filled:  # files that failed while being read, filled (on_error="fill")
             final = da_arr.copy()
@@ -453,30 +472,33 @@ def to_zarr(
         return dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
     from ._progress import progress_bar
 
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always", ReadFailedWarning)
-        caught["warnings"] = rec
-        client = _distributed_client()
-        if client is not None:  # a cluster: its own progress bar, tasks on its workers
-            delayed_blocks = written.to_delayed(optimize_graph=True)
-            work = dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
-            future = client.compute(work)
-            if progress or (progress is None and sys.stderr.isatty()):
-                from distributed import progress as show_progress
+    rec: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always", ReadFailedWarning)
+            caught["warnings"] = rec
+            client = _distributed_client()
+            if client is not None:  # a cluster: its own progress bar, tasks on its workers
+                delayed_blocks = written.to_delayed(optimize_graph=True)
+                work = dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
+                future = client.compute(work)
+                if progress or (progress is None and sys.stderr.isatty()):
+                    from distributed import progress as show_progress
 
-                show_progress(future)
-            summary = future.result()
-        else:
-            # Locally, one plain graph of the fused read+write tasks on the threaded
-            # scheduler, and the metadata after it: wrapping 600 tasks in Delayed objects
-            # cost 0.3 s per 5 GB (measured), time in which no core compresses.
-            graph = _optimized_graph(written)
-            keys = [(written.name, *idx) for idx in pending]
-            with progress_bar(pending_in, len(pending), enabled=progress):
-                results = _threaded_get(graph, keys)
-            summary = finish(results, lost_workers_possible=False)
-    for w in rec:  # hand the warnings on to the caller, after recording them
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                    show_progress(future)
+                summary = future.result()
+            else:
+                # Locally, one plain graph of the fused read+write tasks on the threaded
+                # scheduler, and the metadata after it: wrapping 600 tasks in Delayed objects
+                # cost 0.3 s per 5 GB (measured), time in which no core compresses.
+                graph = _optimized_graph(written)
+                keys = [(written.name, *idx) for idx in pending]
+                with progress_bar(pending_in, len(pending), enabled=progress):
+                    results = _threaded_get(graph, keys)
+                summary = finish(results, lost_workers_possible=False)
+    finally:  # hand the warnings on to the caller, after recording them, even on error
+        for w in rec:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     seconds = time.perf_counter() - t0
     summary["seconds"] = seconds
     summary["gb_per_s"] = summary.pop("written_now") / seconds / 1e9 if seconds else 0.0
