@@ -72,7 +72,8 @@ def test_reader_through_npe2_gives_channel_layers_lazily(lls, monkeypatch) -> No
     np.testing.assert_array_equal(np.asarray(data[2, 1]), truth[(2, 1)])
 
 
-def test_reader_on_a_pyramid_store_is_multiscale(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["ome-zarr", "ome-zarr-0.4"])
+def test_reader_on_a_pyramid_store_is_multiscale(tmp_path: Path, fmt: str) -> None:
     rng = np.random.default_rng(1)
     data = rng.integers(0, 500, size=(2, 1100, 700), dtype=np.uint16)
     arr = xr.DataArray(
@@ -81,7 +82,7 @@ def test_reader_on_a_pyramid_store_is_multiscale(tmp_path: Path) -> None:
         coords={"C": ["DAPI", "GFP"]},
         attrs={"pixel_size": {"Y": 0.5, "X": 0.5}},
     )
-    ndstack.to_zarr(arr, tmp_path / "p.zarr")
+    ndstack.to_zarr(arr, tmp_path / "p.zarr", format=fmt)
     assert get_reader(str(tmp_path / "p.zarr")) is not None
     ((levels, meta, _),) = layer_data(str(tmp_path / "p.zarr"))
     assert meta["multiscale"] is True and [lv.shape for lv in levels] == [
@@ -90,6 +91,18 @@ def test_reader_on_a_pyramid_store_is_multiscale(tmp_path: Path) -> None:
         (2, 275, 175),
     ]
     assert meta["name"] == ["DAPI", "GFP"] and meta["scale"] == [0.5, 0.5]
+
+
+def test_reader_on_a_store_of_positions_is_one_level(tmp_path: Path) -> None:
+    """Image folders 0, 1, 2 of the bioformats2raw layout are positions, not levels."""
+    data = np.arange(3 * 2 * 2 * 2 * 6 * 8, dtype=np.uint16).reshape(3, 2, 2, 2, 6, 8)
+    dims = ("P", "T", "C", "Z", "Y", "X")  # six dims: P splits the data into images
+    arr = xr.DataArray(da.from_array(data, chunks=(1, 1, 1, 2, 6, 8)), dims=dims)
+    ndstack.to_zarr(arr, tmp_path / "pos.zarr")
+    assert (tmp_path / "pos.zarr" / "2" / "0").is_dir()
+    ((layer, meta, _),) = layer_data(str(tmp_path / "pos.zarr"))
+    assert meta["multiscale"] is False
+    np.testing.assert_array_equal(np.asarray(layer), data)
 
 
 def test_napari_shows_the_data_headless(lls, tmp_path: Path, monkeypatch) -> None:

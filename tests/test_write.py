@@ -424,6 +424,10 @@ def test_cli_convert_verify_and_exit_codes(lls, tmp_path: Path, capsys) -> None:
     assert "inside the source folder" in capsys.readouterr().err
     settings = json.loads((dest / "zarr.json").read_text())["attributes"]["ndstack"]["settings"]
     assert settings["codec"] == "zstd" and settings["clevel"] == 3
+    old = tmp_path / "cli04.zarr"
+    assert main(["convert", str(folder), str(old), "--format", "ome-zarr-0.4", "--quiet"]) == 0
+    assert json.loads((old / ".zattrs").read_text())["multiscales"][0]["version"] == "0.4"
+    assert main(["verify", str(folder), str(old), "--all"]) == 0
 
 
 def test_sharded_store_reads_back_like_an_unsharded_one(tmp_path: Path) -> None:
@@ -503,3 +507,86 @@ def test_files_filled_before_an_interruption_are_still_recorded(
     assert [m for m in back.attrs["filled_while_reading"] if bad.name in m]
     assert (back.isel(T=3, C=1).values == 0).all()
     np.testing.assert_array_equal(back.isel(T=1, C=0).values, truth[(1, 0)])
+
+
+def test_ngff_04_on_zarr_v2_round_trip_pyramid_and_other_readers(tmp_path: Path) -> None:
+    """NGFF 0.4 for older viewers: v2 metadata, the same chunk bytes, read by zarr,
+    ome-zarr-py and ome-zarr-models, and by ndstack.open back to an identical array."""
+    import warnings
+
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr_models.v04.image import Image
+
+    rng = np.random.default_rng(9)
+    data = rng.integers(0, 1000, size=(2, 3, 5, 70, 90), dtype=np.uint16)
+    arr = xr.DataArray(
+        da.from_array(data, chunks=(1, 1, 5, 70, 90)),
+        dims=("T", "C", "Z", "Y", "X"),
+        coords={"C": ["a", "b", "c"]},
+        attrs={"pixel_size": {"Z": 0.5, "Y": 0.1, "X": 0.1}, "pixel_unit": "micrometer"},
+    )
+    dest = tmp_path / "v04.zarr"
+    ndstack.to_zarr(arr, dest, format="ome-zarr-0.4", levels=2)
+    assert (dest / ".zgroup").exists() and not (dest / "zarr.json").exists()
+    assert (dest / "0" / "1" / "2" / "0" / "0" / "0").is_file()  # "/" separated, no "c/"
+    group = zarr.open_group(dest, mode="r")
+    Image.from_zarr(group)
+    ms = group.attrs["multiscales"][0]
+    assert ms["version"] == "0.4" and [d["path"] for d in ms["datasets"]] == ["0", "1"]
+    assert ms["datasets"][1]["coordinateTransformations"][0]["scale"] == pytest.approx(
+        [1, 1, 0.5, 0.2, 0.2]
+    )
+    level1 = zarr.open_array(dest / "1", mode="r")
+    assert level1.metadata.zarr_format == 2 and level1.shape == (2, 3, 5, 35, 45)
+    np.testing.assert_array_equal(level1[1, 2], np.rint(_mean2(data[1, 2])).astype(np.uint16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader's own deprecation notices
+        node = next(iter(Reader(parse_url(str(dest)))()))
+        np.testing.assert_array_equal(np.asarray(node.data[0]), data)
+    assert node.metadata["channel_names"] == ["a", "b", "c"]
+    xr.testing.assert_identical(ndstack.open(dest).compute(), arr.compute())
+    assert ndstack.verify(arr, str(dest), sample="all")["differences"] == []
+    (dest / "0" / "1" / "1" / "0" / "0" / "0").unlink()
+    with pytest.raises(VerifyError, match=r"chunk 0/1/1/0/0/0 is missing"):
+        ndstack.verify(arr, str(dest), sample=1)
+    with pytest.raises(ValueError, match="shards need Zarr v3"):
+        ndstack.to_zarr(arr, tmp_path / "s.zarr", format="ome-zarr-0.4", shards={"T": 2})
+
+
+def test_ngff_04_positions_resume_and_overwrite(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "mm"
+    names = [
+        f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
+        for c in range(2)
+        for p in range(3)
+        for t in range(2)
+        for z in range(2)
+    ]
+    write_files(folder, names, lambda n: np.full((6, 8), sum(map(ord, n)) % 251, np.uint8))
+    arr = ndstack.open(folder)
+    dest = tmp_path / "pos04.zarr"
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def replace(src, dst):
+        # chunk files only: zarr's metadata writes use os.replace too
+        if not os.path.basename(dst).startswith(".z") and f"{os.sep}0{os.sep}" in str(dst):
+            calls["n"] += 1
+        if calls["n"] > 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("ndstack._write.os.replace", replace)
+    with pytest.raises(WriteError, match="disk full"):
+        ndstack.to_zarr(arr, dest, format="ome-zarr-0.4")
+    monkeypatch.setattr("ndstack._write.os.replace", real_replace)
+    assert ndstack.to_zarr(arr, dest, format="ome-zarr-0.4")["skipped"] >= 1
+    root = zarr.open_group(dest, mode="r")
+    assert root.attrs["bioformats2raw.layout"] == 3
+    assert sorted(root.group_keys()) == ["0", "1", "2"]
+    assert root["1"].attrs["multiscales"][0]["version"] == "0.4"
+    xr.testing.assert_identical(ndstack.open(dest).compute(), arr.compute())
+    (dest / "keep.txt").write_text("not ndstack's")
+    ndstack.to_zarr(arr, dest, format="ome-zarr-0.4", overwrite=True)
+    assert (dest / "keep.txt").exists() and (dest / ".zgroup").exists()

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale, redact
 from ._resume import _version
+from ._store import read_node
 
 if TYPE_CHECKING:
     from ._write import _Plan
@@ -18,32 +19,48 @@ __all__ = ["_create_arrays", "_write_metadata"]
 
 
 def _create_arrays(plan: _Plan, plan_img: ImagePlan) -> None:
+    """Each level's array metadata (chunks are written by the tasks, not by zarr).
+
+    Zarr v3: Blosc after the little-endian bytes codec, dimension names. Zarr v2 (NGFF
+    0.4): the same Blosc bytes as the v2 ``compressor``, "/" chunk-key separators.
+    """
     import zarr
 
+    v2 = plan.zarr_format == 2
     compressors: Any = None
-    if plan.codec != "none":
+    if plan.codec != "none" and v2:
+        from numcodecs import Blosc
+
+        compressors = Blosc(cname=plan.codec, clevel=plan.clevel, shuffle=Blosc.BITSHUFFLE)
+    elif plan.codec != "none":
         compressors = [
             zarr.codecs.BloscCodec(cname=plan.codec, clevel=plan.clevel, shuffle="bitshuffle")
         ]
     names = [d.lower() if d in ("T", "C", "Z", "Y", "X") else d for d in plan_img.image_dims]
+    extra: dict[str, Any] = (
+        {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
+        if v2
+        else {"dimension_names": names, "shards": None}
+    )
     for img in range(len(plan.image_paths)):
         for level, lv in enumerate(plan.levels):
-            if os.path.exists(os.path.join(plan.array_dir(img, level), "zarr.json")):
+            if read_node(plan.array_dir(img, level)) is not None:
                 continue
             name = "/".join(p for p in (plan.image_paths[img], lv.path) if p) or None
+            if not v2:
+                extra["shards"] = lv.shard
             zarr.create_array(
                 store=plan.dest,
                 name=name,
                 shape=lv.shape,
                 chunks=lv.chunks,
-                shards=lv.shard,
-                dtype=plan.dtype,
+                dtype=np.dtype(plan.dtype).newbyteorder("<") if v2 else plan.dtype,
                 compressors=compressors,
                 fill_value=plan.fill_value,
-                dimension_names=names,
-                zarr_format=3,
+                zarr_format=plan.zarr_format,
                 overwrite=False,  # True would empty the folder: never delete beside us
                 config={"write_empty_chunks": True},
+                **extra,
             )
 
 
@@ -140,32 +157,37 @@ def _write_metadata(plan: _Plan, plan_img: ImagePlan, arr: Any, settings: dict[s
         z.attrs.update({"ndstack": nd})
         return
     axes = axes_metadata(plan_img, unit)
+    v2 = plan.zarr_format == 2
     for img, path in enumerate(plan.image_paths):
         datasets = [
             {"path": lv.path, "coordinateTransformations": [
                 {"type": "scale", "scale": level_scale(plan_img, pixel, 2**k)}]}
             for k, lv in enumerate(plan.levels)
         ]  # fmt: skip
-        ome: dict[str, Any] = {
-            "version": NGFF_VERSION,
-            "multiscales": [{
-                "name": str(arr.name or "image"), "axes": axes, "datasets": datasets,
-                "type": "mean" if len(plan.levels) > 1 else None,
-                "metadata": {"method": "2x2 mean of Y and X per level, computed by ndstack"},
-            }],
+        multiscale: dict[str, Any] = {
+            "name": str(arr.name or "image"), "axes": axes, "datasets": datasets,
+            "type": "mean" if len(plan.levels) > 1 else None,
+            "metadata": {"method": "2x2 mean of Y and X per level, computed by ndstack"},
         }  # fmt: skip
-        if ome["multiscales"][0]["type"] is None:
-            del ome["multiscales"][0]["type"]
+        if multiscale["type"] is None:
+            del multiscale["type"]
         omero = _omero(plan_img, arr, plan, img)
+        if v2:  # NGFF 0.4: the version in each multiscale, everything at the top level
+            ome: dict[str, Any] = {"multiscales": [{"version": "0.4", **multiscale}]}
+        else:
+            ome = {"version": NGFF_VERSION, "multiscales": [multiscale]}
         if omero:
             ome["omero"] = omero
-        attrs: dict[str, Any] = {"ome": ome}
+        attrs: dict[str, Any] = dict(ome) if v2 else {"ome": ome}
         if not plan_img.split_dims:
             attrs["ndstack"] = nd
         zarr.open_group(os.path.join(plan.dest, path) if path else plan.dest, mode="a",
-                        zarr_format=3).attrs.update(attrs)  # fmt: skip
+                        zarr_format=plan.zarr_format).attrs.update(attrs)  # fmt: skip
     if plan_img.split_dims:
-        root = zarr.open_group(plan.dest, mode="a", zarr_format=3)
+        root = zarr.open_group(plan.dest, mode="a", zarr_format=plan.zarr_format)
+        layout: dict[str, Any] = {"bioformats2raw.layout": 3}
         root.attrs.update(
-            {"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}, "ndstack": nd}
+            {**layout, "ndstack": nd}
+            if v2
+            else {"ome": {"version": NGFF_VERSION, **layout}, "ndstack": nd}
         )

@@ -50,15 +50,13 @@ def _contrast(arr: Any, channel: int | None) -> list[float]:
 def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
     """One image layer per channel: names from channel coords, scale, contrast, pyramid."""
     from ._open import open as _open
-    from ._store import is_store, open_store
+    from ._store import is_store, open_store, store_levels
 
     arr = _open(path, pattern)
     levels = [arr.data]
     if not isinstance(path, list) and is_store(path):
-        k = 1
-        while os.path.isdir(os.path.join(os.fspath(path), str(k))):
+        for k in range(1, store_levels(os.fspath(path))):
             levels.append(open_store(os.fspath(path), level=k).transpose(*arr.dims).data)
-            k += 1
     px = dict(arr.attrs.get("pixel_size") or {})
     dims = [d for d in arr.dims if d != "C"]
     meta: dict[str, Any] = {

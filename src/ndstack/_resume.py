@@ -97,11 +97,13 @@ def _manifest_path(dest: str) -> str:
 
 def _completed_settings(dest: str) -> dict[str, Any] | None:
     """The settings a complete ndstack store records in its root metadata, if any."""
+    from ._store import read_node
+
     try:
-        with open(os.path.join(dest, "zarr.json")) as f:
-            nd = json.load(f).get("attributes", {}).get("ndstack")
+        node = read_node(dest)
     except (OSError, ValueError):
         return None
+    nd = node[1].get("ndstack") if node is not None else None
     return nd.get("settings") if isinstance(nd, dict) else None
 
 
@@ -178,7 +180,9 @@ def _remove_store(dest: str) -> None:
     shutil.rmtree(record_dir(dest), ignore_errors=True)
     for entry in os.listdir(dest):
         path = os.path.join(dest, entry)
-        ours = entry in ("zarr.json", "c") or (entry.isdigit() and os.path.isdir(path))
+        ours = entry in ("zarr.json", "c", ".zgroup", ".zattrs", ".zarray") or (
+            entry.isdigit() and os.path.isdir(path)
+        )
         if not ours:
             continue
         if os.path.isdir(path):

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
 
 import numpy as np
 
+from ._store import chunk_path, chunk_shape, read_node
 from .errors import VerifyError
 
 __all__ = ["verify"]
 
 
-def _arrays(dest: str) -> list[tuple[str, dict[str, Any]]]:
+def _arrays(dest: str) -> list[tuple[str, dict[str, Any], int]]:
+    """Every array of the store: (folder, metadata, Zarr format)."""
     out = []
-    for root, dirs, files in os.walk(dest):
+    for root, dirs, _ in os.walk(dest):
         dirs[:] = [d for d in dirs if not d.startswith(".") and d != "c"]
-        if "zarr.json" in files:
-            with open(os.path.join(root, "zarr.json")) as f:
-                meta = json.load(f)
-            if meta.get("node_type") == "array":
-                out.append((root, meta))
+        node = read_node(root)
+        if node is not None and node[0] == "array":
+            out.append((root, node[2], node[3]))
+            dirs[:] = []  # below an array: only chunks
     return sorted(out)
 
 
@@ -33,12 +33,12 @@ def missing_chunks(dest: str) -> list[str]:
     would read it back silently as the fill value.
     """
     missing = []
-    for root, meta in _arrays(dest):
+    for root, meta, fmt in _arrays(dest):
         shape = meta["shape"]
-        chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+        chunks = chunk_shape(meta, fmt)
         counts = [math.ceil(s / c) for s, c in zip(shape, chunks)]
         for idx in np.ndindex(*counts):
-            path = os.path.join(root, "c", *map(str, idx))
+            path = chunk_path(root, idx, fmt)
             if not os.path.isfile(path):
                 missing.append(os.path.relpath(path, dest))
     return missing

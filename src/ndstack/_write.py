@@ -52,6 +52,7 @@ from ._resume import (
     _remove_partials,
     record_dir,
 )
+from ._store import chunk_path
 from .errors import (
     NdstackError,
 )
@@ -60,6 +61,7 @@ __all__ = ["to_zarr"]
 
 
 CODECS = ("zstd", "lz4", "lz4hc", "zlib", "blosclz", "none")
+FORMATS = ("ome-zarr", "ome-zarr-0.4", "zarr")
 TARGET_CHUNK_BYTES = 4 << 20
 PYRAMID_PLANE = 512
 
@@ -86,10 +88,14 @@ class _Plan:
     y_axis: int | None  # positions of Y and X in the image dims (None: no pyramid)
     x_axis: int | None
     n_split: int = 0  # leading dims of each block that index the image (length 1 each)
+    zarr_format: int = 3  # 2 for OME-NGFF 0.4
 
     def array_dir(self, image: int, level: int) -> str:
         parts = [self.dest, self.image_paths[image], self.levels[level].path]
         return os.path.join(*[p for p in parts if p])
+
+    def chunk_path(self, image: int, level: int, idx: Sequence[int]) -> str:
+        return chunk_path(self.array_dir(image, level), idx, self.zarr_format)
 
 
 # ----------------------------------------------------------------------------- planning
@@ -196,7 +202,7 @@ def _write_shard(
     raw_index = index.tobytes()
     crc = google_crc32c.value(raw_index).to_bytes(4, "little")
     shard_idx = [o // s for o, s in zip(offset, lv.shard)]
-    path = os.path.join(plan.array_dir(image, level), "c", *map(str, shard_idx))
+    path = plan.chunk_path(image, level, shard_idx)
     _atomic_write(path, b"".join(parts) + raw_index + crc)
     return pos + len(raw_index) + 4
 
@@ -216,7 +222,6 @@ def _write_level(
     lv = plan.levels[level]
     if lv.shard is not None:
         return _write_shard(plan, image, level, block, offset)
-    base = plan.array_dir(image, level)
     first = [o // c for o, c in zip(offset, lv.chunks)]
     counts = [math.ceil(n / c) for n, c in zip(block.shape, lv.chunks)]
     written = 0
@@ -226,7 +231,7 @@ def _write_level(
             slice(r * c, min((r + 1) * c, n)) for r, c, n in zip(rel, lv.chunks, block.shape)
         )
         payload = _encode(plan, _padded(block[sl], lv.chunks, plan.fill_value))
-        _atomic_write(os.path.join(base, "c", *map(str, idx)), payload)
+        _atomic_write(plan.chunk_path(image, level, idx), payload)
         written += len(payload)
     return written
 
@@ -297,7 +302,7 @@ def to_zarr(
     compute: bool = True,
     progress: bool | None = None,
 ) -> Any:
-    """Write an array to a Zarr v3 store laid out as OME-Zarr 0.5 (or plain Zarr).
+    """Write an array to a Zarr v3 store laid out as OME-Zarr 0.5 (or 0.4, or plain Zarr).
 
     Parameters
     ----------
@@ -310,7 +315,10 @@ def to_zarr(
     format
         ``"ome-zarr"`` (default): an NGFF 0.5 image with a pyramid, or one image per
         position in the ``bioformats2raw.layout`` when the dims do not fit one image.
-        ``"zarr"``: one plain Zarr array in the original dim order, no pyramid.
+        ``"ome-zarr-0.4"``: the same as NGFF 0.4 on Zarr v2 (``.zattrs``, chunks under
+        ``0/1/2`` with "/" separators), for viewers that do not read Zarr v3 yet; no
+        sharding. ``"zarr"``: one plain Zarr v3 array in the original dim order, no
+        pyramid.
     codec, clevel
         Blosc compressor (``zstd`` default, ``lz4``, ``lz4hc``, ``zlib``, ``blosclz``) with
         bit-shuffle, or ``"none"``.
@@ -346,8 +354,10 @@ def to_zarr(
     t0 = time.perf_counter()
     da_arr = _as_dataarray(arr, dims)
     dest = os.path.abspath(os.fspath(dest))
-    if format not in ("ome-zarr", "zarr"):
-        raise ValueError(f"format must be 'ome-zarr' or 'zarr', not {format!r}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if shards and format == "ome-zarr-0.4":
+        raise ValueError("shards need Zarr v3: OME-Zarr 0.4 (Zarr v2) has no sharding")
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
     dtype = np.dtype(da_arr.dtype)
@@ -356,7 +366,7 @@ def to_zarr(
     grid = _file_grid(da_arr)
     _check_destination_against_source(dest, grid)
 
-    if format == "ome-zarr":
+    if format != "zarr":
         plan_img = plan_image(da_arr.dims)
     else:
         plan_img = ImagePlan(tuple(da_arr.dims), (), None)
@@ -665,4 +675,5 @@ def _make_plan(
         y_axis=y,
         x_axis=x,
         n_split=len(plan_img.split_dims),
+        zarr_format=2 if format == "ome-zarr-0.4" else 3,
     )

@@ -75,7 +75,12 @@ def _cluster(args: argparse.Namespace) -> Any:
 
 
 def _add_write_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=["ome-zarr", "zarr"], default="ome-zarr")
+    p.add_argument(
+        "--format",
+        choices=["ome-zarr", "ome-zarr-0.4", "zarr"],
+        default="ome-zarr",
+        help="OME-Zarr 0.5 on Zarr v3 (default); 0.4 on Zarr v2 for older viewers; plain Zarr",
+    )
     p.add_argument(
         "--codec",
         choices=["zstd", "lz4", "lz4hc", "zlib", "blosclz", "none"],
