@@ -139,8 +139,8 @@ def test_plain_zarr_format(lls, tmp_path: Path) -> None:
     xr.testing.assert_identical(ndstack.open(tmp_path / "plain.zarr").compute(), arr.compute())
 
 
-def test_positions_become_one_image_each(tmp_path: Path) -> None:
-    folder = tmp_path / "mm"
+def _positions(folder: Path) -> Path:
+    """Micro-Manager-like planes: 2 channels, 3 positions, 2 times, 2 z (P splits images)."""
     names = [
         f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
         for c in range(2)
@@ -149,7 +149,11 @@ def test_positions_become_one_image_each(tmp_path: Path) -> None:
         for z in range(2)
     ]
     write_files(folder, names, lambda n: np.full((6, 8), sum(map(ord, n)) % 251, np.uint8))
-    arr = ndstack.open(folder)
+    return folder
+
+
+def test_positions_become_one_image_each(tmp_path: Path) -> None:
+    arr = ndstack.open(_positions(tmp_path / "mm"))
     assert arr.dims == ("P", "T", "C", "Z", "Y", "X")
     ndstack.to_zarr(arr, tmp_path / "pos.zarr")
     validate_ngff(tmp_path / "pos.zarr")
@@ -555,16 +559,7 @@ def test_ngff_04_on_zarr_v2_round_trip_pyramid_and_other_readers(tmp_path: Path)
 
 
 def test_ngff_04_positions_resume_and_overwrite(tmp_path: Path, monkeypatch) -> None:
-    folder = tmp_path / "mm"
-    names = [
-        f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
-        for c in range(2)
-        for p in range(3)
-        for t in range(2)
-        for z in range(2)
-    ]
-    write_files(folder, names, lambda n: np.full((6, 8), sum(map(ord, n)) % 251, np.uint8))
-    arr = ndstack.open(folder)
+    arr = ndstack.open(_positions(tmp_path / "mm"))
     dest = tmp_path / "pos04.zarr"
     real_replace = os.replace
     calls = {"n": 0}
