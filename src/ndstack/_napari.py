@@ -53,7 +53,7 @@ def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
     from ._store import is_store, open_store, store_levels
 
     arr = _open(path, pattern)
-    levels = [arr.data]
+    levels = [_plane_chunks(arr)]
     if not isinstance(path, list) and is_store(path):
         for k in range(1, store_levels(os.fspath(path))):
             levels.append(open_store(os.fspath(path), level=k).transpose(*arr.dims).data)
@@ -84,6 +84,38 @@ def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
         meta["contrast_limits"] = _contrast(arr, None)
     data = levels if len(levels) > 1 else levels[0]
     return [(data, meta, "image")]
+
+
+def _plane_chunks(arr: Any) -> Any:
+    """The opened array with one plane per chunk, for napari.
+
+    napari turns Dask's task fusion off while it slices (so that its cache keeps whole
+    chunks), which also keeps a selection from reaching the read: every chunk a slice
+    touches is read whole. With a file per chunk, each step of the time slider read every
+    channel's whole stack (hundreds of MB for large light-sheet stacks); with a plane per
+    chunk it reads one plane per channel, and napari's cache keeps the planes seen.
+    """
+    import dask.array as da
+
+    from ._resume import _file_grid
+
+    grid = _file_grid(arr)
+    # only the array exactly as ndstack.open made it (any operation renames it)
+    if grid is None or grid.shape != arr.shape or not arr.data.name.startswith("ndstack-open-"):
+        return arr.data
+    chunks = tuple(
+        c if d in ("Y", "X", "S") else (1,) * n
+        for d, c, n in zip(arr.dims, arr.data.chunks, arr.shape)
+    )
+    return da.from_array(
+        grid,
+        chunks=chunks,
+        name=arr.data.name.replace("ndstack-open-", "ndstack-planes-"),
+        asarray=False,
+        fancy=True,
+        meta=np.empty((0,) * arr.ndim, dtype=arr.dtype),
+        inline_array=False,
+    )
 
 
 def view(source: Any, pattern: str | None = None) -> None:  # pragma: no cover - needs a display
