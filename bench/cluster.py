@@ -45,6 +45,33 @@ def convert(source: str, dest: str) -> float:
     return time.perf_counter() - t0
 
 
+def external_workers(source: str, dest: str, env: dict[str, str]) -> tuple[float, float]:
+    """`dask scheduler` + two `dask worker` processes started with ``env``."""
+    import ndstack
+
+    tmp = tempfile.mkdtemp()
+    sched_file = os.path.join(tmp, "scheduler.json")
+    cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+           "--port", "0", "--scheduler-file", sched_file]  # fmt: skip
+    out = subprocess.DEVNULL
+    procs = [subprocess.Popen(cmd, stdout=out, stderr=out, env=env)]
+    try:
+        while not os.path.exists(sched_file):
+            time.sleep(0.05)
+        address = json.load(open(sched_file))["address"]
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", address,
+                  "--nthreads", "1", "--host", "127.0.0.1"]  # fmt: skip
+        for _ in range(2):
+            procs.append(subprocess.Popen(worker, stdout=out, stderr=out, env=env))
+        with ndstack.cluster(address, quiet=True) as client:
+            client.wait_for_workers(2)
+            return convert(source, dest), overhead_per_task()
+    finally:
+        for proc in procs:
+            proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -74,54 +101,20 @@ def main() -> int:
         t = convert(source, dest)
         rows.append(("--workers 2 (LocalCluster)", t, overhead_per_task()))
 
-    tmp = tempfile.mkdtemp()
-    sched_file = os.path.join(tmp, "scheduler.json")
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--scheduler-file",
-                sched_file,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        while not os.path.exists(sched_file):
-            time.sleep(0.05)
-        address = json.load(open(sched_file))["address"]
-        for _ in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "distributed.cli.dask_worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--host",
-                        "127.0.0.1",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        with ndstack.cluster(address, quiet=True) as client:
-            client.wait_for_workers(2)
-            t = convert(source, dest)
-            rows.append(("--scheduler (2 dask worker processes)", t, overhead_per_task()))
-    finally:
-        for proc in procs:
-            proc.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+    from ndstack._cluster import WORKER_MALLOC_ENV
+
+    # dask's nanny leaves its worker settings in this process's environment: workers
+    # started by hand get a clean one, as they would on a cluster
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    # what the README tells cluster users: the nanny's pre-spawn settings in a config file
+    config_dir = tempfile.mkdtemp()
+    with open(os.path.join(config_dir, "ndstack-workers.yaml"), "w") as f:
+        f.write("distributed:\n  nanny:\n    pre-spawn-environ:\n")
+        f.writelines(f"      {k}: {v}\n" for k, v in WORKER_MALLOC_ENV.items())
+    tuned = {**clean, "DASK_CONFIG": config_dir}
+    for label, env in (("dask's default environment", clean), ("ndstack's malloc settings", tuned)):
+        t = external_workers(source, dest, env)
+        rows.append((f"--scheduler, 2 workers, {label}", *t))
     shutil.rmtree(dest, ignore_errors=True)
 
     print(
@@ -130,7 +123,7 @@ def main() -> int:
     base = rows[0][1]
     for name, t, per_task in rows:
         print(
-            f"  {name:40s} {t:7.2f} s  {nbytes / t / 1e9:6.3f} GB/s  ({base / t:4.2f}x threads)"
+            f"  {name:52s} {t:7.2f} s  {nbytes / t / 1e9:6.3f} GB/s  ({base / t:4.2f}x threads)"
             f"  scheduler overhead {per_task * 1e6:7.0f} us/task"
         )
     print("\nrerun: python bench/cluster.py " + " ".join(sys.argv[1:]))

@@ -233,3 +233,13 @@ def test_cli_workers_flag_starts_and_stops_a_local_cluster(lls, tmp_path: Path, 
     assert "dask dashboard: http://" in captured.err and "wrote" in captured.out
     xr.testing.assert_identical(ndstack.open(dest).compute(), ndstack.open(folder).compute())
     assert main(["convert", str(folder), str(dest), "--workers", "2", "--scheduler", "x"]) == 2
+
+
+def test_local_cluster_workers_keep_glibc_adaptive_allocation() -> None:
+    """dask's nanny sets MALLOC_TRIM_THRESHOLD_, which halves Blosc's speed unless the mmap
+    threshold is set too (bench/cluster.py measures it): workers ndstack starts get both."""
+    from ndstack._cluster import WORKER_MALLOC_ENV
+
+    with ndstack.cluster(workers=1, quiet=True) as client:
+        seen = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
+    assert list(seen.values()) == [{k: str(v) for k, v in WORKER_MALLOC_ENV.items()}]
