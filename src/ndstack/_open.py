@@ -109,12 +109,13 @@ def open(
     -----
     A selection made in one indexing step (``arr.isel(T=0, C=1, Z=10)`` or
     ``arr[0, 1, 10]``) is pushed down to the reads and reads one plane; a chained
-    selection (``arr.isel(T=0).isel(Z=10)``) reads the whole file behind the first step.
+    selection (``arr.isel(T=0).isel(Z=10)``, or ``arr.sel(C=1).isel(Z=10)``) reads the
+    whole file behind the first step: Dask 2026.8 fuses only one indexing step into a read.
 
     Examples
     --------
     >>> arr = ndstack.open("experiment/")  # doctest: +SKIP
-    >>> arr.sel(C=1).isel(T=0, Z=10).values  # reads one plane of one file  # doctest: +SKIP
+    >>> arr.isel(T=0, C=1, Z=10).values  # one step: reads one plane of one file  # doctest: +SKIP
     """
     from ._store import is_store, open_store
 
