@@ -478,6 +478,21 @@ def test_a_scheduler_the_user_configured_is_used(lls, tmp_path: Path, monkeypatc
     xr.testing.assert_identical(ndstack.open(tmp_path / "s.zarr").compute(), arr.compute())
 
 
+def test_a_local_conversion_does_not_import_distributed(lls, tmp_path: Path) -> None:
+    """Dask's scheduler look-up imports distributed (0.3 s) to learn there is no Client."""
+    folder, _ = lls
+    code = (
+        "import sys, ndstack; "
+        f"ndstack.to_zarr(ndstack.open({str(folder)!r}), {str(tmp_path / 'l.zarr')!r}); "
+        "print('distributed' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
+    xr.testing.assert_identical(
+        ndstack.open(tmp_path / "l.zarr").compute(), ndstack.open(folder).compute()
+    )
+
+
 def test_files_filled_before_an_interruption_are_still_recorded(
     lls, tmp_path: Path, monkeypatch
 ) -> None:
