@@ -248,8 +248,11 @@ def test_verify_catches_damaged_and_deleted_chunks(lls, tmp_path: Path) -> None:
     victim = out / "0" / "c" / "2" / "1" / "0" / "0" / "0"
     good = victim.read_bytes()
     victim.write_bytes(good[:20] + bytes(len(good) - 20))
-    with pytest.raises(VerifyError, match=r"T=2, C=1"):
+    with pytest.raises(VerifyError, match=r"T=2, C=1.*: cannot read"):
         ndstack.verify(arr, str(out), sample="all")
+    victim.write_bytes((out / "0" / "c" / "3" / "1" / "0" / "0" / "0").read_bytes())
+    with pytest.raises(VerifyError, match=r"1 differing block.*T=2, C=1.*: \d+ values differ"):
+        ndstack.verify(arr, str(out), sample="all")  # decodes, to other values
     victim.unlink()
     with pytest.raises(VerifyError, match=r"chunk 0/c/2/1/0/0/0 is missing"):
         ndstack.verify(arr, str(out), sample=1)
