@@ -55,6 +55,12 @@ def write_files(
     return out
 
 
+def bytes_read() -> int:
+    """Bytes this process has read so far, page cache included (Linux /proc/self/io)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under folder with size and mtime: to prove nothing was written."""
     out = {}

@@ -23,7 +23,7 @@ from ndstack.errors import (
     PatternError,
 )
 
-from .conftest import lls_name, snapshot, write_files
+from .conftest import bytes_read, lls_name, snapshot, write_files
 
 
 def stack_truth(truth: dict, n_t: int, n_c: int) -> np.ndarray:
@@ -69,11 +69,6 @@ def test_random_selections_equal_direct_reads(lls) -> None:
     np.testing.assert_array_equal(arr.max("Z").values, full.max(axis=2))
 
 
-def _bytes_read() -> int:
-    with open("/proc/self/io") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
 @pytest.mark.parametrize("compression", [None, "zlib"])
 def test_one_plane_reads_one_plane(tmp_path: Path, compression) -> None:
@@ -89,9 +84,9 @@ def test_one_plane_reads_one_plane(tmp_path: Path, compression) -> None:
     arr = ndstack.open(folder)
     plane = 64 * 64 * 2
     arr.isel(T=0, Z=1).values  # warm-up: imports and first-call costs
-    before = _bytes_read()
+    before = bytes_read()
     out = arr.isel(T=2, Z=17).values
-    read = _bytes_read() - before
+    read = bytes_read() - before
     np.testing.assert_array_equal(out, truth["s_t2.tif"][17])
     whole = (folder / "s_t2.tif").stat().st_size
     if compression is None:

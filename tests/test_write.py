@@ -28,7 +28,7 @@ from ndstack.errors import (
     WriteError,
 )
 
-from .conftest import lls_name, snapshot, write_files
+from .conftest import bytes_read, lls_name, snapshot, write_files
 
 
 def chunk_files(store: Path) -> dict[str, bytes]:
@@ -603,3 +603,27 @@ def test_ngff_04_positions_resume_and_overwrite(tmp_path: Path, monkeypatch) -> 
     (dest / "keep.txt").write_text("not ndstack's")
     ndstack.to_zarr(arr, dest, format="ome-zarr-0.4", overwrite=True)
     assert (dest / "keep.txt").exists() and (dest / ".zgroup").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
+def test_a_store_is_read_in_blocks_of_neighbouring_chunks(tmp_path: Path, monkeypatch) -> None:
+    """ndstack.open(store) makes blocks of several storage chunks; one plane reads one chunk."""
+    from ndstack import _store
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 4000, (3, 2, 8, 32, 32), dtype=np.uint16)
+    arr = xr.DataArray(da.from_array(values, chunks=(1, 1, 8, 32, 32)), dims=list("TCZYX"))
+    dest = tmp_path / "blocks.zarr"
+    ndstack.to_zarr(arr, dest, chunks={"Z": 2}, levels=1)
+    monkeypatch.setattr(_store, "READ_CHUNK_BYTES", 2 * 8 * 32 * 32 * 2)  # two channels' stacks
+    back = ndstack.open(dest)
+    assert back.data.chunksize == (1, 2, 8, 32, 32)  # 8 storage chunks of (1, 1, 2, 32, 32)
+    np.testing.assert_array_equal(back.values, values)
+    back.isel(T=0, C=0, Z=0).values  # warm-up: first-call costs
+    chunk = dest / "0" / "c" / "1" / "0" / "2" / "0" / "0"  # T=1, C=0, Z=4:6
+    before = bytes_read()
+    np.testing.assert_array_equal(back.isel(T=1, C=0, Z=5).values, values[1, 0, 5])
+    read = bytes_read() - before
+    assert read < 2 * chunk.stat().st_size, (
+        f"read {read} bytes; one chunk is {chunk.stat().st_size}"
+    )

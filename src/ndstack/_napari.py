@@ -54,9 +54,11 @@ def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
 
     arr = _open(path, pattern)
     levels = [_plane_chunks(arr)]
-    if not isinstance(path, list) and is_store(path):
-        for k in range(1, store_levels(os.fspath(path))):
-            levels.append(open_store(os.fspath(path), level=k).transpose(*arr.dims).data)
+    if not isinstance(path, list) and is_store(path):  # napari reads whole Dask chunks:
+        levels = [  # give it the storage chunks, not the larger blocks ndstack.open makes
+            open_store(os.fspath(path), level=k, storage_chunks=True).transpose(*arr.dims).data
+            for k in range(store_levels(os.fspath(path)))
+        ]
     px = dict(arr.attrs.get("pixel_size") or {})
     dims = [d for d in arr.dims if d != "C"]
     meta: dict[str, Any] = {

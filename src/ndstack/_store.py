@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -94,11 +95,57 @@ def _coord_values(c: dict[str, Any]) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
-def open_store(path: str, *, level: int = 0) -> Any:
-    """The full-resolution array of a store, with the dims, coords and attrs it was written with."""
+#: Dask chunks for reading a store hold whole storage chunks up to about this many bytes
+READ_CHUNK_BYTES = 32 * 2**20
+
+
+def read_chunks(shape: tuple[int, ...], unit: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Dask chunks for reading a store: whole storage units, grown to ~32 MiB.
+
+    ``unit`` is the store's chunk (or shard) shape. Axes grow from the innermost outwards,
+    each to its full length while the block stays under :data:`READ_CHUNK_BYTES`, so a
+    block is a few neighbouring chunks. Zarr decodes the chunks of one read concurrently,
+    and Dask runs fewer, larger tasks: reading a 4 MiB-chunk store this way was 1.1-1.2 GB/s
+    instead of 0.65 with one task per chunk (2 cores). A selection made in one step still
+    reads only the chunks it touches.
+
+    >>> read_chunks((200, 3, 64, 256, 256), (1, 1, 32, 256, 256), 2)
+    (1, 3, 64, 256, 256)
+    >>> read_chunks((10, 4096, 4096), (1, 1024, 1024), 1)
+    (2, 4096, 4096)
+    """
+    chunks = list(unit)
+    for k in reversed(range(len(shape))):
+        units = math.ceil(shape[k] / unit[k])
+        factor = min(units, READ_CHUNK_BYTES // (math.prod(chunks) * itemsize))
+        if units == 1:
+            continue
+        if factor <= 1:
+            break
+        chunks[k] = min(shape[k], unit[k] * factor)
+        if chunks[k] < shape[k]:
+            break
+    return tuple(chunks)
+
+
+def _from_zarr(path: str, storage_chunks: bool) -> Any:
+    import dask.array as da
+    import zarr
+
+    z = zarr.open_array(path, mode="r")
+    unit = tuple(getattr(z, "shards", None) or z.chunks)
+    chunks = unit if storage_chunks else read_chunks(z.shape, unit, z.dtype.itemsize)
+    return da.from_zarr(z, chunks=chunks)
+
+
+def open_store(path: str, *, level: int = 0, storage_chunks: bool = False) -> Any:
+    """The full-resolution array of a store, with the dims, coords and attrs it was written with.
+
+    Dask chunks hold several neighbouring storage chunks (:func:`read_chunks`), or exactly
+    one with ``storage_chunks=True`` (what napari wants: it reads whole Dask chunks).
+    """
     import dask.array as da
     import xarray as xr
-    import zarr
 
     node = read_node(path)
     if node is None:
@@ -107,7 +154,7 @@ def open_store(path: str, *, level: int = 0) -> Any:
     nd = attrs.get("ndstack")
     ome = ome_attrs(attrs, fmt)
     if kind == "array":
-        arr = da.from_zarr(zarr.open_array(path, mode="r"))
+        arr = _from_zarr(path, storage_chunks)
         if nd is None:
             names = meta.get("dimension_names") or [f"dim_{i}" for i in range(arr.ndim)]
             return xr.DataArray(arr, dims=[str(n) for n in names])
@@ -119,9 +166,7 @@ def open_store(path: str, *, level: int = 0) -> Any:
         )
     if "multiscales" in ome:
         ms = ome["multiscales"][0]
-        arr = da.from_zarr(
-            zarr.open_array(os.path.join(path, ms["datasets"][level]["path"]), mode="r")
-        )
+        arr = _from_zarr(os.path.join(path, ms["datasets"][level]["path"]), storage_chunks)
         if nd is None:
             dims = [a["name"].upper() if len(a["name"]) == 1 else a["name"] for a in ms["axes"]]
             return xr.DataArray(arr, dims=dims, attrs={"source": path})
@@ -136,11 +181,8 @@ def open_store(path: str, *, level: int = 0) -> Any:
         if image is None:
             raise NdstackError(f"{path}: image {i} of the bioformats2raw layout is missing")
         ms = ome_attrs(image[1], image[3])["multiscales"][0]
-        images.append(
-            da.from_zarr(
-                zarr.open_array(os.path.join(path, str(i), ms["datasets"][level]["path"]), mode="r")
-            )
-        )
+        level_path = os.path.join(path, str(i), ms["datasets"][level]["path"])
+        images.append(_from_zarr(level_path, storage_chunks))
     stacked = da.stack(images).reshape(tuple(sizes) + images[0].shape)
     return _rebuild(stacked, nd, list(split) + nd["image_dims"])
 
