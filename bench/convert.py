@@ -158,6 +158,25 @@ def codec_ceiling(files: list[str]) -> tuple[float, float]:
     return best[1], best[2]
 
 
+def read_back(store: str, repeat: int) -> None:
+    """Sum ndstack's store: ndstack.open beside dask.array.from_zarr (a task per chunk)."""
+    import dask.array as da
+
+    import ndstack
+
+    times: dict[str, list[float]] = {"ndstack.open": [], "da.from_zarr": []}
+    for _ in range(repeat):
+        for kind in times:
+            arr = ndstack.open(store).data if kind == "ndstack.open" else da.from_zarr(store + "/0")
+            t0 = time.perf_counter()
+            arr.sum().compute()
+            times[kind].append(time.perf_counter() - t0)
+    print(f"\n  reading the store back (sum of all values, medians of {repeat}):")
+    for kind, t in times.items():
+        seconds = statistics.median(t)
+        print(f"  {kind:13s} {seconds:6.2f} s  {arr.nbytes / seconds / 1e9:6.3f} GB/s")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -233,6 +252,7 @@ def main() -> int:
     print(
         f"  target: >= 3x to_zarr and peak memory < 2 GB -> {'MET' if met else 'NOT MET'} ({speedup:.2f}x, {peak:.2f} GB)"
     )
+    read_back(os.path.join(out, "ndstack.zarr"), args.repeat)
     shutil.rmtree(out, ignore_errors=True)
     print("\nrerun: python bench/convert.py " + " ".join(sys.argv[1:]))
     return 0
