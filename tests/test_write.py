@@ -627,3 +627,21 @@ def test_a_store_is_read_in_blocks_of_neighbouring_chunks(tmp_path: Path, monkey
     assert read < 2 * chunk.stat().st_size, (
         f"read {read} bytes; one chunk is {chunk.stat().st_size}"
     )
+
+
+def test_verify_counts_differences_in_batches_and_nan_equals_nan(tmp_path, monkeypatch) -> None:
+    from ndstack import _verify
+
+    values = np.random.default_rng(5).random((6, 16, 16)).astype(np.float32)
+    values[:, 3:5, 3] = np.nan
+    arr = xr.DataArray(da.from_array(values, chunks=(1, 16, 16)), dims=["T", "Y", "X"])
+    dest = tmp_path / "nan.zarr"
+    ndstack.to_zarr(arr, dest, levels=1)
+    monkeypatch.setattr(_verify, "_BATCH", 4)  # six blocks: two batches
+    assert ndstack.verify(arr, str(dest), sample="all")["checked"] == 6
+    changed = values.copy()
+    changed[5, 3, 3] = 1.0  # was NaN; NaN stays at (5, 4, 3) and counts as equal
+    changed[5, 0, :2] = -1.0
+    other = xr.DataArray(da.from_array(changed, chunks=(1, 16, 16)), dims=["T", "Y", "X"])
+    with pytest.raises(VerifyError, match=r"1 differing block.*T=5, Y=0:16, X=0:16: 3 values"):
+        ndstack.verify(other, str(dest), sample="all")

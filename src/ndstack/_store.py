@@ -105,9 +105,9 @@ def read_chunks(shape: tuple[int, ...], unit: tuple[int, ...], itemsize: int) ->
     ``unit`` is the store's chunk (or shard) shape. Axes grow from the innermost outwards,
     each to its full length while the block stays under :data:`READ_CHUNK_BYTES`, so a
     block is a few neighbouring chunks. Zarr decodes the chunks of one read concurrently,
-    and Dask runs fewer, larger tasks: reading a 4 MiB-chunk store this way was 1.1-1.2 GB/s
-    instead of 0.65 with one task per chunk (2 cores). A selection made in one step still
-    reads only the chunks it touches.
+    and Dask runs fewer, larger tasks: summing the 5 GB D1 store (4 MiB chunks) ran at
+    1.0-1.2 GB/s this way, 0.65-0.8 with one task per chunk (2 cores, bench/convert.py).
+    A selection made in one step still reads only the chunks it touches.
 
     >>> read_chunks((200, 3, 64, 256, 256), (1, 1, 32, 256, 256), 2)
     (1, 3, 64, 256, 256)

@@ -13,6 +13,9 @@ from .errors import VerifyError
 
 __all__ = ["verify"]
 
+#: blocks compared per Dask computation
+_BATCH = 256
+
 
 def _arrays(dest: str) -> list[tuple[str, dict[str, Any], int]]:
     """Every array of the store: (folder, metadata, Zarr format)."""
@@ -101,12 +104,15 @@ def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0)
         tuple(slice(int(starts[k][i]), int(starts[k][i + 1])) for k, i in enumerate(b))
         for b in chosen
     ]
-    try:  # every chosen block at once, in parallel: one small count per block comes back
-        counts = dask.compute(
-            *(dask.delayed(_differing)(src.data[r], out.data[r]) for r in regions)
-        )
-    except Exception:  # something cannot be read: block by block, to name each region
-        counts = tuple(_one_block(src, out, r) for r in regions)
+    counts: list[int | str] = []
+    for i in range(0, len(regions), _BATCH):  # batches keep the graph small for huge stores
+        batch = regions[i : i + _BATCH]
+        try:  # the blocks of a batch in parallel: one small count per block comes back
+            counts += dask.compute(
+                *(dask.delayed(_differing)(src.data[r], out.data[r]) for r in batch)
+            )
+        except Exception:  # something cannot be read: block by block, to name each region
+            counts += [_one_block(src, out, r) for r in batch]
     differences = [
         f"{_region_text(src.dims, r)}: "
         + (f"{n} values differ" if isinstance(n, int) else f"cannot read ({n})")
@@ -130,9 +136,11 @@ def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0)
 
 def _differing(a: np.ndarray, c: np.ndarray) -> int:
     """How many values of two blocks differ (NaN equals NaN)."""
-    if np.array_equal(a, c, equal_nan=a.dtype.kind in "fc"):
+    nan = a.dtype.kind in "fc"
+    if np.array_equal(a, c, equal_nan=nan):
         return 0
-    return int(np.count_nonzero(a != c))
+    same = (a == c) | (np.isnan(a) & np.isnan(c)) if nan else a == c
+    return int(a.size - np.count_nonzero(same))
 
 
 def _one_block(src: Any, out: Any, region: tuple[slice, ...]) -> int | str:
