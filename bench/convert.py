@@ -83,6 +83,15 @@ def child(kind: str, source: str, dest: str) -> None:
     )
 
 
+def encode(block: np.ndarray) -> bytes:
+    """Blosc zstd level 3, bit-shuffle, one thread: the codec every converter here uses."""
+    import imagecodecs
+
+    return imagecodecs.blosc_encode(
+        block, 3, compressor="zstd", shuffle=2, typesize=2, numthreads=1
+    )
+
+
 def bare_loop(source: str, dest: str) -> None:
     """The least any converter must do: read each file's pixels, encode each chunk, write it.
 
@@ -92,7 +101,6 @@ def bare_loop(source: str, dest: str) -> None:
     """
     import glob
 
-    import imagecodecs
     import tifffile
 
     files = sorted(glob.glob(os.path.join(source, "*.tif")))
@@ -108,9 +116,7 @@ def bare_loop(source: str, dest: str) -> None:
             fh.seek(offset)
             fh.readinto(block)
         for k in range(0, shape[0], per_chunk):
-            data = imagecodecs.blosc_encode(
-                block[k : k + per_chunk], 3, compressor="zstd", shuffle=2, typesize=2, numthreads=1
-            )
+            data = encode(block[k : k + per_chunk])
             with open(os.path.join(dest, f"{i}.{k}"), "wb") as out:
                 out.write(data)
 
@@ -135,16 +141,10 @@ def store_bytes(dest: str) -> int:
 
 def codec_ceiling(files: list[str]) -> tuple[float, float]:
     """GB/s of Blosc zstd3 bit-shuffle on 1 and 2 threads, over blocks already in memory."""
-    import imagecodecs
     import tifffile
 
     blocks = [tifffile.imread(f)[i : i + 32] for f in files[:12] for i in (0, 32)]
     nbytes = sum(b.nbytes for b in blocks)
-
-    def enc(b: np.ndarray) -> int:
-        return len(
-            imagecodecs.blosc_encode(b, 3, compressor="zstd", shuffle=2, typesize=2, numthreads=1)
-        )
 
     best = {}
     for threads in (1, 2):
@@ -152,7 +152,7 @@ def codec_ceiling(files: list[str]) -> tuple[float, float]:
         for _ in range(3):
             t0 = time.perf_counter()
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(enc, blocks))
+                list(pool.map(encode, blocks))
             times.append(time.perf_counter() - t0)
         best[threads] = nbytes / min(times) / 1e9
     return best[1], best[2]

@@ -37,18 +37,16 @@ def _create_arrays(plan: _Plan, plan_img: ImagePlan) -> None:
             zarr.codecs.BloscCodec(cname=plan.codec, clevel=plan.clevel, shuffle="bitshuffle")
         ]
     names = [d.lower() if d in ("T", "C", "Z", "Y", "X") else d for d in plan_img.image_dims]
-    extra: dict[str, Any] = (
-        {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
-        if v2
-        else {"dimension_names": names, "shards": None}
-    )
     for img in range(len(plan.image_paths)):
         for level, lv in enumerate(plan.levels):
             if read_node(plan.array_dir(img, level)) is not None:
                 continue
             name = "/".join(p for p in (plan.image_paths[img], lv.path) if p) or None
-            if not v2:
-                extra["shards"] = lv.shard
+            by_format: dict[str, Any] = (
+                {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
+                if v2
+                else {"dimension_names": names, "shards": lv.shard}
+            )
             zarr.create_array(
                 store=plan.dest,
                 name=name,
@@ -60,7 +58,7 @@ def _create_arrays(plan: _Plan, plan_img: ImagePlan) -> None:
                 zarr_format=plan.zarr_format,
                 overwrite=False,  # True would empty the folder: never delete beside us
                 config={"write_empty_chunks": True},
-                **extra,
+                **by_format,
             )
 
 

@@ -52,13 +52,17 @@ def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
     from ._open import open as _open
     from ._store import is_store, open_store, store_levels
 
-    arr = _open(path, pattern)
-    levels = [_plane_chunks(arr)]
-    if not isinstance(path, list) and is_store(path):  # napari reads whole Dask chunks:
-        levels = [  # give it the storage chunks, not the larger blocks ndstack.open makes
-            open_store(os.fspath(path), level=k, storage_chunks=True).transpose(*arr.dims).data
-            for k in range(store_levels(os.fspath(path)))
+    if not isinstance(path, list) and is_store(path):
+        # napari reads whole Dask chunks: the storage chunks, not ndstack.open's larger blocks
+        store = os.fspath(path)
+        arr = open_store(store, storage_chunks=True)
+        levels = [arr.data] + [
+            open_store(store, level=k, storage_chunks=True).transpose(*arr.dims).data
+            for k in range(1, store_levels(store))
         ]
+    else:
+        arr = _open(path, pattern)
+        levels = [_plane_chunks(arr)]
     px = dict(arr.attrs.get("pixel_size") or {})
     dims = [d for d in arr.dims if d != "C"]
     meta: dict[str, Any] = {

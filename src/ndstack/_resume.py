@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from ._ngff import redact
+from ._store import METADATA_FILES, read_node
 from .errors import DestinationError, NdstackError, SourceChangedError, WriteError
 
 __all__ = ["_atomic_write", "_prepare_destination", "record_dir"]
@@ -97,8 +98,6 @@ def _manifest_path(dest: str) -> str:
 
 def _completed_settings(dest: str) -> dict[str, Any] | None:
     """The settings a complete ndstack store records in its root metadata, if any."""
-    from ._store import read_node
-
     try:
         node = read_node(dest)
     except (OSError, ValueError):
@@ -180,9 +179,7 @@ def _remove_store(dest: str) -> None:
     shutil.rmtree(record_dir(dest), ignore_errors=True)
     for entry in os.listdir(dest):
         path = os.path.join(dest, entry)
-        ours = entry in ("zarr.json", "c", ".zgroup", ".zattrs", ".zarray") or (
-            entry.isdigit() and os.path.isdir(path)
-        )
+        ours = entry in ("c", *METADATA_FILES) or (entry.isdigit() and os.path.isdir(path))
         if not ours:
             continue
         if os.path.isdir(path):

@@ -12,6 +12,7 @@ import numpy as np
 from .errors import NdstackError
 
 __all__ = [
+    "METADATA_FILES",
     "chunk_path",
     "chunk_shape",
     "is_store",
@@ -22,7 +23,8 @@ __all__ = [
 ]
 
 
-_V2_FILES = (".zgroup", ".zarray", ".zattrs")
+#: the files that hold a Zarr node's metadata: v3, then v2
+METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs")
 
 
 def read_node(path: str) -> tuple[str, dict[str, Any], dict[str, Any], int] | None:
@@ -80,7 +82,7 @@ def is_store(source: Any) -> bool:
         return False
     path = os.fspath(source)
     return os.path.isdir(path) and any(
-        os.path.isfile(os.path.join(path, f)) for f in ("zarr.json", *_V2_FILES)
+        os.path.isfile(os.path.join(path, f)) for f in METADATA_FILES
     )
 
 
