@@ -339,3 +339,41 @@ def test_store_round_trip_still_identical(tmp_path: Path) -> None:
     xr.testing.assert_identical(ndstack.open(tmp_path / "d.zarr").compute(), arr.compute())
     assert not (tmp_path / "d.zarr" / ".ndstack-unfinished").exists()
     assert not (tmp_path / ".d.zarr.ndstack").exists()
+
+
+# ------------------------------------------------------------------ 4. no silently wrong pixels
+def test_pages_written_one_by_one_are_never_read_as_one_block(tmp_path: Path) -> None:
+    """An IFD before each page (a file written page by page) after a contiguous first file
+    with the same first-page offset and a larger size: the shortcut must not apply."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    a, b = (rng.integers(0, 1000, (4, 16, 16), dtype=np.uint16) for _ in range(2))
+    tifffile.imwrite(folder / "img_t0.tif", a, photometric="minisblack", metadata=None)
+    with open(folder / "img_t0.tif", "ab") as f:
+        f.write(bytes(200))  # legal trailing bytes: the first file is the larger one
+    with tifffile.TiffWriter(folder / "img_t1.tif") as w:
+        for page in b:
+            w.write(page, contiguous=False, photometric="minisblack", metadata=None)
+    for check in ("auto", "headers", "none"):
+        arr = ndstack.open(folder, check=check)
+        np.testing.assert_array_equal(arr.isel(T=1).values, b)
+        np.testing.assert_array_equal(arr.isel(T=1, Z=2).values, b[2])
+        np.testing.assert_array_equal(arr.isel(T=0).values, a)
+
+
+def test_verify_reads_the_source_along_another_path(tmp_path: Path, monkeypatch) -> None:
+    """A fast-path bug that writes wrong pixels is caught: verify reads with tifffile."""
+    from ndstack._tiff import TiffReader
+
+    planes(tmp_path / "src")
+    real = TiffReader._read_contiguous
+
+    def wrong(self, *args, **kw):
+        return real(self, *args, **kw) + 1  # the kind of error a wrong offset makes
+
+    monkeypatch.setattr(TiffReader, "_read_contiguous", wrong)
+    arr = ndstack.open(tmp_path / "src")
+    ndstack.to_zarr(arr, tmp_path / "d.zarr")
+    with pytest.raises(ndstack.errors.VerifyError, match="values differ"):
+        ndstack.verify(arr, str(tmp_path / "d.zarr"), sample="all")
