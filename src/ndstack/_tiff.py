@@ -121,6 +121,7 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
                     f"{path}: truncated: the pixels need {int(offset) + series.nbytes} bytes, "
                     f"the file has {size}"
                 )
+            _refuse_forged_size(path, int(series.nbytes), size)
             if offset is not None:  # tifffile may trust shaped or ImageJ metadata: prove it
                 offset = contiguous_offset(tif, int(series.nbytes), _page_count(shape, axes))
             header = _layout_header(tif, page, offset)
@@ -148,6 +149,20 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
 
 
 _MAX_HEADER = 1 << 20
+
+
+#: compressed pixels may expand this much at most (blank planes under zstd reach ~10^4)
+_MAX_EXPANSION = 20_000
+
+
+def _refuse_forged_size(path: str, nbytes: int, size: int) -> None:
+    """A header claiming far more pixels than the file could hold is refused before
+    anything allocates them (a forged 100,000 x 100,000 image in a few kilobytes)."""
+    if nbytes > max(256 << 20, _MAX_EXPANSION * size):
+        raise CorruptFileError(
+            f"{path}: its header claims {nbytes} bytes of pixels, more than a file of "
+            f"{size} bytes can hold even compressed; refusing to allocate them"
+        )
 
 
 def _page_count(shape: tuple[int, ...], axes: str) -> int:
