@@ -1,18 +1,117 @@
-"""NumPy or CuPy: the array module of a block, so kernels run on either."""
+"""NumPy or CuPy: where a block is computed, and the modules that compute it.
+
+One dispatch for every operation, as dask-image does per block:
+
+- :func:`array_module`, :func:`ndimage_module`: ``numpy`` / ``scipy.ndimage`` for NumPy
+  blocks, ``cupy`` / ``cupyx.scipy.ndimage`` for CuPy blocks, so a kernel written once
+  runs on either;
+- :func:`use_gpu`: the ``device="cpu" | "gpu" | "auto"`` argument of the operations,
+  checked once, before anything is computed;
+- :func:`on_device`: wraps a kernel so that, on the GPU, each NumPy block moves to the
+  GPU, is computed there and comes back as NumPy inside the task: Dask, Zarr and
+  everything downstream still see NumPy. Blocks that already are CuPy arrays are computed
+  where they are and stay CuPy, whatever the device.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["array_module"]
+__all__ = [
+    "DEVICES",
+    "array_module",
+    "gpu_available",
+    "gpu_free_bytes",
+    "is_cupy",
+    "ndimage_module",
+    "on_device",
+    "use_gpu",
+]
+
+#: The values of every operation's ``device=`` argument.
+DEVICES = ("auto", "cpu", "gpu")
 
 
 def array_module(a: Any) -> Any:
-    """``cupy`` for CuPy arrays (when CuPy is installed), else ``numpy``."""
+    """``cupy`` for CuPy arrays, else ``numpy`` (CuPy is not imported for other arrays)."""
+    if not is_cupy(a):
+        return np
+    import cupy
+
+    return cupy
+
+
+def is_cupy(a: Any) -> bool:
+    """Whether ``a`` is a CuPy array (without importing CuPy when it is not loaded)."""
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def ndimage_module(a: Any) -> Any:
+    """``cupyx.scipy.ndimage`` for CuPy arrays, else ``scipy.ndimage``."""
+    if is_cupy(a):
+        import cupyx.scipy.ndimage
+
+        return cupyx.scipy.ndimage
+    from scipy import ndimage
+
+    return ndimage
+
+
+def gpu_available() -> bool:
+    """Whether CuPy is installed and sees at least one CUDA GPU."""
     try:
         import cupy
-    except ImportError:
-        return np
-    return cupy.get_array_module(a)
+
+        return bool(cupy.cuda.runtime.getDeviceCount() > 0)
+    except Exception:
+        return False
+
+
+def gpu_free_bytes() -> int:
+    """GPU memory a computation can still take: free on the card plus CuPy's pooled blocks."""
+    import cupy
+
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+
+
+def use_gpu(device: str) -> bool:
+    """Check a ``device=`` argument; whether NumPy blocks are to be computed on the GPU.
+
+    ``"cpu"``: never; ``"gpu"``: always (an error without CuPy and a CUDA GPU);
+    ``"auto"``: when CuPy sees a GPU.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', not {device!r}")
+    if device == "cpu":
+        return False
+    available = gpu_available()
+    if device == "gpu" and not available:
+        raise ValueError("device='gpu' needs CuPy and a CUDA GPU; none was found")
+    return available
+
+
+def on_device(kernel: Callable[..., Any], gpu: bool) -> Callable[..., Any]:
+    """``kernel`` itself on the CPU; on the GPU, a kernel that takes and returns NumPy.
+
+    The wrapper moves the block (the first argument) to the GPU, calls ``kernel`` there,
+    and moves its result back; other arguments pass unchanged, and a CuPy block is not
+    moved back. ``kernel`` must work on NumPy and CuPy blocks alike (see
+    :func:`array_module`).
+    """
+    if not gpu:
+        return kernel
+
+    @functools.wraps(kernel)
+    def run(block: Any, *args: Any, **kwargs: Any) -> Any:
+        import cupy
+
+        if is_cupy(block):
+            return kernel(block, *args, **kwargs)
+        return cupy.asnumpy(kernel(cupy.asarray(np.ascontiguousarray(block)), *args, **kwargs))
+
+    return run
