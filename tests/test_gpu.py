@@ -8,7 +8,6 @@ with a stand-in ``cupy`` module, and ``device=`` reaching every step.
 
 from __future__ import annotations
 
-import sys
 import types
 from typing import Any
 
@@ -93,6 +92,8 @@ def test_gpu_tile_is_sized_from_the_free_memory() -> None:
     tiny = gpu_tile(shape, psf, 1)  # nothing fits: it stops at twice the PSF
     assert tiny is not None and all(p < t <= 2 * p for t, p in zip(tiny, psf))
     assert gpu_tile(shape, psf, 4e8, fraction=1.0) != gpu_tile(shape, psf, 4e8)
+    capped = gpu_tile(shape, psf, 80 * 2**30, max_voxels=3 * 10**6)  # a cap on FFT sizes too
+    assert capped is not None and need(capped) / GPU_BYTES_PER_VOXEL <= 3 * 10**6
 
 
 def test_tiles_moved_by_a_kernel_equal_the_untiled_result() -> None:
@@ -145,7 +146,12 @@ _FakeGpuArray.__module__ = "cupy"
 
 @pytest.fixture
 def fake_cupy(monkeypatch) -> types.SimpleNamespace:
-    """``cupy`` and ``cupyx.scipy.ndimage`` made of NumPy and SciPy, counting the moves."""
+    """``cupy``, ``cupyx.scipy.ndimage`` and ``.fft`` made of NumPy and SciPy, counting moves.
+
+    They stand in where ndstack takes CuPy from (``_xp.cupy_module``, ``_xp.cupyx_module``),
+    not in ``sys.modules``: xarray and Dask, which look CuPy up there, never see them.
+    """
+    import scipy.fft
     from scipy import ndimage
 
     moves = types.SimpleNamespace(up=0, down=0)
@@ -159,13 +165,11 @@ def fake_cupy(monkeypatch) -> types.SimpleNamespace:
         return np.array(a).view(np.ndarray)
 
     cp = types.ModuleType("cupy")
+    cp.__getattr__ = lambda name: getattr(np, name)  # type: ignore[attr-defined]
     cp.asarray, cp.asnumpy = asarray, asnumpy  # type: ignore[attr-defined]
-    cp.abs, cp.fft, cp.float32 = np.abs, np.fft, np.float32  # type: ignore[attr-defined]
-    cupyx, cupyx_scipy = types.ModuleType("cupyx"), types.ModuleType("cupyx.scipy")
-    cupyx.scipy, cupyx_scipy.ndimage = cupyx_scipy, ndimage  # type: ignore[attr-defined]
-    for name, module in [("cupy", cp), ("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy),
-                         ("cupyx.scipy.ndimage", ndimage)]:  # fmt: skip
-        monkeypatch.setitem(sys.modules, name, module)
+    cupyx = {"ndimage": ndimage, "fft": scipy.fft}
+    monkeypatch.setattr(_xp, "cupy_module", lambda: cp)
+    monkeypatch.setattr(_xp, "cupyx_module", lambda name: cupyx[name])
     monkeypatch.setattr(_xp, "gpu_available", lambda: True)
     moves.module = cp
     return moves
@@ -186,7 +190,7 @@ def test_on_device_moves_numpy_blocks_there_and_back(fake_cupy) -> None:
     out = _xp.on_device(kernel, True)(block, 3.0)
     assert type(out) is _FakeGpuArray and (fake_cupy.up, fake_cupy.down) == (2, 1)
     assert _xp.array_module(block) is fake_cupy.module and _xp.is_cupy(block)
-    assert _xp.ndimage_module(block) is sys.modules["cupyx.scipy.ndimage"]
+    assert _xp.ndimage_module(block).__name__ == "scipy.ndimage"
     assert _xp.array_module(np.ones(2)) is np and not _xp.is_cupy(np.ones(2))
 
 
@@ -201,6 +205,23 @@ def test_filters_and_spectra_go_through_the_gpu_dispatch(fake_cupy) -> None:
         assert fake_cupy.up > before  # each block went "to the GPU" ...
         assert type(on_gpu) is np.ndarray  # ... and came back as NumPy
         np.testing.assert_array_equal(on_gpu, op(arr, device="cpu", **kwargs).values)
+
+
+def test_deconvolve_goes_through_the_gpu_path_and_its_cupy_twin(fake_cupy, monkeypatch) -> None:
+    """The CuPy Richardson-Lucy (same padding, crop and start as the CPU one), moved
+    blocks and tiles sized from free memory, with NumPy and SciPy standing in for CuPy."""
+    data = np.stack([blobs((20, 48, 40), 8), blobs((20, 48, 40), 9)])
+    arr = lazy(data, ("C", "Z", "Y", "X"), (1, 20, 48, 40))
+    psf = psf3d(1.5, 1.2, r=3)
+    cpu = ops.deconvolve(arr, psf, iterations=8, device="cpu").values
+    twin = richardson_lucy(fake_cupy.module.asarray(data[0]), psf, 8)
+    assert _xp.is_cupy(fake_cupy.module.asarray(data[0])) and rel(np.asarray(twin), cpu[0]) < 1e-6
+    for free in (80 * 2**30, 2e6):  # whole blocks, then tiles
+        monkeypatch.setattr(_deconvolve, "gpu_free_bytes", lambda free=free: free)
+        up = fake_cupy.up
+        got = ops.deconvolve(arr, psf, iterations=8, device="gpu").values
+        assert type(got) is np.ndarray and rel(got, cpu) < 1e-5
+        assert fake_cupy.up - up >= (2 if free > 1e9 else 8)  # a move per block, or per tile
 
 
 # --- everywhere: the device= argument -----------------------------------------------------
@@ -303,8 +324,8 @@ def test_filters_and_power_spectrum_on_the_gpu_equal_the_cpu(cupy) -> None:
 
 @gpu
 def test_deconvolve_on_the_gpu_equals_the_cpu(cupy) -> None:
-    data = np.stack([blobs((24, 40, 36), 3), blobs((24, 40, 36), 4)])
-    arr = lazy(data, ("C", "Z", "Y", "X"), (1, 24, 40, 36))
+    data = np.stack([blobs((24, 80, 72), 3), blobs((24, 80, 72), 4)])
+    arr = lazy(data, ("C", "Z", "Y", "X"), (1, 24, 80, 72))
     psf = xr.DataArray(np.stack([psf3d(1.5, 1.0), psf3d(2.5, 1.5)]), dims=("C", "Z", "Y", "X"))
     got = ops.deconvolve(arr, psf, iterations=10, device="gpu").values
     cpu = ops.deconvolve(arr, psf, iterations=10, device="cpu").values
@@ -312,6 +333,7 @@ def test_deconvolve_on_the_gpu_equals_the_cpu(cupy) -> None:
     for c in range(2):
         assert rel(got[c], cpu[c]) < 1e-5
     tiled = ops.deconvolve(arr, psf, iterations=10, device="gpu", tile=(12, 20, 18)).values
+    # windows of (24, 56, 54) in (24, 80, 72): tiled in Y and X
     assert rel(tiled, cpu) < 1e-5
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _xp
 from ._apply import apply
 from ._xp import array_module, gpu_free_bytes, on_device, use_gpu
 
@@ -84,37 +85,39 @@ def richardson_lucy_tiled(
 def _to(xp: Any, a: Any) -> Any:
     """``a`` as an array of module ``xp`` (NumPy <-> CuPy)."""
     if xp is np:
-        import cupy
-
-        return cupy.asnumpy(a)
+        return _xp.cupy_module().asnumpy(a)
     return xp.asarray(a)
 
 
 #: GPU bytes per voxel of a tile's padded FFT shape that Richardson-Lucy holds at its peak
 #: (image, estimate, ratio, two OTFs, FFT outputs and cuFFT's work area), rounded up.
 GPU_BYTES_PER_VOXEL = 40
+#: At most this many voxels in a padded tile: FFTs and kernels stay within 32-bit sizes.
+GPU_MAX_VOXELS = 2**30
 
 
 def gpu_tile(
     shape: tuple[int, ...], psf_shape: tuple[int, ...], free_bytes: float, *,
     fraction: float = 0.5, bytes_per_voxel: int = GPU_BYTES_PER_VOXEL,
+    max_voxels: int = GPU_MAX_VOXELS,
 ) -> tuple[int, ...] | None:  # fmt: skip
     """The tile for a block of ``shape`` on a GPU with ``free_bytes`` free: ``None`` if whole.
 
     A tile's window (the tile plus twice the overlap, ``2 psf`` per side, within the block)
     padded by the PSF for the linear convolution must fit in ``fraction`` of the free
-    memory at ``bytes_per_voxel``; the side longest for its PSF size is halved until it
-    does (a side no longer than twice the PSF's is not halved: tiling stops helping
-    there). A pure function of its arguments, so that the sizing is tested without a GPU.
+    memory at ``bytes_per_voxel``, and hold at most ``max_voxels``; the side longest for
+    its PSF size is halved until it does (a side no longer than twice the PSF's is not
+    halved: tiling stops helping there). A pure function of its arguments, so that the
+    sizing is tested without a GPU.
     """
     budget = free_bytes * fraction
 
-    def need(tile: list[int]) -> float:
+    def voxels(tile: list[int]) -> float:
         padded = [min(t + 4 * p, n) + p - 1 for t, p, n in zip(tile, psf_shape, shape)]
-        return float(np.prod(padded, dtype=np.float64)) * bytes_per_voxel
+        return float(np.prod(padded, dtype=np.float64))
 
     tile = list(shape)
-    while need(tile) > budget:
+    while voxels(tile) * bytes_per_voxel > budget or voxels(tile) > max_voxels:
         i = int(np.argmax([t / (2 * p) for t, p in zip(tile, psf_shape)]))
         if tile[i] <= 2 * psf_shape[i]:
             break
@@ -190,8 +193,9 @@ def richardson_lucy(
 def _richardson_lucy_cupy(image: Any, psf: Any, iterations: int, *, background: float,
                           eps: float) -> Any:  # fmt: skip
     """The CuPy twin of :func:`richardson_lucy` (same padding, cropping and start)."""
-    import cupy
-    import cupyx.scipy.fft as cufft
+    import scipy.fft
+
+    cupy, cufft = _xp.cupy_module(), _xp.cupyx_module("fft")
 
     image = image.astype(cupy.float32, copy=False)
     if background:
@@ -199,7 +203,7 @@ def _richardson_lucy_cupy(image: Any, psf: Any, iterations: int, *, background: 
     psf_host = np.asarray(psf, dtype=np.float32)
     psf_host = psf_host / psf_host.sum()
     full = [s + p - 1 for s, p in zip(image.shape, psf_host.shape)]
-    fshape = tuple(cufft.next_fast_len(n) for n in full)
+    fshape = tuple(scipy.fft.next_fast_len(n, real=True) for n in full)  # the CPU's sizes
     axes = tuple(range(image.ndim))
     otf = cufft.rfftn(cupy.asarray(psf_host), fshape, axes=axes)
     mirror = np.ascontiguousarray(psf_host[tuple(slice(None, None, -1) for _ in psf_host.shape)])

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._apply import apply
-from ._xp import array_module, is_cupy, on_device, use_gpu
+from ._xp import array_module, cupy_module, is_cupy, on_device, use_gpu
 
 __all__ = ["deskew", "deskew_block", "deskew_shift"]
 
@@ -81,9 +81,7 @@ out = v;
 
 @functools.lru_cache(maxsize=1)
 def _cupy_deskew_kernel() -> Any:
-    import cupy
-
-    return cupy.ElementwiseKernel(
+    return cupy_module().ElementwiseKernel(
         "raw T src, raw int64 shifts, raw float32 w, int64 nx, int64 ny, int64 extra",
         "float32 out",
         _CUPY_DESKEW,
@@ -98,8 +96,7 @@ def _deskew_cupy(stack: Any, shift: float, *, direction: int = 1) -> Any:
     float32 weights of :func:`_deskew_planes` and its rounding (products rounded, then
     added, no fused multiply-add), so both give the same values.
     """
-    import cupy
-
+    cupy = cupy_module()
     nz, ny, nx = stack.shape
     extra = math.ceil(shift * (nz - 1) - 1e-9)
     parts = [_weights(z, nz, shift, direction) for z in range(nz)]
@@ -107,7 +104,7 @@ def _deskew_cupy(stack: Any, shift: float, *, direction: int = 1) -> Any:
     weights = np.array([(1 - f, f) for _, f in parts], dtype=np.float64).astype(np.float32)
     weights[[f == 0.0 for _, f in parts], 0] = 1  # a whole shift copies the slice
     out = cupy.empty((nz, ny, nx + extra), dtype=cupy.float32)
-    src = cupy.ascontiguousarray(stack)
+    src = cupy.ascontiguousarray(stack).reshape(-1)  # 1-D: plain offsets in the kernel
     _cupy_deskew_kernel()(src, shifts, cupy.asarray(weights.ravel()), nx, ny, extra, out)
     return out
 

@@ -16,6 +16,7 @@ One dispatch for every operation, as dask-image does per block:
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ import numpy as np
 __all__ = [
     "DEVICES",
     "array_module",
+    "cupy_module",
+    "cupyx_module",
     "gpu_available",
     "gpu_free_bytes",
     "is_cupy",
@@ -36,13 +39,24 @@ __all__ = [
 DEVICES = ("auto", "cpu", "gpu")
 
 
-def array_module(a: Any) -> Any:
-    """``cupy`` for CuPy arrays, else ``numpy`` (CuPy is not imported for other arrays)."""
-    if not is_cupy(a):
-        return np
+def cupy_module() -> Any:
+    """The ``cupy`` module, imported on first use: every use of CuPy goes through here.
+
+    (So that tests can stand NumPy in for it without touching ``sys.modules``.)
+    """
     import cupy
 
     return cupy
+
+
+def cupyx_module(name: str) -> Any:
+    """``cupyx.scipy.<name>``: ``"ndimage"`` or ``"fft"``, imported on first use."""
+    return importlib.import_module(f"cupyx.scipy.{name}")
+
+
+def array_module(a: Any) -> Any:
+    """``cupy`` for CuPy arrays, else ``numpy`` (CuPy is not imported for other arrays)."""
+    return cupy_module() if is_cupy(a) else np
 
 
 def is_cupy(a: Any) -> bool:
@@ -53,9 +67,7 @@ def is_cupy(a: Any) -> bool:
 def ndimage_module(a: Any) -> Any:
     """``cupyx.scipy.ndimage`` for CuPy arrays, else ``scipy.ndimage``."""
     if is_cupy(a):
-        import cupyx.scipy.ndimage
-
-        return cupyx.scipy.ndimage
+        return cupyx_module("ndimage")
     from scipy import ndimage
 
     return ndimage
@@ -64,17 +76,14 @@ def ndimage_module(a: Any) -> Any:
 def gpu_available() -> bool:
     """Whether CuPy is installed and sees at least one CUDA GPU."""
     try:
-        import cupy
-
-        return bool(cupy.cuda.runtime.getDeviceCount() > 0)
+        return bool(cupy_module().cuda.runtime.getDeviceCount() > 0)
     except Exception:
         return False
 
 
 def gpu_free_bytes() -> int:
     """GPU memory a computation can still take: free on the card plus CuPy's pooled blocks."""
-    import cupy
-
+    cupy = cupy_module()
     free, _ = cupy.cuda.runtime.memGetInfo()
     return int(free) + int(cupy.get_default_memory_pool().free_bytes())
 
@@ -108,8 +117,7 @@ def on_device(kernel: Callable[..., Any], gpu: bool) -> Callable[..., Any]:
 
     @functools.wraps(kernel)
     def run(block: Any, *args: Any, **kwargs: Any) -> Any:
-        import cupy
-
+        cupy = cupy_module()
         if is_cupy(block):
             return kernel(block, *args, **kwargs)
         return cupy.asnumpy(kernel(cupy.asarray(np.ascontiguousarray(block)), *args, **kwargs))
