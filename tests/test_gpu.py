@@ -123,7 +123,7 @@ def test_richardson_lucy_gpu_tiles_when_the_free_memory_is_short(monkeypatch) ->
         tiles.append(tile)
         return real_tiled(*args, tile=tile, **kwargs)
 
-    monkeypatch.setattr(_deconvolve, "on_device", lambda kernel, gpu: kernel)
+    monkeypatch.setattr(_deconvolve, "on_device", lambda kernel, gpu, back=True: kernel)
     monkeypatch.setattr(_deconvolve, "richardson_lucy_tiled", spy)
     monkeypatch.setattr(_deconvolve, "gpu_free_bytes", lambda: 80 * 2**30)
     untiled = richardson_lucy_gpu(image, psf, 8, workers=1)
@@ -132,6 +132,21 @@ def test_richardson_lucy_gpu_tiles_when_the_free_memory_is_short(monkeypatch) ->
     tiled = richardson_lucy_gpu(image, psf, 8, workers=1)
     assert len(tiles) == 1 and tiles[0] != image.shape
     assert rel(tiled, whole) < 1e-5
+
+
+def test_large_host_copies_split_over_threads_copy_the_same(monkeypatch) -> None:
+    monkeypatch.setattr(_xp, "PARALLEL_COPY_BYTES", 1)  # every copy split
+    rng = np.random.default_rng(10)
+    a = rng.random((13, 17, 19)).astype(np.float32)
+    window = a[2:11, 3:15, 1:18]
+    got = _xp.contiguous(window)
+    assert got.flags.c_contiguous and np.array_equal(got, window)
+    out = np.zeros_like(a)
+    core = (slice(3, 12), slice(0, 17), slice(4, 9))
+    _xp.assign(out, core, a[core] * 2)
+    expected = np.zeros_like(a)
+    expected[core] = a[core] * 2
+    np.testing.assert_array_equal(out, expected)
 
 
 # --- everywhere: the dispatch, with a stand-in ``cupy`` -----------------------------------

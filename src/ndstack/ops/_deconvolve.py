@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -77,8 +78,11 @@ def richardson_lucy_tiled(
     overlap = tuple(overlap or tuple(2 * p for p in np.shape(psf)))
     out = xp.empty(image.shape, dtype=xp.float32)
     for window, core, inner in tile_windows(tuple(image.shape), tuple(tile), overlap):
-        result = run(image[window], psf, iterations, **kwargs)[inner]
-        out[core] = result if array_module(result) is xp else _to(xp, result)
+        result = run(image[window], psf, iterations, **kwargs)[inner]  # the core alone moves
+        if xp is np:
+            _xp.assign(out, core, result if array_module(result) is np else _to(np, result))
+        else:
+            out[core] = result if array_module(result) is xp else _to(xp, result)
     return out
 
 
@@ -130,18 +134,25 @@ def _gpu_tile(shape: tuple[int, ...], psf_shape: tuple[int, ...]) -> tuple[int, 
     return gpu_tile(shape, psf_shape, gpu_free_bytes())
 
 
+#: Richardson-Lucy runs on the GPU one block at a time per process: each sizes its tiles
+#: from the free memory, which concurrent Dask tasks would otherwise share unknowingly.
+_GPU_LOCK = threading.Lock()
+
+
 def richardson_lucy_gpu(image: Any, psf: Any, iterations: int = 10, **kwargs: Any) -> Any:
     """:func:`richardson_lucy` on the GPU (CuPy); NumPy in, NumPy out (CuPy in, CuPy out).
 
     A block whose working set fits in half the free GPU memory moves there whole; a larger
     one is deconvolved in overlapping tiles (:func:`gpu_tile`), each moved to the GPU and
-    back, so the block itself need not fit on the GPU, only a tile.
+    its core back, so the block itself need not fit on the GPU, only a tile. One block at
+    a time per process (concurrent Dask tasks wait), since each is sized to the card.
     """
-    tile = _gpu_tile(tuple(np.shape(image)), tuple(np.shape(psf)))
-    kernel = on_device(richardson_lucy, True)
-    if tile is None:
-        return kernel(image, psf, iterations, **kwargs)
-    return richardson_lucy_tiled(image, psf, iterations, tile=tile, kernel=kernel, **kwargs)
+    with _GPU_LOCK:  # one sizing and one computation at a time: tiles sized for the GPU
+        tile = _gpu_tile(tuple(np.shape(image)), tuple(np.shape(psf)))
+        if tile is None:
+            return on_device(richardson_lucy, True)(image, psf, iterations, **kwargs)
+        kernel = on_device(richardson_lucy, True, back=False)  # tiles' cores come back
+        return richardson_lucy_tiled(image, psf, iterations, tile=tile, kernel=kernel, **kwargs)
 
 
 def richardson_lucy(

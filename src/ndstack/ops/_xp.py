@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,8 @@ import numpy as np
 __all__ = [
     "DEVICES",
     "array_module",
+    "assign",
+    "contiguous",
     "cupy_module",
     "cupyx_module",
     "gpu_available",
@@ -104,13 +108,13 @@ def use_gpu(device: str) -> bool:
     return available
 
 
-def on_device(kernel: Callable[..., Any], gpu: bool) -> Callable[..., Any]:
+def on_device(kernel: Callable[..., Any], gpu: bool, *, back: bool = True) -> Callable[..., Any]:
     """``kernel`` itself on the CPU; on the GPU, a kernel that takes and returns NumPy.
 
     The wrapper moves the block (the first argument) to the GPU, calls ``kernel`` there,
-    and moves its result back; other arguments pass unchanged, and a CuPy block is not
-    moved back. ``kernel`` must work on NumPy and CuPy blocks alike (see
-    :func:`array_module`).
+    and moves its result back (``back=False``: leaves it there, a CuPy array); other
+    arguments pass unchanged, and a CuPy block is not moved back. ``kernel`` must work on
+    NumPy and CuPy blocks alike (see :func:`array_module`).
     """
     if not gpu:
         return kernel
@@ -120,6 +124,41 @@ def on_device(kernel: Callable[..., Any], gpu: bool) -> Callable[..., Any]:
         cupy = cupy_module()
         if is_cupy(block):
             return kernel(block, *args, **kwargs)
-        return cupy.asnumpy(kernel(cupy.asarray(np.ascontiguousarray(block)), *args, **kwargs))
+        result = kernel(cupy.asarray(contiguous(block)), *args, **kwargs)
+        return cupy.asnumpy(result) if back else result
 
     return run
+
+
+#: NumPy copies larger than this are split over threads (memory bandwidth, not one core).
+PARALLEL_COPY_BYTES = 256 << 20
+
+
+def _threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def contiguous(a: Any) -> Any:
+    """``numpy.ascontiguousarray(a)``, a large copy made by several threads."""
+    a = np.asarray(a)
+    if a.flags.c_contiguous or a.nbytes < PARALLEL_COPY_BYTES or a.ndim == 0:
+        return np.ascontiguousarray(a)
+    out = np.empty(a.shape, dtype=a.dtype)
+    assign(out, (), a)
+    return out
+
+
+def assign(out: np.ndarray, index: tuple[slice, ...], values: np.ndarray) -> None:
+    """``out[index] = values`` (NumPy), a large copy made by several threads along axis 0."""
+    target = out[index]
+    n = target.shape[0] if target.ndim else 0
+    if values.nbytes < PARALLEL_COPY_BYTES or n < 2:
+        target[...] = values
+        return
+    step = -(-n // _threads())
+
+    def part(start: int) -> None:
+        target[start : start + step] = values[start : start + step]
+
+    with ThreadPoolExecutor(_threads()) as pool:
+        list(pool.map(part, range(0, n, step)))
