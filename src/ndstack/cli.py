@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from ._redact import for_output, redact
 from .errors import NdstackError
 
 EXIT_BAD_INPUT = 2
@@ -201,7 +202,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _summary_line(s: dict[str, Any]) -> str:
     resumed = f", {s['skipped']} done before" if s["skipped"] else ""
     return (
-        f"wrote {s['dest']}: {s['bytes_in'] / 1e9:.3f} GB in, {s['bytes_out'] / 1e9:.3f} GB out "
+        f"wrote {redact(str(s['dest']))}: {s['bytes_in'] / 1e9:.3f} GB in, "
+        f"{s['bytes_out'] / 1e9:.3f} GB out "
         f"(ratio {s['ratio']:.2f}), {s['gb_per_s']:.2f} GB/s, {s['seconds']:.1f} s "
         f"({s['tasks']} tasks{resumed})"
     )
@@ -231,7 +233,7 @@ def _verify_and_report(arr: Any, dest: str, sample: str) -> int:
     try:
         report = verify(arr, dest, sample=sample)
     except VerifyError as exc:
-        print(f"ndstack: verify: {exc}", file=sys.stderr)
+        print(f"ndstack: verify: {for_output(str(exc))}", file=sys.stderr)
         return EXIT_DIFFERENT
     print(f"verified {report['checked']} of {report['blocks']} blocks: identical, no chunk missing")
     return 0
@@ -327,18 +329,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     def one_line(message: Any, category: Any, *_: Any, **__: Any) -> None:
-        print(f"ndstack: warning: {message}", file=sys.stderr)
+        print(f"ndstack: warning: {for_output(str(message))}", file=sys.stderr)
 
     try:
         with warnings.catch_warnings():  # restores the caller's filters afterwards
             warnings.simplefilter("default")
             warnings.showwarning = one_line  # type: ignore[assignment]
             return _COMMANDS[args.command](args)
-    except NdstackError as exc:
-        print(f"ndstack: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as exc:  # permissions, disk: still one line, never a traceback
-        print(f"ndstack: error: {exc}", file=sys.stderr)
+    except (NdstackError, OSError) as exc:  # OSError: permissions, disk; never a traceback
+        print(f"ndstack: error: {for_output(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("ndstack: interrupted", file=sys.stderr)

@@ -6,10 +6,14 @@ keep working for callers who do not know ndstack. Messages carry the evidence: t
 what was expected and what was found.
 
 All classes take a single message argument, so they pickle and travel back from Dask
-workers intact.
+workers intact. The message is made safe to print once, here: credentials in URLs are
+redacted and control characters (a newline in a file name) escaped, so that every
+message is one line and no secret leaves in it.
 """
 
 from __future__ import annotations
+
+from ._redact import for_output
 
 __all__ = [
     "CorruptFileError",
@@ -28,6 +32,9 @@ __all__ = [
 
 class NdstackError(Exception):
     """Base class of every error ndstack raises on bad input."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(for_output(str(message)))
 
 
 class NoImagesError(NdstackError, FileNotFoundError):
