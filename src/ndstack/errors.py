@@ -23,6 +23,7 @@ __all__ = [
     "LayoutError",
     "NdstackError",
     "NoImagesError",
+    "ParameterError",
     "PatternError",
     "SourceChangedError",
     "VerifyError",
@@ -39,6 +40,10 @@ class NdstackError(Exception):
 
 class NoImagesError(NdstackError, FileNotFoundError):
     """The source names no image file: empty folder, glob without match, no images."""
+
+
+class ParameterError(NdstackError, ValueError):
+    """An option or parameter is out of range: a size of 0, an unknown dim, a bad limit."""
 
 
 class PatternError(NdstackError, ValueError):
