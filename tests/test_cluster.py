@@ -276,6 +276,31 @@ def test_memory_limits_dask_reads_are_accepted(limit) -> None:
     assert ndstack.cluster() is not None  # a context; nothing started
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--workers", "-1"], "--workers: expected a whole number from 1, got '-1'"),
+        (["--workers", "0"], "--workers: expected a whole number from 1, got '0'"),
+        (["--threads-per-worker", "0"], "--threads-per-worker: expected a whole number from 1"),
+        (["--workers", "2", "--memory-limit", "banana"], "memory limit 'banana': expected 'auto'"),
+        (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "not both"),
+    ],
+)
+def test_cli_cluster_options_one_line_before_any_work(
+    lls, tmp_path: Path, capsys, option, message
+) -> None:
+    from ndstack.cli import main
+
+    folder, _ = lls
+    dest = tmp_path / "out.zarr"
+    t0 = time.monotonic()
+    code = main(["convert", str(folder), str(dest), "--quiet", *option])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("ndstack: error: ") and err.count("\n") == 1, err
+    assert message in err and time.monotonic() - t0 < 5
+    assert not dest.exists()
+
+
 def _listeners(proc) -> set[tuple[str, int]]:
     import psutil
 
