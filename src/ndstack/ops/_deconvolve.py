@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks
 from ._apply import apply
 from ._xp import array_module
 
@@ -186,6 +187,10 @@ def deconvolve(
         On the CPU too: deconvolve each block in overlapping tiles of this size, so that
         memory is bounded by a tile (results within ~1e-5 of untiled).
     """
+    _checks.whole(iterations, "iterations")
+    _checks.number(background, "background", at_least=0)
+    for t in tile or ():
+        _checks.whole(t, "tile")
     if device not in ("auto", "cpu", "gpu"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', not {device!r}")
     use_gpu = device == "gpu" or (device == "auto" and _gpu_available())

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks
+
 __all__ = ["gaussian", "median"]
 
 
@@ -29,6 +31,10 @@ def gaussian(arr: Any, sigma: float | Sequence[float], *, dims: Sequence[str] = 
     The overlap between chunks is the kernel's radius, ``int(truncate * sigma + 0.5)``.
     The output is float32 (float64 input stays float64).
     """
+    _checks.dims(arr, dims, "dims")
+    for s in [sigma] if np.isscalar(sigma) else list(sigma):  # type: ignore[arg-type]
+        _checks.number(s, "sigma", above=0)
+    _checks.number(truncate, "truncate", above=0)
     from scipy import ndimage
 
     if np.isscalar(sigma):
@@ -51,6 +57,8 @@ def gaussian(arr: Any, sigma: float | Sequence[float], *, dims: Sequence[str] = 
 
 def median(arr: Any, size: int, *, dims: Sequence[str] = ("Y", "X")) -> Any:
     """``scipy.ndimage.median_filter``, a ``size`` window over ``dims``; overlap ``size // 2``."""
+    _checks.dims(arr, dims, "dims")
+    _checks.whole(size, "size")
     from scipy import ndimage
 
     window = [1] * arr.ndim
