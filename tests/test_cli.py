@@ -144,6 +144,32 @@ def test_process_chains_steps_and_writes_what_the_library_computes(
     xr.testing.assert_allclose(ndstack.open(dest).compute(), expected.compute())
 
 
+def test_process_device_reaches_the_steps(lls, tmp_path: Path, capsys) -> None:
+    import xarray as xr
+
+    import ndstack
+    from ndstack import ops
+    from ndstack.ops._xp import gpu_available
+
+    folder, _ = lls
+    dest = tmp_path / "cpu.zarr"
+    code, _, err = run(
+        ["process", str(folder), str(dest), "--device", "cpu", "--gaussian", "sigma=1", "--quiet"],
+        capsys,
+    )
+    assert code == 0, err
+    expected = ops.gaussian(ndstack.open(folder), 1.0, device="cpu")
+    xr.testing.assert_allclose(ndstack.open(dest).compute(), expected.compute())
+    if gpu_available():
+        return  # the refusal below is for machines without one
+    dest = tmp_path / "gpu.zarr"
+    code, _, err = run(
+        ["process", str(folder), str(dest), "--device", "gpu", "--median", "size=3"], capsys
+    )
+    assert code == 2 and "needs CuPy and a CUDA GPU" in err and err.count("\n") == 1
+    assert not dest.exists()
+
+
 @pytest.mark.parametrize(
     ("step", "message"),
     [

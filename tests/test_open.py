@@ -90,7 +90,10 @@ def test_one_plane_reads_one_plane(tmp_path: Path, compression) -> None:
     np.testing.assert_array_equal(out, truth["s_t2.tif"][17])
     whole = (folder / "s_t2.tif").stat().st_size
     if compression is None:
-        assert read <= 1.5 * plane, f"read {read} bytes for a {plane}-byte plane"
+        # one plane, plus the bytes that prove the file is laid out like the first one
+        # (all that is not pixels: header and page headers), never the other 31 planes
+        others = whole - 32 * plane
+        assert read <= 1.25 * plane + others, f"read {read} bytes for a {plane}-byte plane"
     else:  # tifffile walks the chain of page headers, then decodes one page
         assert read < whole / 2, f"read {read} of {whole} bytes"
 

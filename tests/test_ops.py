@@ -148,7 +148,9 @@ def test_power_spectrum_equals_numpy_fft() -> None:
     ps = ops.power_spectrum(arr, "T")
     assert ps.dims == ("Y", "X", "freq") and ps.dtype == np.float32
     ref = np.abs(np.fft.rfft(data, axis=0)) ** 2
-    np.testing.assert_allclose(ps.transpose("freq", "Y", "X").values, ref, rtol=1e-4)
+    # float32 FFTs (on a GPU too, under device="auto"): the smallest bins' error is absolute
+    atol = 1e-6 * ref.max()
+    np.testing.assert_allclose(ps.transpose("freq", "Y", "X").values, ref, rtol=1e-4, atol=atol)
     np.testing.assert_allclose(ps.freq.values, np.fft.rfftfreq(32))
 
 
@@ -200,14 +202,14 @@ def test_tiled_deconvolution_matches_the_whole_block() -> None:
     psf = psf3d(1.5, 1.0, r=3)
     whole = ops.deconvolve(arr, psf, iterations=6, device="cpu").values
     tiled = ops.deconvolve(arr, psf, iterations=6, device="cpu", tile=(24, 32, 32)).values
-    assert np.linalg.norm(tiled - whole) / np.linalg.norm(whole) < 1e-4
+    assert np.linalg.norm(tiled - whole) / np.linalg.norm(whole) < 1e-5
 
 
 def test_gpu_request_without_a_gpu_is_a_clear_error() -> None:
-    from ndstack.ops._deconvolve import _gpu_available
+    from ndstack.ops._xp import gpu_available
 
     arr = lazy(np.ones((8, 8, 8), np.float32), ("Z", "Y", "X"), (8, 8, 8))
-    if _gpu_available():
+    if gpu_available():
         pytest.skip("a GPU is present: the GPU path runs instead")
     with pytest.raises(ValueError, match="needs CuPy and a CUDA GPU"):
         ops.deconvolve(arr, psf3d(1, 1, r=1), device="gpu")

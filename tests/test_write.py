@@ -228,7 +228,7 @@ def test_kill_and_resume_is_byte_identical(tmp_path: Path) -> None:
         proc.wait()
         if kills and proc.returncode == -signal.SIGKILL:
             # the store must not look complete after a kill
-            with pytest.raises(NdstackError, match="without OME-Zarr metadata"):
+            with pytest.raises(NdstackError, match="unfinished conversion"):
                 ndstack.open(dest)
     assert kills >= 1
     final = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -315,9 +315,9 @@ def test_overwrite_replaces_only_what_ndstack_wrote(lls, tmp_path: Path) -> None
 def test_destination_inside_source(lls) -> None:
     folder, _ = lls
     before = snapshot(folder)
-    with pytest.raises(DestinationError, match="inside the source folder"):
+    with pytest.raises(DestinationError, match=r"(is|lies inside) the source"):
         ndstack.to_zarr(ndstack.open(folder), folder / "out.zarr")
-    with pytest.raises(DestinationError, match="inside the source folder"):
+    with pytest.raises(DestinationError, match=r"(is|lies inside) the source"):
         ndstack.to_zarr(ndstack.open(folder), folder)
     assert snapshot(folder) == before
 
@@ -428,7 +428,7 @@ def test_cli_convert_verify_and_exit_codes(lls, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("ndstack: verify:") and "0/c/1/2/0/0/0 is missing" in err
     assert main(["convert", str(folder), str(folder / "x.zarr")]) == 2
-    assert "inside the source folder" in capsys.readouterr().err
+    assert "lies inside the source" in capsys.readouterr().err
     settings = json.loads((dest / "zarr.json").read_text())["attributes"]["ndstack"]["settings"]
     assert settings["codec"] == "zstd" and settings["clevel"] == 3
     old = tmp_path / "cli04.zarr"

@@ -21,7 +21,7 @@ import numpy as np
 from ._discover import join_path
 from .errors import CorruptFileError, FileMismatchError
 
-__all__ = ["FileGrid", "FunctionReader", "ReadFailedWarning", "take_filled"]
+__all__ = ["FileGrid", "FunctionReader", "ReadFailedWarning", "record_fill", "take_filled"]
 
 
 class ReadFailedWarning(UserWarning):
@@ -41,6 +41,12 @@ def take_filled() -> list[str]:
     out: list[str] = getattr(_filled, "messages", [])
     _filled.messages = []
     return out
+
+
+def record_fill(message: str) -> None:
+    """Record (for :func:`take_filled`) and warn that something was read as fill values."""
+    _filled.messages = [*getattr(_filled, "messages", []), message]
+    warnings.warn(message, ReadFailedWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -182,9 +188,7 @@ class FileGrid:
         except (CorruptFileError, FileMismatchError) as exc:
             if self.on_error != "fill":
                 raise
-            message = f"filled with {self.fill_value}: {exc}"
-            _filled.messages = [*getattr(_filled, "messages", []), message]
-            warnings.warn(message, ReadFailedWarning, stacklevel=2)
+            record_fill(f"filled with {self.fill_value}: {exc}")
             return np.full(shape, self.fill_value, dtype=self.dtype)
         if data.shape != shape:  # a reader that returned less than it was asked for
             raise CorruptFileError(f"{path}: expected a block of {shape}, read {data.shape}")

@@ -80,7 +80,9 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def _ndstack_attrs(arr: Any, plan_img: ImagePlan, settings: dict[str, Any]) -> dict[str, Any]:
+def _ndstack_attrs(
+    arr: Any, plan_img: ImagePlan, settings: dict[str, Any], provenance: dict[str, Any]
+) -> dict[str, Any]:
     coords = {}
     for name, c in arr.coords.items():
         values = c.values
@@ -103,6 +105,7 @@ def _ndstack_attrs(arr: Any, plan_img: ImagePlan, settings: dict[str, Any]) -> d
         "coords": coords,
         "attrs": _jsonable(dict(arr.attrs)),
         "settings": settings,
+        **provenance,  # store id, source digest, the entries written (all --overwrite deletes)
     }
 
 
@@ -143,13 +146,19 @@ def _omero(plan_img: ImagePlan, arr: Any, plan: _Plan, img: int) -> dict[str, An
     return {"channels": channels, "rdefs": {"model": "color"}}
 
 
-def _write_metadata(plan: _Plan, plan_img: ImagePlan, arr: Any, settings: dict[str, Any]) -> None:
+def _write_metadata(
+    plan: _Plan,
+    plan_img: ImagePlan,
+    arr: Any,
+    settings: dict[str, Any],
+    provenance: dict[str, Any],
+) -> None:
     """Write the metadata that makes the store complete: images first, root last."""
     import zarr
 
     pixel = dict(arr.attrs.get("pixel_size") or {})
     unit = arr.attrs.get("pixel_unit")
-    nd = _ndstack_attrs(arr, plan_img, settings)
+    nd = _ndstack_attrs(arr, plan_img, settings, provenance)
     if plan.levels[0].path == "":  # plain zarr: attributes on the root array
         z = zarr.open_array(plan.dest, mode="r+")
         z.attrs.update({"ndstack": nd})

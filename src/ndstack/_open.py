@@ -119,10 +119,10 @@ def open(
     """
     from ._store import is_store, open_store
 
-    if is_store(source):  # a store written by ndstack.to_zarr: one line back
-        return open_store(os.fspath(source))
     if on_error not in ("raise", "fill"):
         raise ValueError(f"on_error must be 'raise' or 'fill', not {on_error!r}")
+    if is_store(source):  # a store written by ndstack.to_zarr: one line back
+        return open_store(os.fspath(source), on_error=on_error)
     if check not in ("auto", "headers", "none"):
         raise ValueError(f"check must be 'auto', 'headers' or 'none', not {check!r}")
     if tiles not in ("stitch", "axes"):

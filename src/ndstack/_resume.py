@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import uuid
 from typing import Any
 
 from ._ngff import redact
-from ._store import METADATA_FILES, read_node
-from .errors import DestinationError, NdstackError, SourceChangedError, WriteError
+from ._store import METADATA_FILES, UNFINISHED, read_node
+from .errors import (
+    DamagedStoreError,
+    DestinationError,
+    NdstackError,
+    SourceChangedError,
+    WriteError,
+)
 
 __all__ = ["_atomic_write", "_prepare_destination", "record_dir"]
 
@@ -67,88 +74,233 @@ def _file_grid(arr: Any) -> Any:
     return None
 
 
-def _check_destination_against_source(dest: str, grid: Any) -> None:
-    if grid is None or grid.fs is not None:
-        return
-    src = os.path.realpath(grid.root)
+def _local_path(root: str, fs: Any) -> str | None:
+    """``root`` as a local path when its filesystem is the local disk (``file://``,
+    ``local://`` and friends resolve there too); None for remote filesystems."""
+    if fs is None:
+        return root
+    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if {"file", "local"} & set(protocol):
+        return fs._strip_protocol(root)
+    return None
+
+
+def source_paths(arr: Any) -> list[str]:
+    """The local folders an array reads from: its file grid's root and its stores."""
+    from ._grid import FileGrid
+    from ._store import StoredArray
+
+    graph = getattr(arr.data, "dask", None)
+    out = []
+    for layer in graph.layers.values() if graph is not None else ():
+        for v in dict(layer).values():
+            v = getattr(v, "value", v)
+            if isinstance(v, FileGrid):
+                local = _local_path(v.root, v.fs)
+                if local is not None:
+                    out.append(local)
+            elif isinstance(v, StoredArray):
+                out.append(v.store or v.path)
+    return out
+
+
+def _check_destination_against_source(dest: str, arr: Any) -> None:
+    """Refuse a destination that is, holds, or lies inside anything the array reads."""
     real = os.path.realpath(dest)
-    if real == src or real.startswith(src.rstrip(os.sep) + os.sep):
-        raise DestinationError(
-            f"the destination {dest} lies inside the source folder {grid.root}; "
-            "choose a folder outside it (source files are only ever read)"
-        )
+    for src in source_paths(arr):
+        src_real = os.path.realpath(src)
+        inside = real == src_real or real.startswith(src_real.rstrip(os.sep) + os.sep)
+        holds = src_real.startswith(real.rstrip(os.sep) + os.sep)
+        if inside or holds:
+            where = "is" if real == src_real else "lies inside" if inside else "holds"
+            raise DestinationError(
+                f"the destination {dest} {where} the source {src}; choose a folder apart "
+                "from it (sources are only ever read, never replaced)"
+            )
 
 
 def _fingerprint(grid: Any, arr: Any) -> dict[str, Any]:
-    if grid is None or grid.fs is not None:
+    """Every source file with its size and modification stamp (ETag, version or mtime on
+    fsspec filesystems), or the array's graph token when it reads no file grid."""
+    if grid is None:
         return {"token": str(arr.data.name) if hasattr(arr.data, "name") else None}
+    names = sorted(n for n in grid.files.ravel().tolist() if n is not None)
     files = []
-    for name in sorted(n for n in grid.files.ravel().tolist() if n is not None):
-        try:
-            st = os.stat(grid.path(name))
-            files.append([name, st.st_size, st.st_mtime_ns])
-        except OSError:
-            files.append([name, None, None])
+    if grid.fs is None:
+        for name in names:
+            try:
+                st = os.stat(grid.path(name))
+                files.append([name, st.st_size, st.st_mtime_ns])
+            except OSError:
+                files.append([name, None, None])
+    else:
+        for name in names:
+            try:
+                info = grid.fs.info(grid.path(name))
+            except (OSError, ValueError):
+                files.append([name, None, None])
+                continue
+            files.append([name, info.get("size"), _stamp(info)])
     return {"root": redact(grid.root), "files": files}
+
+
+def _stamp(info: dict[str, Any]) -> Any:
+    """What changes when an object is rewritten: version, ETag, or a modification time."""
+    for key in ("VersionId", "version_id", "generation", "ETag", "etag", "md5Hash",
+                "LastModified", "last_modified", "mtime", "updated", "created"):  # fmt: skip
+        value = info.get(key)
+        if value not in (None, ""):
+            return f"{key}={value}"
+    return None
+
+
+def source_digest(fingerprint: dict[str, Any]) -> str:
+    """One hash of a fingerprint: what a complete store remembers of its source."""
+    import hashlib
+
+    text = json.dumps(fingerprint, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _manifest_path(dest: str) -> str:
     return os.path.join(record_dir(dest), "manifest.json")
 
 
-def _completed_settings(dest: str) -> dict[str, Any] | None:
-    """The settings a complete ndstack store records in its root metadata, if any."""
+def _load_json(path: str) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None if absent; a one-line error if damaged."""
+    try:
+        with open(path, "rb") as f:
+            value = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except (ValueError, RecursionError):
+        raise DamagedStoreError(f"{path}: damaged (not JSON); delete it to start again") from None
+    if not isinstance(value, dict):
+        raise DamagedStoreError(f"{path}: damaged (not a JSON object)")
+    return value
+
+
+def _completed(dest: str) -> dict[str, Any] | None:
+    """The ``ndstack`` attributes of a complete store ndstack wrote, if ``dest`` is one."""
     try:
         node = read_node(dest)
-    except (OSError, ValueError):
+    except NdstackError:
         return None
     nd = node[1].get("ndstack") if node is not None else None
-    return nd.get("settings") if isinstance(nd, dict) else None
+    return nd if isinstance(nd, dict) and isinstance(nd.get("settings"), dict) else None
 
 
-def _prepare_destination(dest: str, settings: dict, fingerprint: dict, overwrite: bool) -> str:
-    """Create, resume or refuse: returns ``"new"``, ``"resume"`` or ``"complete"``."""
+def _safe_entries(entries: Any, where: str) -> list[str]:
+    """Top-level names a store lists as its own: plain names, nothing that climbs out."""
+    ok = isinstance(entries, list) and all(
+        isinstance(e, str) and e not in ("", ".", "..") and "/" not in e and os.sep not in e
+        for e in entries
+    )
+    if not ok:
+        raise DamagedStoreError(f"{where}: the list of what ndstack wrote is damaged")
+    return list(entries)
+
+
+def _owned_of_complete(nd: dict[str, Any], dest: str) -> list[str]:
+    """What a complete store lists as written by ndstack (older stores: from their
+    settings: one folder per level, or per image of a bioformats2raw layout)."""
+    if "written" in nd:
+        return _safe_entries(nd["written"], os.path.join(dest, "zarr.json"))
+    settings = nd["settings"]
+    names = list(METADATA_FILES)
+    if settings.get("format") == "zarr":
+        return [*names, "c"]
+    try:
+        split = [nd["shape"][nd["dims"].index(d)] for d in nd.get("split_dims", [])]
+        count = int(math.prod(split)) if split else int(settings.get("levels", 1))
+    except (KeyError, ValueError, TypeError):
+        raise DamagedStoreError(f"{dest}: its ndstack metadata is damaged") from None
+    return [*names, *(str(i) for i in range(count))]
+
+
+def _prepare_destination(
+    dest: str, settings: dict, fingerprint: dict, overwrite: bool, owned: list[str]
+) -> tuple[str, str]:
+    """Create, resume or refuse: ``("new" | "resume" | "complete", store id)``.
+
+    What ndstack owns is proven inside the destination, never by the record beside it
+    alone: an unfinished store holds :data:`UNFINISHED` with the same id as the record, a
+    complete one its ``ndstack`` attributes. Only the entries a store lists as its own
+    are ever deleted (``overwrite``). The caller holds the destination's lock.
+    """
     manifest_file = _manifest_path(dest)
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        raise DestinationError(f"the destination {dest} exists and is a file")
+    digest = source_digest(fingerprint)
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise DestinationError(f"the destination {dest} exists and is not a folder")
     if os.path.isdir(dest) and os.listdir(dest):
-        done_settings = _completed_settings(dest)
-        if not os.path.exists(manifest_file) and done_settings is None:
+        marker = _load_json(os.path.join(dest, UNFINISHED))
+        complete = _completed(dest) if marker is None else None
+        if marker is None and complete is None:
             raise DestinationError(
                 f"the destination {dest} exists, is not empty and was not written by "
                 "ndstack; choose another folder (nothing was changed)"
             )
-        if overwrite:
-            _remove_store(dest)
-        elif done_settings is not None and not os.path.exists(manifest_file):
-            if done_settings != settings:
-                raise DestinationError(
-                    f"the destination {dest} holds an ndstack store written with other "
-                    "settings or from another array; pass --overwrite to replace it"
-                )
-            return "complete"
+        if marker is not None:
+            where = os.path.join(dest, UNFINISHED)
+            owned_before = _safe_entries(marker.get("written"), where)
+            manifest = _load_json(manifest_file)
+            same_run = manifest is not None and manifest.get("store") == marker.get("store")
+            if overwrite or not same_run:
+                if not overwrite:
+                    raise DestinationError(
+                        f"the destination {dest} holds an unfinished ndstack store whose "
+                        f"record ({record_dir(dest)}) is gone or belongs to another store; "
+                        "pass --overwrite to start again"
+                    )
+                _remove_store(dest, owned_before)
+            else:
+                assert manifest is not None
+                if manifest.get("settings") != settings:
+                    raise DestinationError(
+                        f"the destination {dest} holds an unfinished ndstack store written "
+                        "with other settings or from another array; pass --overwrite to "
+                        "replace it"
+                    )
+                changed = _first_change(manifest.get("source", {}), fingerprint)
+                if changed:
+                    raise SourceChangedError(
+                        f"cannot resume into {dest}: the source changed since the first run "
+                        f"({changed}); pass --overwrite to start again"
+                    )
+                _refuse_links(dest)
+                _remove_partials(dest)
+                return "resume", str(marker["store"])
         else:
-            with open(manifest_file) as f:
-                old = json.load(f)
-            if old.get("settings") != settings:
-                raise DestinationError(
-                    f"the destination {dest} holds an unfinished ndstack store written with "
-                    "other settings or from another array; pass --overwrite to replace it"
-                )
-            changed = _first_change(old.get("source", {}), fingerprint)
-            if changed:
-                raise SourceChangedError(
-                    f"cannot resume into {dest}: the source changed since the first run "
-                    f"({changed}); pass --overwrite to start again"
-                )
-            _remove_partials(dest)
-            return "resume"
-    else:
-        shutil.rmtree(record_dir(dest), ignore_errors=True)  # stale: its store is gone
+            assert complete is not None
+            owned_before = _owned_of_complete(complete, dest)
+            if not overwrite:
+                if complete.get("settings") != settings:
+                    raise DestinationError(
+                        f"the destination {dest} holds an ndstack store written with other "
+                        "settings or from another array; pass --overwrite to replace it"
+                    )
+                recorded = (complete.get("source") or {}).get("digest")
+                if recorded != digest:
+                    what = (
+                        "does not record its source"
+                        if recorded is None
+                        else ("was made from another source (or the source changed since)")
+                    )
+                    raise DestinationError(
+                        f"the destination {dest} holds a complete ndstack store that {what}; "
+                        "pass --overwrite to replace it"
+                    )
+                return "complete", str(complete.get("store", ""))
+            _remove_store(dest, owned_before)
+    store_id = uuid.uuid4().hex
+    shutil.rmtree(record_dir(dest), ignore_errors=True)  # stale: its store is gone
     try:
         os.makedirs(dest, exist_ok=True)
         os.makedirs(os.path.join(record_dir(dest), "done"), exist_ok=True)
-        manifest = {"ndstack": _version(), "settings": settings, "source": fingerprint}
+        marker_body = {"store": store_id, "written": owned}
+        _atomic_write(os.path.join(dest, UNFINISHED), json.dumps(marker_body).encode())
+        manifest = {"ndstack": _version(), "store": store_id, "settings": settings,
+                    "source": fingerprint}  # fmt: skip
         _atomic_write(manifest_file, json.dumps(manifest).encode())
     except PermissionError:
         raise WriteError(f"cannot write to {dest}: permission denied") from None
@@ -156,7 +308,29 @@ def _prepare_destination(dest: str, settings: dict, fingerprint: dict, overwrite
         if isinstance(exc, NdstackError):
             raise
         raise WriteError(f"cannot write to {dest}: {exc.strerror or exc}") from None
-    return "new"
+    return "new", store_id
+
+
+def _refuse_links(dest: str) -> None:
+    """A store ndstack resumes holds no symbolic link: writes never leave it."""
+    for top in (dest, record_dir(dest)):
+        for root, dirs, files in os.walk(top):
+            for name in (*dirs, *files):
+                path = os.path.join(root, name)
+                if os.path.islink(path):
+                    raise DestinationError(
+                        f"{path} is a symbolic link inside the store; ndstack writes only "
+                        "inside the destination and will not resume through it"
+                    )
+
+
+def finish_store(dest: str) -> None:
+    """The store is complete: its unfinished marker goes, then the record beside it."""
+    try:
+        os.remove(os.path.join(dest, UNFINISHED))
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(record_dir(dest), ignore_errors=True)
 
 
 def _first_change(old: dict, new: dict) -> str | None:
@@ -174,18 +348,18 @@ def _first_change(old: dict, new: dict) -> str | None:
     return None
 
 
-def _remove_store(dest: str) -> None:
-    """Delete what ndstack wrote into ``dest``: its metadata, arrays and record only."""
+def _remove_store(dest: str, owned: list[str]) -> None:
+    """Delete what ndstack wrote into ``dest``: the entries the store lists, its record.
+
+    A symbolic link is removed as a link; what it points to is never touched.
+    """
     shutil.rmtree(record_dir(dest), ignore_errors=True)
-    for entry in os.listdir(dest):
+    for entry in [*owned, UNFINISHED]:
         path = os.path.join(dest, entry)
-        ours = entry in ("c", *METADATA_FILES) or (entry.isdigit() and os.path.isdir(path))
-        if not ours:
-            continue
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
+        if os.path.islink(path) or os.path.isfile(path):
             os.remove(path)
+        elif os.path.isdir(path):
+            shutil.rmtree(path)
 
 
 def _remove_partials(dest: str) -> None:

@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import NdstackError
+from .errors import CorruptFileError, DamagedStoreError, NdstackError
 
 __all__ = [
     "METADATA_FILES",
+    "StoredArray",
+    "array_meta",
+    "check_finished",
     "chunk_path",
     "chunk_shape",
     "is_store",
+    "level_paths",
     "ome_attrs",
     "open_store",
     "read_node",
@@ -25,32 +30,68 @@ __all__ = [
 
 #: the files that hold a Zarr node's metadata: v3, then v2
 METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs")
+#: a file inside a store that ndstack is still writing (removed when it is complete)
+UNFINISHED = ".ndstack-unfinished"
+#: metadata files larger than this are refused (real ones are kilobytes)
+_MAX_METADATA_BYTES = 64 << 20
 
 
 def read_node(path: str) -> tuple[str, dict[str, Any], dict[str, Any], int] | None:
     """A Zarr node's (type, attributes, metadata, format): v3 ``zarr.json`` or v2
-    ``.zarray``/``.zgroup`` + ``.zattrs``. None when ``path`` holds no Zarr node."""
+    ``.zarray``/``.zgroup`` + ``.zattrs``. None when ``path`` holds no Zarr node.
+
+    Raises
+    ------
+    DamagedStoreError
+        When a metadata file is not a JSON object, or its node type or attributes are not
+        what Zarr allows; the message names the file.
+    """
 
     def load(name: str) -> dict[str, Any] | None:
+        file = os.path.join(path, name)
         try:
-            with open(os.path.join(path, name)) as f:
-                return json.load(f)
-        except FileNotFoundError:
+            with open(file, "rb") as f:
+                raw = f.read(_MAX_METADATA_BYTES + 1)
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        except IsADirectoryError:
+            raise DamagedStoreError(f"{file}: a folder where Zarr metadata should be") from None
+        if len(raw) > _MAX_METADATA_BYTES:
+            raise DamagedStoreError(
+                f"{file}: {len(raw)}+ bytes of metadata, more than the "
+                f"{_MAX_METADATA_BYTES} ndstack reads"
+            )
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise DamagedStoreError(f"{file}: not valid JSON ({reason[:120]})") from None
+        if not isinstance(value, dict):
+            raise DamagedStoreError(f"{file}: expected a JSON object, found {type(value).__name__}")
+        return value
 
     meta = load("zarr.json")
     if meta is not None:
-        return meta.get("node_type", "group"), meta.get("attributes", {}), meta, 3
-    for name, kind in ((".zarray", "array"), (".zgroup", "group")):
+        kind, attrs = meta.get("node_type", "group"), meta.get("attributes", {})
+        where, fmt = os.path.join(path, "zarr.json"), 3
+    else:
+        name = ".zarray" if os.path.exists(os.path.join(path, ".zarray")) else ".zgroup"
         meta = load(name)
-        if meta is not None:
-            return kind, load(".zattrs") or {}, meta, 2
-    return None
+        if meta is None:
+            return None
+        kind = "array" if name == ".zarray" else "group"
+        attrs, where, fmt = load(".zattrs") or {}, os.path.join(path, name), 2
+    if kind not in ("array", "group"):
+        raise DamagedStoreError(f"{where}: node_type {kind!r}, expected 'array' or 'group'")
+    if not isinstance(attrs, dict):
+        raise DamagedStoreError(f"{where}: attributes are {type(attrs).__name__}, not an object")
+    return kind, attrs, meta, fmt
 
 
 def ome_attrs(attrs: dict[str, Any], zarr_format: int) -> dict[str, Any]:
     """The OME-NGFF part of a group's attributes: under ``ome`` in 0.5, top level in 0.4."""
-    return attrs.get("ome", {}) if zarr_format == 3 else attrs
+    ome = attrs.get("ome", {}) if zarr_format == 3 else attrs
+    return ome if isinstance(ome, dict) else {}
 
 
 def chunk_shape(meta: dict[str, Any], zarr_format: int) -> list[int]:
@@ -64,16 +105,131 @@ def chunk_path(array_dir: str, idx: Any, zarr_format: int) -> str:
     return os.path.join(array_dir, *(("c",) if zarr_format == 3 else ()), *map(str, idx))
 
 
+def _dataset_path(value: Any, where: str) -> str:
+    """A multiscales dataset path, checked: relative, inside the image, no ``..``."""
+    if not isinstance(value, str) or not value:
+        raise DamagedStoreError(f"{where}: a dataset path is {value!r}, expected a folder name")
+    parts = value.split("/")
+    if value.startswith("/") or "\\" in value or any(p in ("", ".", "..") for p in parts):
+        raise DamagedStoreError(
+            f"{where}: the dataset path {value!r} leaves the image (absolute or '..'); "
+            "only paths inside the store are read"
+        )
+    return value
+
+
+def _ints(value: Any, where: str, what: str, minimum: int) -> list[int]:
+    ok = isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value
+    )
+    if not ok:
+        raise DamagedStoreError(f"{where}: {what} {value!r} is not a list of integers >= {minimum}")
+    return list(value)
+
+
+def array_meta(path: str) -> tuple[dict[str, Any], int, list[int], list[int]]:
+    """An array's metadata, format, shape and chunk (or shard) shape, checked."""
+    node = read_node(path)
+    where = os.path.join(path, "zarr.json")
+    if node is None or node[0] != "array":
+        raise DamagedStoreError(f"{path}: expected a Zarr array here, found none")
+    meta, fmt = node[2], node[3]
+    where = os.path.join(path, "zarr.json" if fmt == 3 else ".zarray")
+    shape = _ints(meta.get("shape"), where, "shape", 0)
+    try:
+        chunks = chunk_shape(meta, fmt)
+    except (KeyError, TypeError):
+        raise DamagedStoreError(f"{where}: no regular chunk grid") from None
+    chunks = _ints(chunks, where, "chunk shape", 1)
+    if len(chunks) != len(shape):
+        raise DamagedStoreError(f"{where}: chunk shape {chunks} does not fit shape {shape}")
+    return meta, fmt, shape, chunks
+
+
+def level_paths(path: str) -> list[str]:
+    """Every array a store is made of (each level of each image), checked: dataset
+    paths stay inside the store and no level is larger than level 0 of its image.
+
+    A hostile ``zarr.json`` claiming a level of 10^12 chunks is refused here, before
+    anything walks its chunk names.
+    """
+    node = read_node(path)
+    if node is None:
+        raise NdstackError(f"{path} holds no Zarr metadata (zarr.json, .zgroup or .zarray)")
+    if node[0] == "array":
+        array_meta(path)
+        return [path]
+    images = [path]
+    ome = ome_attrs(node[1], node[3])
+    if isinstance(ome, dict) and "multiscales" not in ome and "bioformats2raw.layout" in ome:
+        nd = node[1].get("ndstack")
+        count = _layout_images(nd, path)
+        images = [os.path.join(path, str(i)) for i in range(count)]
+    out = []
+    for image in images:
+        levels = [os.path.join(image, p) for p in _multiscale_paths(image)]
+        _, _, shape0, _ = array_meta(levels[0])
+        for level in levels[1:]:
+            _, _, shape, _ = array_meta(level)
+            if len(shape) != len(shape0) or any(a > b for a, b in zip(shape, shape0)):
+                raise DamagedStoreError(
+                    f"{level}: shape {shape} does not fit under level 0's {shape0}"
+                )
+        out += levels
+    return out
+
+
+def _multiscale_paths(image: str) -> list[str]:
+    """The dataset paths of an image group's first multiscale, checked."""
+    node = read_node(image)
+    if node is None:
+        raise DamagedStoreError(f"{image}: an image of the store is missing")
+    where = os.path.join(image, "zarr.json" if node[3] == 3 else ".zattrs")
+    ome = ome_attrs(node[1], node[3])
+    try:
+        datasets = ome["multiscales"][0]["datasets"]
+        paths = [d["path"] for d in datasets]
+    except (KeyError, IndexError, TypeError):
+        raise DamagedStoreError(
+            f"{where}: no OME-Zarr multiscales with datasets: an unfinished conversion? "
+            "Run the same conversion again to resume it"
+        ) from None
+    if not paths:
+        raise DamagedStoreError(f"{where}: the multiscales list no dataset")
+    return [_dataset_path(p, where) for p in paths]
+
+
+def _layout_images(nd: Any, path: str) -> int:
+    """How many images a bioformats2raw layout written by ndstack holds."""
+    where = os.path.join(path, "zarr.json")
+    try:
+        sizes = [nd["shape"][nd["dims"].index(d)] for d in nd["split_dims"]]
+        count = int(np.prod(sizes))
+    except (KeyError, ValueError, TypeError, IndexError):
+        raise DamagedStoreError(
+            f"{where}: a bioformats2raw layout without ndstack's description of its images"
+        ) from None
+    return count
+
+
 def store_levels(path: str) -> int:
     """How many pyramid levels the store's images have (1 for a plain array)."""
     node = read_node(path)
     if node is None or node[0] == "array":
         return 1
     ome = ome_attrs(node[1], node[3])
-    if "multiscales" not in ome and "bioformats2raw.layout" in ome:
-        node = read_node(os.path.join(path, "0"))  # every image has the same levels
-        ome = ome_attrs(node[1], node[3]) if node is not None else {}
-    return len(ome["multiscales"][0]["datasets"]) if "multiscales" in ome else 1
+    if isinstance(ome, dict) and "multiscales" not in ome and "bioformats2raw.layout" in ome:
+        return len(_multiscale_paths(os.path.join(path, "0")))  # every image alike
+    return len(_multiscale_paths(path))
+
+
+def check_finished(path: str) -> None:
+    """Refuse a store that ndstack has not finished writing."""
+    if os.path.exists(os.path.join(path, UNFINISHED)):
+        raise NdstackError(
+            f"{path} is an unfinished conversion (it holds {UNFINISHED}): run the same "
+            "conversion again to resume it before reading it"
+        )
 
 
 def is_store(source: Any) -> bool:
@@ -130,61 +286,183 @@ def read_chunks(shape: tuple[int, ...], unit: tuple[int, ...], itemsize: int) ->
     return tuple(chunks)
 
 
-def _from_zarr(path: str, storage_chunks: bool) -> Any:
+@dataclass(frozen=True, eq=False)
+class StoredArray:
+    """One array of a store as a picklable array-like for Dask (a path, no handle).
+
+    Reads go through zarr. In a store ndstack wrote (``require_chunks``), every chunk
+    file exists, so a missing one is damage: it raises :class:`CorruptFileError` naming
+    the file instead of reading as the fill value (``on_error="fill"``: read as the fill
+    value, warned about and recorded like an unreadable source file). A chunk that cannot
+    be decoded raises :class:`CorruptFileError` naming the array and the region.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    unit: tuple[int, ...]  # the shape of one chunk file (a chunk, or a shard)
+    zarr_format: int
+    require_chunks: bool = True
+    on_error: str = "raise"
+    store: str = ""  # the root of the store this array belongs to
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        import zarr
+
+        key = key if isinstance(key, tuple) else (key,)
+        if self.require_chunks:
+            self._check_chunks(key)
+        try:
+            z = zarr.open_array(self.path, mode="r")
+            plain = all(isinstance(k, (slice, int, np.integer)) for k in key)
+            return np.asarray(z[key] if plain else z.oindex[key])
+        except Exception as exc:
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
+            raise CorruptFileError(f"{self.path}: cannot read {_region(key)}: {reason}") from None
+
+    def _check_chunks(self, key: tuple[Any, ...]) -> None:
+        import itertools
+
+        ranges: list[Any] = []
+        for k, u, n in zip(key, self.unit, self.shape):
+            if isinstance(k, slice):
+                start, stop, _ = k.indices(n)
+                ranges.append(range(start // u, -(-stop // u)) if stop > start else range(0))
+            else:  # an integer or an index array (Dask pushes selections into the read)
+                idx = np.asarray(k).ravel()
+                idx = np.where(idx < 0, idx + n, idx)
+                ranges.append(np.unique(idx // u).tolist())
+        missing = [
+            idx
+            for idx in itertools.product(*ranges)
+            if not os.path.isfile(chunk_path(self.path, idx, self.zarr_format))
+        ]
+        if not missing:
+            return
+        first = chunk_path(self.path, missing[0], self.zarr_format)
+        message = (
+            f"{first}: chunk file missing ({len(missing)} in this block); ndstack writes "
+            "every chunk, so the store is damaged"
+        )
+        if self.on_error != "fill":
+            raise CorruptFileError(message)
+        from ._grid import record_fill
+
+        record_fill(message)
+
+
+def _region(key: tuple[Any, ...]) -> str:
+    parts = []
+    for k in key:
+        if isinstance(k, slice):
+            parts.append(f"{k.start or 0}:{'' if k.stop is None else k.stop}")
+        else:
+            parts.append(str(k))
+    return "[" + ", ".join(parts) + "]"
+
+
+def _from_zarr(
+    path: str, storage_chunks: bool, require_chunks: bool, on_error: str, store: str
+) -> Any:
     import dask.array as da
     import zarr
+    from dask.base import tokenize
 
-    z = zarr.open_array(path, mode="r")
-    unit = tuple(getattr(z, "shards", None) or z.chunks)
-    chunks = unit if storage_chunks else read_chunks(z.shape, unit, z.dtype.itemsize)
-    return da.from_zarr(z, chunks=chunks)
+    _, fmt, shape, unit = array_meta(path)
+    where = os.path.join(path, "zarr.json" if fmt == 3 else ".zarray")
+    try:
+        z = zarr.open_array(path, mode="r")
+        dtype = np.dtype(z.dtype)
+    except Exception as exc:
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
+        raise DamagedStoreError(f"{where}: zarr cannot open the array ({reason})") from None
+    unit = list(getattr(z, "shards", None) or z.chunks)
+    chunks = tuple(unit) if storage_chunks else read_chunks(tuple(shape), tuple(unit),
+                                                            dtype.itemsize)  # fmt: skip
+    stored = StoredArray(
+        path, tuple(shape), dtype, tuple(unit), fmt, require_chunks, on_error, store
+    )
+    stamp = os.stat(where).st_mtime_ns
+    name = "ndstack-store-" + tokenize(os.path.abspath(path), stamp, chunks, require_chunks,
+                                       on_error)  # fmt: skip
+    empty = np.empty((0,) * len(shape), dtype=dtype)
+    return da.from_array(stored, chunks=chunks, name=name, asarray=False, fancy=True,
+                         meta=empty, inline_array=False)  # fmt: skip
 
 
-def open_store(path: str, *, level: int = 0, storage_chunks: bool = False) -> Any:
+def open_store(
+    path: str, *, level: int = 0, storage_chunks: bool = False, on_error: str = "raise"
+) -> Any:
     """The full-resolution array of a store, with the dims, coords and attrs it was written with.
 
     Dask chunks hold several neighbouring storage chunks (:func:`read_chunks`), or exactly
     one with ``storage_chunks=True`` (what napari wants: it reads whole Dask chunks).
+    Every field of the store's metadata is checked before use (:func:`level_paths`); a
+    store ndstack has not finished is refused; in a store ndstack wrote, a missing chunk
+    file raises when read (``on_error="fill"``: read as the fill value and recorded).
+
+    Raises
+    ------
+    DamagedStoreError
+        When the metadata is damaged or does not describe what the store holds.
     """
+    try:
+        return _open_store(path, level, storage_chunks, on_error)
+    except NdstackError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        node = "zarr.json" if os.path.exists(os.path.join(path, "zarr.json")) else ".zattrs"
+        raise DamagedStoreError(
+            f"{os.path.join(path, node)}: metadata that ndstack cannot use "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+        ) from None
+
+
+def _open_store(path: str, level: int, storage_chunks: bool, on_error: str) -> Any:
     import dask.array as da
     import xarray as xr
 
+    check_finished(path)
+    arrays = level_paths(path)  # checks every level of every image first
     node = read_node(path)
-    if node is None:
-        raise NdstackError(f"{path} holds no Zarr metadata (zarr.json, .zgroup or .zarray)")
+    assert node is not None  # level_paths found it
     kind, attrs, meta, fmt = node
     nd = attrs.get("ndstack")
+    if nd is not None and not isinstance(nd, dict):
+        raise DamagedStoreError(f"{path}: its ndstack attributes are not an object")
     ome = ome_attrs(attrs, fmt)
+    n_levels = 1 if kind == "array" else store_levels(path)
+    if not 0 <= level < n_levels:
+        raise NdstackError(f"{path}: level {level} asked for, the store has {n_levels}")
+    ours = nd is not None
+
+    def read(array_dir: str) -> Any:
+        return _from_zarr(array_dir, storage_chunks, ours, on_error, path)
+
     if kind == "array":
-        arr = _from_zarr(path, storage_chunks)
+        arr = read(path)
         if nd is None:
             names = meta.get("dimension_names") or [f"dim_{i}" for i in range(arr.ndim)]
             return xr.DataArray(arr, dims=[str(n) for n in names])
         return _rebuild(arr, nd, nd["dims"])
-    if "multiscales" not in ome and "bioformats2raw.layout" not in ome:
-        raise NdstackError(
-            f"{path} is a Zarr group without OME-Zarr metadata: an unfinished conversion? "
-            "Run the same conversion again to resume it"
-        )
     if "multiscales" in ome:
         ms = ome["multiscales"][0]
-        arr = _from_zarr(os.path.join(path, ms["datasets"][level]["path"]), storage_chunks)
+        arr = read(os.path.join(path, _multiscale_paths(path)[level]))
         if nd is None:
             dims = [a["name"].upper() if len(a["name"]) == 1 else a["name"] for a in ms["axes"]]
             return xr.DataArray(arr, dims=dims, attrs={"source": path})
         return _rebuild(arr, nd, nd["image_dims"])
     # bioformats2raw layout: one image per index of the split dims
-    assert nd is not None, f"{path}: bioformats2raw layout without ndstack metadata"
     split = nd["split_dims"]
     sizes = [nd["shape"][nd["dims"].index(d)] for d in split]
-    images = []
-    for i in range(int(np.prod(sizes))):
-        image = read_node(os.path.join(path, str(i)))
-        if image is None:
-            raise NdstackError(f"{path}: image {i} of the bioformats2raw layout is missing")
-        ms = ome_attrs(image[1], image[3])["multiscales"][0]
-        level_path = os.path.join(path, str(i), ms["datasets"][level]["path"])
-        images.append(_from_zarr(level_path, storage_chunks))
+    per_image = len(arrays) // max(1, _layout_images(nd, path))
+    images = [read(arrays[i * per_image + level]) for i in range(int(np.prod(sizes)))]
+    if any(im.shape != images[0].shape or im.dtype != images[0].dtype for im in images):
+        raise DamagedStoreError(f"{path}: the images of the layout differ in shape or dtype")
     stacked = da.stack(images).reshape(tuple(sizes) + images[0].shape)
     return _rebuild(stacked, nd, list(split) + nd["image_dims"])
 

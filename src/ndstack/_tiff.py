@@ -57,6 +57,9 @@ class FileInfo:
     #: the bytes before the pixel data (TIFF header, first IFD and all its values),
     #: when they hold everything tifffile parses for the first page; None otherwise
     header: bytes | None = None
+    #: the bytes after the pixel data (the other pages' IFDs): with ``header``, every
+    #: byte of the file that is not a pixel, so a file equal in both is laid out alike
+    trailer: bytes | None = None
 
 
 @contextmanager
@@ -118,7 +121,15 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
                     f"{path}: truncated: the pixels need {int(offset) + series.nbytes} bytes, "
                     f"the file has {size}"
                 )
+            _refuse_forged_size(path, int(series.nbytes), size)
+            if offset is not None:  # tifffile may trust shaped or ImageJ metadata: prove it
+                offset = contiguous_offset(tif, int(series.nbytes), _page_count(shape, axes))
             header = _layout_header(tif, page, offset)
+            trailer = None
+            if header is not None and offset is not None:
+                trailer = _layout_trailer(tif, offset + int(series.nbytes), size)
+                header = header if trailer is not None else None
+
             return FileInfo(
                 shape=shape,
                 dtype=np.dtype(series.dtype).name,
@@ -129,6 +140,7 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
                 byteorder=tif.byteorder,
                 size=size,
                 header=header,
+                trailer=trailer,
             )
     except CorruptFileError:
         raise
@@ -137,6 +149,81 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
 
 
 _MAX_HEADER = 1 << 20
+
+
+#: compressed pixels may expand this much at most (blank planes under zstd reach ~10^4)
+_MAX_EXPANSION = 20_000
+
+
+def _refuse_forged_size(path: str, nbytes: int, size: int) -> None:
+    """A header claiming far more pixels than the file could hold is refused before
+    anything allocates them (a forged 100,000 x 100,000 image in a few kilobytes)."""
+    if nbytes > max(256 << 20, _MAX_EXPANSION * size):
+        raise CorruptFileError(
+            f"{path}: its header claims {nbytes} bytes of pixels, more than a file of "
+            f"{size} bytes can hold even compressed; refusing to allocate them"
+        )
+
+
+def _page_count(shape: tuple[int, ...], axes: str) -> int:
+    """Pages in a series: everything but the trailing Y, X (and samples) dims."""
+    page_ndim = 3 if axes.endswith(("YXS", "YXC")) and len(shape) >= 3 else 2
+    return int(np.prod(shape[: len(shape) - page_ndim])) if len(shape) > page_ndim else 1
+
+
+def contiguous_offset(tif: Any, nbytes: int, n_pages: int) -> int | None:
+    """The offset of a series' pixels if its ``n_pages`` pages are proven to lie in one
+    uncompressed block, in order (every page's strips checked); else None.
+
+    tifffile reports a data offset for ImageJ and shaped series from their metadata and
+    the first page alone; a file written page by page has an IFD before each page, and
+    reading it as one block would read IFDs as pixels.
+    """
+    pages = tif.pages
+    first = pages.first
+    if first.compression != 1 or not first.dataoffsets:
+        return None
+    offset = int(first.dataoffsets[0])
+    page_bytes = nbytes // max(1, n_pages)
+    if page_bytes * n_pages != nbytes:
+        return None
+    useframes = pages.useframes
+    pages.useframes = True  # light frames: offsets without parsing every tag
+    try:
+        pages.set_keyframe(0)
+        for i in (n_pages - 1, *range(n_pages)):  # the last page first: fail fast
+            try:
+                page = pages[i]
+            except IndexError:
+                return None
+            offsets, counts = page.dataoffsets, page.databytecounts
+            start = offset + i * page_bytes
+            if not offsets or int(offsets[0]) != start:
+                return None
+            pos = start
+            for o, c in zip(offsets, counts):
+                if int(o) != pos:
+                    return None
+                pos += int(c)
+            if pos - start < page_bytes:
+                return None
+        try:
+            pages[n_pages]  # a page more than the series holds: not this layout
+            return None
+        except IndexError:
+            pass
+    finally:
+        pages.useframes = useframes
+    return offset
+
+
+def _layout_trailer(tif: Any, end: int, size: int) -> bytes | None:
+    """The bytes after the pixel data, when few enough to compare with each file."""
+    if size - end > _MAX_HEADER:
+        return None
+    fh = tif.filehandle
+    fh.seek(end)
+    return bytes(fh.read(size - end))
 
 
 def _layout_header(tif: Any, page: Any, offset: int | None) -> bytes | None:
@@ -212,6 +299,9 @@ class TiffReader:
 
     info: FileInfo
     fs: Any = None
+    #: read through tifffile's own series and page readers only, never from byte
+    #: offsets: the second, independent read path that :func:`ndstack.verify` uses
+    independent: bool = False
 
     name = "tifffile"
 
@@ -236,7 +326,8 @@ class TiffReader:
         lead_sel = sel[:nlead]
         pages = np.ravel_multi_index(np.ix_(*lead_sel), lead_shape).ravel() if nlead else None
         try:
-            data = self._read_same_layout(path, pages) if info.header is not None else None
+            shortcut = info.header is not None and not self.independent
+            data = self._read_same_layout(path, pages) if shortcut else None
             if data is None:
                 with _opened(path, self.fs) as f:
                     data = self._read_pages(f, path, pages)
@@ -269,6 +360,11 @@ class TiffReader:
             size = os.fstat(fh.fileno()).st_size if self.fs is None else int(fh.size)
             if size != info.size or fh.read(len(info.header)) != info.header:
                 return None
+            trailer = info.trailer or b""
+            if trailer:  # the other pages' IFDs, after the pixels: equal, or no shortcut
+                fh.seek(size - len(trailer))
+                if fh.read(len(trailer)) != trailer:
+                    return None
             dtype = np.dtype(info.dtype).newbyteorder(info.byteorder)
             return self._read_contiguous(fh, path, size, pages, dtype)
 
@@ -278,20 +374,21 @@ class TiffReader:
         dtype = np.dtype(info.dtype).newbyteorder(info.byteorder)
         with tifffile.TiffFile(f) as tif:
             page = tif.pages.first
-            # The first page decides the layout; a larger file may hold more pages than
-            # expected and goes through the full series check instead.
+            n_pages = int(np.prod(info.shape[: len(info.shape) - self.page_ndim]))
+            # Pages read straight from their offsets only where this file proves that its
+            # pages lie in one block at the probed offset (every page checked).
             if (
-                info.offset is not None
-                and int(tif.filehandle.size) <= info.size
+                not self.independent
+                and info.offset is not None
                 and page.compression == 1
                 and page.dataoffsets
                 and page.dataoffsets[0] == info.offset
                 and tuple(page.shape) == tuple(info.shape[-len(page.shape) :])
                 and np.dtype(page.dtype) == np.dtype(info.dtype)
+                and contiguous_offset(tif, _nbytes(info), n_pages) == info.offset
             ):
                 fh = tif.filehandle
                 return self._read_contiguous(fh, path, int(fh.size), pages, dtype)
-            n_pages = int(np.prod(info.shape[: len(info.shape) - self.page_ndim]))
             if pages is not None and len(pages) < n_pages:
                 # Part of a file: walk to the pages, without resolving the whole series
                 # (for compressed files tifffile would read far more than the pages).
@@ -299,6 +396,16 @@ class TiffReader:
             else:
                 series = tif.series[0]
                 found = (tuple(int(s) for s in series.shape), np.dtype(series.dtype).name)
+                size = int(tif.filehandle.size)
+                if (
+                    found != (info.shape, info.dtype)
+                    and page.compression == 1
+                    and (size < _nbytes(info))
+                ):
+                    raise CorruptFileError(
+                        f"{path}: truncated: {_nbytes(info)} bytes of pixels expected like "
+                        f"the first file, the file has {size} bytes in all"
+                    )
                 if found != (info.shape, info.dtype):
                     raise FileMismatchError(
                         f"{path}: expected shape {info.shape} dtype {info.dtype} like the "
@@ -371,6 +478,10 @@ class TiffReader:
                 f"read {data.shape}"
             )
         return data
+
+
+def _nbytes(info: FileInfo) -> int:
+    return int(np.prod(info.shape)) * np.dtype(info.dtype).itemsize
 
 
 def _readinto(fh: Any, out: np.ndarray, path: str) -> None:

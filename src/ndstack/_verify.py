@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._store import chunk_path, chunk_shape, read_node
+from ._store import array_meta, chunk_path, level_paths
 from .errors import VerifyError
 
 __all__ = ["verify"]
@@ -17,34 +17,87 @@ __all__ = ["verify"]
 _BATCH = 256
 
 
-def _arrays(dest: str) -> list[tuple[str, dict[str, Any], int]]:
-    """Every array of the store: (folder, metadata, Zarr format)."""
-    out = []
-    for root, dirs, _ in os.walk(dest):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "c"]
-        node = read_node(root)
-        if node is not None and node[0] == "array":
-            out.append((root, node[2], node[3]))
-            dirs[:] = []  # below an array: only chunks
-    return sorted(out)
+def independent_reads(arr: Any) -> Any:
+    """The same array, its TIFF files read through tifffile's own readers only.
+
+    The writer reads uncompressed files straight from their byte offsets; comparing the
+    store with a second read along the same path would miss a wrong offset. Every file
+    grid in the graph gets a reader with ``independent=True`` (processing steps stay).
+    """
+    import dataclasses
+
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+    from ._grid import FileGrid
+    from ._tiff import TiffReader
+
+    data = arr.data
+    graph = getattr(data, "dask", None)
+    if graph is None:
+        return arr
+    layers = dict(graph.layers)
+    for name, layer in graph.layers.items():
+        tasks = dict(layer)
+        grids = {}
+        for key, value in tasks.items():
+            grid = getattr(value, "value", value)
+            if isinstance(grid, FileGrid) and isinstance(grid.reader, TiffReader):
+                reader = dataclasses.replace(grid.reader, independent=True)
+                grids[key] = dataclasses.replace(grid, reader=reader)
+        if grids:
+            layers[name] = MaterializedLayer({**tasks, **grids})
+    if all(layers[n] is graph.layers[n] for n in layers):
+        return arr
+    new = da.Array(HighLevelGraph(layers, graph.dependencies), data.name, data.chunks,
+                   meta=data._meta)  # fmt: skip
+    return arr.copy(data=new)
 
 
-def missing_chunks(dest: str) -> list[str]:
-    """Chunk files that every array of the store should have and does not.
+def missing_chunks(dest: str, limit: int = 1000) -> list[str]:
+    """Chunk files that the store's arrays should have and do not (the first ``limit``).
 
     ndstack writes every chunk (fill-valued ones too), so a missing file is damage: zarr
-    would read it back silently as the fill value.
+    would read it back silently as the fill value. The arrays come from the store's
+    checked metadata (:func:`level_paths`); the files present are listed once, and the
+    expected names are walked only until ``limit`` missing ones are found.
     """
-    missing = []
-    for root, meta, fmt in _arrays(dest):
-        shape = meta["shape"]
-        chunks = chunk_shape(meta, fmt)
+    missing: list[str] = []
+    for root in level_paths(dest):
+        _, fmt, shape, chunks = array_meta(root)
         counts = [math.ceil(s / c) for s, c in zip(shape, chunks)]
+        expected = math.prod(counts)
+        present = _chunk_files(root, fmt, counts)
+        if len(present) >= expected:
+            continue
         for idx in np.ndindex(*counts):
-            path = chunk_path(root, idx, fmt)
-            if not os.path.isfile(path):
-                missing.append(os.path.relpath(path, dest))
+            if idx not in present:
+                missing.append(os.path.relpath(chunk_path(root, idx, fmt), dest))
+                if len(missing) >= limit:
+                    return missing
     return missing
+
+
+def _chunk_files(root: str, fmt: int, counts: list[int]) -> set[tuple[int, ...]]:
+    """The chunk keys of an array that exist as files, within its grid."""
+    top = os.path.join(root, "c") if fmt == 3 else root
+    found: set[tuple[int, ...]] = set()
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if d.isdigit()]
+        rel = os.path.relpath(folder, top)
+        parts = [] if rel == "." else rel.split(os.sep)
+        if len(parts) >= len(counts):
+            dirs[:] = []
+            continue
+        for f in files:
+            key = [*parts, f]
+            if len(key) == len(counts) and all(p.isdigit() for p in key):
+                idx = tuple(int(p) for p in key)
+                if all(i < n for i, n in zip(idx, counts)):
+                    found.add(idx)
+    if not counts:  # a 0-d array: one chunk named "0"... in v3 'c', in v2 '0'
+        return {()} if os.path.isfile(chunk_path(root, (), fmt)) else set()
+    return found
 
 
 def _region_text(dims: tuple[str, ...], region: tuple[slice, ...]) -> str:
@@ -84,6 +137,7 @@ def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0)
     from ._store import open_store
 
     src = source if isinstance(source, xr.DataArray) else _open(source)
+    src = independent_reads(src)
     out = open_store(os.fspath(dest))
     if tuple(out.dims) != tuple(src.dims) or out.shape != src.shape:
         raise VerifyError(

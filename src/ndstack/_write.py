@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
 import uuid
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ._grid import ReadFailedWarning, take_filled
+from ._lock import Lock, acquire, release
 from ._metadata import _create_arrays, _write_metadata
 from ._ngff import (
     ImagePlan,
@@ -50,9 +50,11 @@ from ._resume import (
     _prepare_destination,
     _read_marker,
     _remove_partials,
+    finish_store,
     record_dir,
+    source_digest,
 )
-from ._store import chunk_path
+from ._store import METADATA_FILES, chunk_path
 from .errors import (
     NdstackError,
 )
@@ -349,8 +351,6 @@ def to_zarr(
         ``compute=False`` the delayed result has the same keys less ``seconds`` and
         ``gb_per_s`` (and ``written_now``, the bytes written by this run).
     """
-    import dask
-
     t0 = time.perf_counter()
     da_arr = _as_dataarray(arr, dims)
     dest = os.path.abspath(os.fspath(dest))
@@ -364,7 +364,7 @@ def to_zarr(
     if dtype.kind not in "biufc":
         raise NdstackError(f"cannot write dtype {dtype} with codec {codec}: numbers only")
     grid = _file_grid(da_arr)
-    _check_destination_against_source(dest, grid)
+    _check_destination_against_source(dest, da_arr)
 
     if format != "zarr":
         plan_img = plan_image(da_arr.dims)
@@ -403,11 +403,50 @@ def to_zarr(
     }  # fmt: skip
     fingerprint = _fingerprint(grid, da_arr)
     done_dir = os.path.join(record_dir(dest), "done")
-    state = _prepare_destination(dest, settings, fingerprint, overwrite)
+    owned = _owned_entries(plan)
+    lock = acquire(dest)  # one run per destination, until finish() or an error
+    try:
+        state, store_id = _prepare_destination(dest, settings, fingerprint, overwrite, owned)
+    except BaseException:
+        lock.release()
+        raise
     if state == "complete":
+        lock.release()
         return {"dest": dest, "bytes_in": 0, "bytes_out": 0, "ratio": 1.0, "seconds": 0.0,
                 "gb_per_s": 0.0, "tasks": 0, "skipped": "all", "complete_before": True}  # fmt: skip
-    resumed = state == "resume"
+    provenance = {"store": store_id, "written": owned,
+                  "source": {"digest": source_digest(fingerprint),
+                             "files": len(fingerprint.get("files", []))}}  # fmt: skip
+    try:
+        return _run(
+            da_arr, data, plan, plan_img, settings, provenance, grid, dest, done_dir,
+            state == "resume", compute, progress, t0, lock,
+        )  # fmt: skip
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _owned_entries(plan: _Plan) -> list[str]:
+    """The top-level entries of the store that this conversion writes (all it may delete)."""
+    names = set(METADATA_FILES)
+    for image in plan.image_paths:
+        for lv in plan.levels:
+            rel = "/".join(p for p in (image, lv.path) if p)
+            names.add(rel.split("/")[0] if rel else ("c" if plan.zarr_format == 3 else ""))
+    return sorted(n for n in names if n)
+
+
+def _run(
+    da_arr: Any, data: Any, plan: _Plan, plan_img: ImagePlan, settings: dict[str, Any],
+    provenance: dict[str, Any], grid: Any, dest: str, done_dir: str, resumed: bool,
+    compute: bool, progress: bool | None, t0: float, lock: Lock,
+) -> Any:  # fmt: skip
+    """Write the blocks not done yet, then the metadata; the lock is released at the end."""
+    import dask
+
+    dtype = np.dtype(da_arr.dtype)
+    lock_path, run_id = lock.path, lock.run_id
     _create_arrays(plan, plan_img)  # those not there yet: a run may die while creating them
 
     # One fused task per Dask block: read, encode, write every level, mark done. Only the
@@ -465,8 +504,9 @@ def to_zarr(
         # process a failed write stops the run, and the next run cleans up as it resumes.
         if lost_workers_possible:
             _remove_partials(dest)
-        _write_metadata(plan, plan_img, final, settings)
-        shutil.rmtree(record_dir(dest), ignore_errors=True)  # complete: the record goes
+        _write_metadata(plan, plan_img, final, settings, provenance)
+        finish_store(dest)  # complete: the unfinished marker and the record go
+        release(lock_path, run_id)  # by path: finish() may run on a worker
         return {
             "dest": dest,
             "bytes_in": pending_in + skipped_in,
@@ -497,6 +537,7 @@ def to_zarr(
 
                     show_progress(future)
                 summary = future.result()
+                lock.release()  # the heartbeat thread here stops too
             else:
                 # Locally, one plain graph of the fused read+write tasks on the threaded
                 # scheduler, and the metadata after it: wrapping 600 tasks in Delayed objects

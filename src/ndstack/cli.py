@@ -216,6 +216,13 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("dest", nargs="?", help="the store to write")
     pp.add_argument("--list", action="store_true", help="list the steps and their parameters")
     pp.add_argument("--pattern", help="name template, e.g. '{name}_ch{C}_stack{T}_*.tif'")
+    pp.add_argument(
+        "--device",
+        choices=["auto", "cpu", "gpu"],
+        default="auto",
+        help="where the steps that can run on a GPU (CuPy) compute: auto (default: the GPU "
+        "when CuPy sees one), cpu or gpu",
+    )
     from .ops._steps import STEPS
 
     for name in STEPS:
@@ -356,7 +363,7 @@ def _cmd_process(args: argparse.Namespace) -> int:
         raise NdstackError("no step given; see 'ndstack process --list'")
     steps = [(name, parse_params(name, text)) for name, text in args.steps]  # all checked first
     context = _cluster(args)
-    result = run_steps(_open(args.source, pattern=args.pattern), steps)
+    result = run_steps(_open(args.source, pattern=args.pattern), steps, device=args.device)
     _check_dims(args, result)
     with context:
         summary = to_zarr(

@@ -17,10 +17,12 @@ from ._redact import for_output
 
 __all__ = [
     "CorruptFileError",
+    "DamagedStoreError",
     "DestinationError",
     "DuplicatePositionError",
     "FileMismatchError",
     "LayoutError",
+    "LockedError",
     "NdstackError",
     "NoImagesError",
     "ParameterError",
@@ -68,6 +70,14 @@ class CorruptFileError(NdstackError, OSError):
 
 class DestinationError(NdstackError, FileExistsError):
     """The destination exists and cannot be used, or lies inside the source."""
+
+
+class LockedError(DestinationError):
+    """Another run is writing the same destination."""
+
+
+class DamagedStoreError(CorruptFileError):
+    """A store's metadata is damaged or untrustworthy (bad JSON, shapes, paths)."""
 
 
 class SourceChangedError(NdstackError, ValueError):

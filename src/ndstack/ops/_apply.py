@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ._xp import array_module
+
 __all__ = ["apply"]
 
 #: Above this many bytes per block, core dims split over several chunks are not silently
@@ -101,6 +103,8 @@ def apply(
     out_core_names = tuple(renamed.get(d, d) for d in out_core)
 
     kw_names = list(kw_arrays)
+    n_core_in = [len(core)] + [len(_arg_core(a, core)) for a in (*arr_args, *kw_arrays.values())]
+    out_core_shape = tuple(output_sizes[d] for d in out_core)
 
     def call(block: Any, *rest: Any) -> Any:
         n_pos = len(rest) - len(kw_names)
@@ -110,7 +114,7 @@ def apply(
         return func(block, *full_args, **plain_kwargs, **extra)
 
     result = xr.apply_ufunc(
-        call,
+        _looped(call, n_core_in, out_core_shape, np.dtype(dtype)),
         arr,
         *arr_args,
         *kw_arrays.values(),
@@ -119,7 +123,6 @@ def apply(
         + [_arg_core(a, core) for a in kw_arrays.values()],
         output_core_dims=[list(out_core_names)],
         dask="parallelized",
-        vectorize=True,
         output_dtypes=[np.dtype(dtype)],
         dask_gufunc_kwargs={
             "output_sizes": {renamed.get(d, d): n for d, n in output_sizes.items()},
@@ -132,6 +135,39 @@ def apply(
         d for d in result.dims if d not in arr.dims
     ]
     return result.transpose(*order)
+
+
+def _looped(
+    func: Callable[..., Any], n_core: Sequence[int], out_core_shape: tuple[int, ...], dtype: Any
+) -> Callable[..., Any]:
+    """``func`` over the leading (loop) axes of its arrays, as ``numpy.vectorize`` would.
+
+    Each array ends with its ``n_core`` core axes; loop axes broadcast (right-aligned,
+    size 1 repeats). Unlike ``numpy.vectorize``, the output is of the kind ``func``
+    returns: CuPy blocks give a CuPy block, not an attempt to convert it to NumPy.
+    """
+
+    def run(*arrays: Any) -> Any:
+        loops = [tuple(a.shape[: a.ndim - k]) for a, k in zip(arrays, n_core)]
+        shape = np.broadcast_shapes(*loops)
+        if not shape:  # the block holds the core dims alone: no copy
+            r = func(*arrays)
+            return r if r.dtype == dtype else r.astype(dtype)
+        out = None
+        for idx in np.ndindex(*shape):
+            parts = [
+                a[tuple(i if n > 1 else 0 for i, n in zip(idx[len(idx) - len(lp) :], lp))]
+                for a, lp in zip(arrays, loops)
+            ]
+            r = func(*parts)
+            if out is None:
+                out = array_module(r).empty(shape + tuple(r.shape), dtype=dtype)
+            out[idx] = r
+        if out is None:  # no loop index at all: a zero-length loop dim
+            out = array_module(arrays[0]).empty(shape + out_core_shape, dtype=dtype)
+        return out
+
+    return run
 
 
 def _arg_core(a: Any, core: tuple[str, ...]) -> list[str]:

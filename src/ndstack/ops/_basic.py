@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from ._xp import array_module, on_device, use_gpu
 
 __all__ = ["crop", "flatfield", "power_spectrum", "project", "subtract_background"]
 
@@ -62,22 +63,27 @@ def flatfield(arr: Any, flat: Any, dark: Any = None) -> Any:
     return (arr.astype(np.float32) - np.float32(0) - d) / gain * np.float32(gain.mean())
 
 
-def power_spectrum(arr: Any, dim: str = "T") -> Any:
+def power_spectrum(arr: Any, dim: str = "T", *, device: str = "auto") -> Any:
     """``|FFT|^2`` of every pixel's series along ``dim`` (float32), one chunk along ``dim``.
 
-    The result has a dim ``freq`` (cycles per sample) in place of ``dim``.
+    The result has a dim ``freq`` (cycles per sample) in place of ``dim``. ``device``:
+    ``"auto"`` (default) computes with ``cupy.fft`` on the GPU when CuPy sees one, else
+    ``numpy.fft``; ``"cpu"``; ``"gpu"`` (an error without one). On the GPU each block
+    moves there and back within its task, so the result is NumPy (CuPy blocks stay CuPy).
     """
     _checks.dims(arr, [dim], "dim")
     import xarray as xr
 
+    gpu = use_gpu(device)
     n = arr.sizes[dim]
     data = arr.chunk({dim: -1, **{d: "auto" for d in arr.dims if d != dim}})
 
-    def spectrum(x: np.ndarray) -> np.ndarray:
-        return (np.abs(np.fft.rfft(x, axis=-1)) ** 2).astype(np.float32)
+    def spectrum(x: Any) -> Any:
+        xp = array_module(x)
+        return (xp.abs(xp.fft.rfft(x, axis=-1)) ** 2).astype(xp.float32)
 
     out = xr.apply_ufunc(
-        spectrum, data, input_core_dims=[[dim]], output_core_dims=[["freq"]],
+        on_device(spectrum, gpu), data, input_core_dims=[[dim]], output_core_dims=[["freq"]],
         dask="parallelized", output_dtypes=[np.float32],
         dask_gufunc_kwargs={"output_sizes": {"freq": n // 2 + 1}}, keep_attrs=True,
     )  # fmt: skip

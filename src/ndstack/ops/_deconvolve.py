@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _xp
 from ._apply import apply
-from ._xp import array_module
+from ._xp import array_module, gpu_free_bytes, on_device, use_gpu
 
-__all__ = ["deconvolve", "richardson_lucy", "richardson_lucy_gpu", "richardson_lucy_tiled"]
+__all__ = [
+    "deconvolve",
+    "gpu_tile",
+    "richardson_lucy",
+    "richardson_lucy_gpu",
+    "richardson_lucy_tiled",
+    "tile_windows",
+]
 
 
 @functools.lru_cache(maxsize=16)
@@ -25,58 +34,125 @@ def _otfs(psf_bytes: bytes, psf_shape: tuple[int, ...], fshape: tuple[int, ...])
     return scipy.fft.rfftn(psf, fshape), scipy.fft.rfftn(mirror, fshape)
 
 
+def tile_windows(
+    shape: tuple[int, ...], tile: tuple[int, ...], overlap: tuple[int, ...]
+) -> list[tuple[tuple[slice, ...], tuple[slice, ...], tuple[slice, ...]]]:
+    """The tiles of ``shape``: ``(window, core, inner)`` slices for each.
+
+    ``core`` is the part of the output a tile gives, ``window`` what it reads: the core
+    grown by ``overlap`` per side and, where that reaches past an edge, moved back inside
+    (so every window has one shape, ``min(tile + 2 overlap, n)`` per axis, and an FFT plan
+    serves them all); ``inner`` is the core within the window.
+    """
+    import itertools
+
+    out = []
+    starts = [range(0, n, t) for n, t in zip(shape, tile)]
+    for st in itertools.product(*starts):
+        core = tuple(slice(s, min(s + t, n)) for s, t, n in zip(st, tile, shape))
+        window = []
+        for c, t, o, n in zip(core, tile, overlap, shape):
+            length = min(t + 2 * o, n)
+            lo = min(max(c.start - o, 0), n - length)
+            window.append(slice(lo, lo + length))
+        inner = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, window))
+        out.append((tuple(window), core, inner))
+    return out
+
+
 def richardson_lucy_tiled(
     image: Any, psf: Any, iterations: int = 10, *, tile: tuple[int, ...],
-    overlap: tuple[int, ...] | None = None, **kwargs: Any,
+    overlap: tuple[int, ...] | None = None, kernel: Callable[..., Any] | None = None,
+    **kwargs: Any,
 ) -> Any:  # fmt: skip
     """Richardson-Lucy over overlapping tiles: memory bounded by one tile, not the block.
 
     Each tile is grown by ``overlap`` per side (default: twice the PSF's size, which
-    keeps the result within ~1e-5 of the untiled one), deconvolved as its own block, and
-    only its core is kept. This is how blocks larger than GPU memory still run.
+    keeps the result within ~1e-5 of the untiled one), deconvolved as its own block by
+    ``kernel`` (default :func:`richardson_lucy`), and only its core is kept. The output is
+    of the image's kind (NumPy or CuPy) whatever the kernel returns: with a kernel that
+    moves each tile to the GPU and back, a NumPy image larger than GPU memory still runs.
     """
-    import itertools
-
     xp = array_module(image)
-    overlap = overlap or tuple(2 * p for p in np.shape(psf))
+    run = kernel or richardson_lucy
+    overlap = tuple(overlap or tuple(2 * p for p in np.shape(psf)))
     out = xp.empty(image.shape, dtype=xp.float32)
-    starts = [range(0, n, t) for n, t in zip(image.shape, tile)]
-    for st in itertools.product(*starts):
-        core = tuple(slice(s, min(s + t, n)) for s, t, n in zip(st, tile, image.shape))
-        ext = tuple(
-            slice(max(c.start - o, 0), min(c.stop + o, n))
-            for c, o, n in zip(core, overlap, image.shape)
-        )
-        inner = tuple(slice(c.start - e.start, c.stop - e.start) for c, e in zip(core, ext))
-        out[core] = richardson_lucy(image[ext], psf, iterations, **kwargs)[inner]
+    for window, core, inner in tile_windows(tuple(image.shape), tuple(tile), overlap):
+        result = run(image[window], psf, iterations, **kwargs)[inner]  # the core alone moves
+        if xp is np:
+            _xp.assign(out, core, result if array_module(result) is np else _to(np, result))
+        else:
+            out[core] = result if array_module(result) is xp else _to(xp, result)
     return out
 
 
-def _gpu_tile(shape: tuple[int, ...], psf_shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """A tile that fits in half the GPU's free memory (about 40 bytes per padded voxel)."""
-    import cupy
+def _to(xp: Any, a: Any) -> Any:
+    """``a`` as an array of module ``xp`` (NumPy <-> CuPy)."""
+    if xp is np:
+        return _xp.cupy_module().asnumpy(a)
+    return xp.asarray(a)
 
-    free, _ = cupy.cuda.runtime.memGetInfo()
+
+#: GPU bytes per voxel of a tile's padded FFT shape that Richardson-Lucy holds at its peak
+#: (image, estimate, ratio, two OTFs, FFT outputs and cuFFT's work area), rounded up.
+GPU_BYTES_PER_VOXEL = 40
+#: At most this many voxels in a padded tile: FFTs and kernels stay within 32-bit sizes.
+GPU_MAX_VOXELS = 2**30
+
+
+def gpu_tile(
+    shape: tuple[int, ...], psf_shape: tuple[int, ...], free_bytes: float, *,
+    fraction: float = 0.5, bytes_per_voxel: int = GPU_BYTES_PER_VOXEL,
+    max_voxels: int = GPU_MAX_VOXELS,
+) -> tuple[int, ...] | None:  # fmt: skip
+    """The tile for a block of ``shape`` on a GPU with ``free_bytes`` free: ``None`` if whole.
+
+    A tile's window (the tile plus twice the overlap, ``2 psf`` per side, within the block)
+    padded by the PSF for the linear convolution must fit in ``fraction`` of the free
+    memory at ``bytes_per_voxel``, and hold at most ``max_voxels``; the side longest for
+    its PSF size is halved until it does (a side no longer than twice the PSF's is not
+    halved: tiling stops helping there). A pure function of its arguments, so that the
+    sizing is tested without a GPU.
+    """
+    budget = free_bytes * fraction
+
+    def voxels(tile: list[int]) -> float:
+        padded = [min(t + 4 * p, n) + p - 1 for t, p, n in zip(tile, psf_shape, shape)]
+        return float(np.prod(padded, dtype=np.float64))
+
     tile = list(shape)
-    while np.prod([t + 4 * p for t, p in zip(tile, psf_shape)]) * 40 > free / 2:
-        i = int(np.argmax(tile))
+    while voxels(tile) * bytes_per_voxel > budget or voxels(tile) > max_voxels:
+        i = int(np.argmax([t / (2 * p) for t, p in zip(tile, psf_shape)]))
         if tile[i] <= 2 * psf_shape[i]:
             break
         tile[i] = (tile[i] + 1) // 2
     return None if tile == list(shape) else tuple(tile)
 
 
-def richardson_lucy_gpu(image: Any, psf: Any, iterations: int = 10, **kwargs: Any) -> np.ndarray:
-    """The same on the GPU (CuPy): the block moves there, tiled to fit, and comes back."""
-    import cupy
+def _gpu_tile(shape: tuple[int, ...], psf_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """:func:`gpu_tile` for this GPU's free memory now."""
+    return gpu_tile(shape, psf_shape, gpu_free_bytes())
 
-    gpu_image = cupy.asarray(image, dtype=cupy.float32)
-    tile = _gpu_tile(gpu_image.shape, np.shape(psf))
-    if tile is None:
-        result = richardson_lucy(gpu_image, psf, iterations, **kwargs)
-    else:
-        result = richardson_lucy_tiled(gpu_image, psf, iterations, tile=tile, **kwargs)
-    return cupy.asnumpy(result)
+
+#: Richardson-Lucy runs on the GPU one block at a time per process: each sizes its tiles
+#: from the free memory, which concurrent Dask tasks would otherwise share unknowingly.
+_GPU_LOCK = threading.Lock()
+
+
+def richardson_lucy_gpu(image: Any, psf: Any, iterations: int = 10, **kwargs: Any) -> Any:
+    """:func:`richardson_lucy` on the GPU (CuPy); NumPy in, NumPy out (CuPy in, CuPy out).
+
+    A block whose working set fits in half the free GPU memory moves there whole; a larger
+    one is deconvolved in overlapping tiles (:func:`gpu_tile`), each moved to the GPU and
+    its core back, so the block itself need not fit on the GPU, only a tile. One block at
+    a time per process (concurrent Dask tasks wait), since each is sized to the card.
+    """
+    with _GPU_LOCK:  # one sizing and one computation at a time: tiles sized for the GPU
+        tile = _gpu_tile(tuple(np.shape(image)), tuple(np.shape(psf)))
+        if tile is None:
+            return on_device(richardson_lucy, True)(image, psf, iterations, **kwargs)
+        kernel = on_device(richardson_lucy, True, back=False)  # tiles' cores come back
+        return richardson_lucy_tiled(image, psf, iterations, tile=tile, kernel=kernel, **kwargs)
 
 
 def richardson_lucy(
@@ -128,8 +204,9 @@ def richardson_lucy(
 def _richardson_lucy_cupy(image: Any, psf: Any, iterations: int, *, background: float,
                           eps: float) -> Any:  # fmt: skip
     """The CuPy twin of :func:`richardson_lucy` (same padding, cropping and start)."""
-    import cupy
-    import cupyx.scipy.fft as cufft
+    import scipy.fft
+
+    cupy, cufft = _xp.cupy_module(), _xp.cupyx_module("fft")
 
     image = image.astype(cupy.float32, copy=False)
     if background:
@@ -137,7 +214,7 @@ def _richardson_lucy_cupy(image: Any, psf: Any, iterations: int, *, background: 
     psf_host = np.asarray(psf, dtype=np.float32)
     psf_host = psf_host / psf_host.sum()
     full = [s + p - 1 for s, p in zip(image.shape, psf_host.shape)]
-    fshape = tuple(cufft.next_fast_len(n) for n in full)
+    fshape = tuple(scipy.fft.next_fast_len(n, real=True) for n in full)  # the CPU's sizes
     axes = tuple(range(image.ndim))
     otf = cufft.rfftn(cupy.asarray(psf_host), fshape, axes=axes)
     mirror = np.ascontiguousarray(psf_host[tuple(slice(None, None, -1) for _ in psf_host.shape)])
@@ -153,15 +230,6 @@ def _richardson_lucy_cupy(image: Any, psf: Any, iterations: int, *, background: 
         estimate *= cufft.irfftn(cufft.rfftn(ratio, fshape, axes=axes) * otf_mirror, fshape,
                                  axes=axes)[crop].astype(cupy.float32)  # fmt: skip
     return estimate
-
-
-def _gpu_available() -> bool:
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
 
 
 def deconvolve(
@@ -181,21 +249,19 @@ def deconvolve(
         Number of iterations; a constant subtracted first (clipped at 0).
     device
         ``"auto"`` (default): the GPU through CuPy when one is present, else the CPU;
-        ``"cpu"``; ``"gpu"``. On the GPU a block that does not fit in half the free GPU
-        memory is deconvolved in overlapping tiles.
+        ``"cpu"``; ``"gpu"`` (an error without one). On the GPU each block moves there
+        and back within its task (the result is NumPy), and a block that does not fit in
+        half the free GPU memory is deconvolved in overlapping tiles, one on the GPU at a
+        time. CuPy blocks are computed on the GPU and stay CuPy, whatever the device.
     tile
-        On the CPU too: deconvolve each block in overlapping tiles of this size, so that
-        memory is bounded by a tile (results within ~1e-5 of untiled).
+        Deconvolve each block in overlapping tiles of this size (on the GPU too), so
+        that memory is bounded by a tile (results within ~1e-5 of untiled).
     """
     _checks.whole(iterations, "iterations")
     _checks.number(background, "background", at_least=0)
     for t in tile or ():
         _checks.whole(t, "tile")
-    if device not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', not {device!r}")
-    use_gpu = device == "gpu" or (device == "auto" and _gpu_available())
-    if device == "gpu" and not _gpu_available():
-        raise ValueError("device='gpu' needs CuPy and a CUDA GPU; none was found")
+    gpu = use_gpu(device)
     import xarray as xr
 
     core = tuple(d for d in ("Z", "Y", "X") if d in arr.dims)
@@ -217,9 +283,11 @@ def deconvolve(
         raise ValueError(
             f"the PSF {values.shape} is larger than the block {tuple(arr.sizes[d] for d in core)}"
         )
-    kernel: Any = richardson_lucy_gpu if use_gpu else richardson_lucy
+    kernel: Any = richardson_lucy_gpu if gpu else richardson_lucy
     extra: dict[str, Any] = {"background": background}
-    if tile is not None and not use_gpu:
+    if tile is not None:
         kernel, extra["tile"] = richardson_lucy_tiled, tuple(tile)
+        if gpu:
+            extra["kernel"] = on_device(richardson_lucy, True)
     return apply(kernel, arr, psf, iterations, core_dims=core, dtype=np.float32,
                  output_sizes={d: arr.sizes[d] for d in core}, **extra)  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from ._xp import array_module, ndimage_module, on_device, use_gpu
 
 __all__ = ["gaussian", "median"]
 
@@ -16,27 +17,30 @@ def _overlap(arr: Any, dims: Sequence[str], depth: dict[str, int], kernel: Any, 
     import xarray as xr
 
     data = arr.data
+    meta = array_module(getattr(data, "_meta", data)).empty((0,) * data.ndim, dtype=dtype)
     axis_depth = {arr.dims.index(d): depth[d] for d in dims}
     for i in range(arr.ndim):
         axis_depth.setdefault(i, 0)
     out = data.map_overlap(kernel, depth=axis_depth, boundary="reflect", dtype=dtype,
-                           meta=np.empty((0,) * data.ndim, dtype=dtype))  # fmt: skip
+                           meta=meta)  # fmt: skip
     return xr.DataArray(out, dims=arr.dims, coords=arr.coords, attrs=arr.attrs, name=arr.name)
 
 
 def gaussian(arr: Any, sigma: float | Sequence[float], *, dims: Sequence[str] = ("Y", "X"),
-             truncate: float = 4.0) -> Any:  # fmt: skip
+             truncate: float = 4.0, device: str = "auto") -> Any:  # fmt: skip
     """``scipy.ndimage.gaussian_filter`` over ``dims``, identical across chunk borders.
 
     The overlap between chunks is the kernel's radius, ``int(truncate * sigma + 0.5)``.
-    The output is float32 (float64 input stays float64).
+    The output is float32 (float64 input stays float64). ``device``: ``"auto"`` (default)
+    runs ``cupyx.scipy.ndimage.gaussian_filter`` on the GPU when CuPy sees one, else
+    SciPy on the CPU; ``"cpu"``; ``"gpu"`` (an error without one). On the GPU each block
+    moves there and back within its task, so the result is NumPy (CuPy blocks stay CuPy).
     """
     _checks.dims(arr, dims, "dims")
     for s in [sigma] if np.isscalar(sigma) else list(sigma):  # type: ignore[arg-type]
         _checks.number(s, "sigma", above=0)
     _checks.number(truncate, "truncate", above=0)
-    from scipy import ndimage
-
+    gpu = use_gpu(device)
     if np.isscalar(sigma):
         sigmas = [float(sigma)] * len(dims)  # type: ignore[arg-type]
     else:
@@ -47,25 +51,29 @@ def gaussian(arr: Any, sigma: float | Sequence[float], *, dims: Sequence[str] = 
         axis_sigma[arr.dims.index(d)] = s
     dtype = np.float64 if arr.dtype == np.float64 else np.float32
 
-    def kernel(block: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(
+    def kernel(block: Any) -> Any:
+        return ndimage_module(block).gaussian_filter(
             block.astype(dtype, copy=False), axis_sigma, truncate=truncate
         )
 
-    return _overlap(arr, dims, depth, kernel, dtype)
+    return _overlap(arr, dims, depth, on_device(kernel, gpu), dtype)
 
 
-def median(arr: Any, size: int, *, dims: Sequence[str] = ("Y", "X")) -> Any:
-    """``scipy.ndimage.median_filter``, a ``size`` window over ``dims``; overlap ``size // 2``."""
+def median(arr: Any, size: int, *, dims: Sequence[str] = ("Y", "X"), device: str = "auto") -> Any:
+    """``scipy.ndimage.median_filter``, a ``size`` window over ``dims``; overlap ``size // 2``.
+
+    ``device`` as for :func:`gaussian` (``cupyx.scipy.ndimage.median_filter`` on the GPU).
+    """
     _checks.dims(arr, dims, "dims")
     _checks.whole(size, "size")
-    from scipy import ndimage
-
+    gpu = use_gpu(device)
     window = [1] * arr.ndim
     for d in dims:
         window[arr.dims.index(d)] = int(size)
 
-    def kernel(block: np.ndarray) -> np.ndarray:
-        return ndimage.median_filter(block, size=window)
+    def kernel(block: Any) -> Any:
+        return ndimage_module(block).median_filter(block, size=window)
 
-    return _overlap(arr, dims, dict.fromkeys(dims, int(size) // 2), kernel, arr.dtype)
+    return _overlap(
+        arr, dims, dict.fromkeys(dims, int(size) // 2), on_device(kernel, gpu), arr.dtype
+    )

@@ -86,6 +86,7 @@ class Step:
     help: str
     any_dim_params: bool = False  # crop: every parameter is a dim name
     required: tuple[str, ...] = field(default_factory=tuple)
+    device: bool = False  # takes device="cpu" | "gpu" | "auto" (ndstack process --device)
 
 
 STEPS: dict[str, Step] = {
@@ -95,13 +96,13 @@ STEPS: dict[str, Step] = {
          "dz": (_number(above=0), None, "stage step (default: pixel size Z)"),
          "dx": (_number(above=0), None, "pixel size (default: pixel size X)"),
          "direction": (_choice(1, -1), 1, "scan direction, 1 or -1")},
-        "stage-scanning light-sheet deskew (linear interpolation)"),
+        "stage-scanning light-sheet deskew (linear interpolation)", device=True),
     "deconvolve": Step(
         lambda a, **k: _deconvolve.deconvolve(a, **k),
         {"psf": (_psf, None, "PSF TIFF, or one per channel joined by '+'"),
          "iterations": (_whole, 10, "Richardson-Lucy iterations"),
          "background": (_number(at_least=0), 0.0, "constant subtracted first")},
-        "Richardson-Lucy deconvolution", required=("psf",)),
+        "Richardson-Lucy deconvolution", required=("psf",), device=True),
     "crop": Step(lambda a, **k: _basic.crop(a, **k), {}, "index ranges per dim: Y=100:400,X=0:256",
                  any_dim_params=True),
     "project": Step(
@@ -121,11 +122,11 @@ STEPS: dict[str, Step] = {
     "gaussian": Step(
         lambda a, **k: _filters.gaussian(a, **k),
         {"sigma": (_number(above=0), 1.0, "pixels"), "dims": (_dims, ("Y", "X"), "e.g. ZYX")},
-        "Gaussian filter, exact across chunk borders"),
+        "Gaussian filter, exact across chunk borders", device=True),
     "median": Step(
         lambda a, **k: _filters.median(a, **k),
         {"size": (_whole, 3, "window"), "dims": (_dims, ("Y", "X"), "e.g. YX")},
-        "median filter, exact across chunk borders"),
+        "median filter, exact across chunk borders", device=True),
     "recenter": Step(
         lambda a, **k: _recenter.recenter(a, **k),
         {"size": (_size, None, "window HxW, e.g. 64x64")},
@@ -133,7 +134,7 @@ STEPS: dict[str, Step] = {
     "power_spectrum": Step(
         lambda a, **k: _basic.power_spectrum(a, **k),
         {"dim": (str, "T", "the dim to transform")},
-        "per-pixel |FFT|^2 along a dim"),
+        "per-pixel |FFT|^2 along a dim", device=True),
 }  # fmt: skip
 
 
@@ -180,11 +181,20 @@ def parse_params(name: str, text: str) -> dict[str, Any]:
     return out
 
 
-def run_steps(arr: Any, steps: Sequence[tuple[str, dict[str, Any]]]) -> Any:
-    """Apply the steps in order, lazily; a step's own checks run before any computing."""
+def run_steps(
+    arr: Any, steps: Sequence[tuple[str, dict[str, Any]]], *, device: str | None = None
+) -> Any:
+    """Apply the steps in order, lazily; a step's own checks run before any computing.
+
+    ``device`` (``"cpu"``, ``"gpu"`` or ``"auto"``) goes to every step that takes one;
+    ``None`` leaves each step's default (``"auto"``).
+    """
     for name, params in steps:
+        step = STEPS[name]
+        if step.device and device is not None:
+            params = {"device": device, **params}
         try:
-            arr = STEPS[name].func(arr, **params)
+            arr = step.func(arr, **params)
         except (ValueError, KeyError, TypeError) as exc:
             raise ParameterError(f"step {name}: {exc}") from None
     return arr
@@ -194,7 +204,8 @@ def describe() -> str:
     """The text of ``ndstack process --list``."""
     lines = []
     for name, step in STEPS.items():
-        lines.append(f"--{name.replace('_', '-')}  {step.help}")
+        gpu = "  [--device: CPU or GPU]" if step.device else ""
+        lines.append(f"--{name.replace('_', '-')}  {step.help}{gpu}")
         if step.any_dim_params:
             lines.append("      DIM=a:b   an index range for each dim to crop")
         for key, (_, default, text) in step.params.items():

@@ -1,0 +1,379 @@
+"""What ndstack promises about your data: each test failed on the code before the fix.
+
+Issue "Trust first": a store overwritten by itself, two runs mixing one store, a complete
+store of another source taken as done, a stale record taking over a user's folder,
+--overwrite deleting a user's folders, unfinished stores read as complete, missing chunks
+read as zeros, writes through symbolic links, paths out of the store, absurd levels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+
+import ndstack
+from ndstack._lock import acquire, lock_path
+from ndstack.cli import main
+from ndstack.errors import (
+    CorruptFileError,
+    DamagedStoreError,
+    DestinationError,
+    LockedError,
+    NdstackError,
+)
+
+from .conftest import snapshot, write_files
+
+
+def planes(folder: Path, n: int = 4, value: int = 0, shape=(3, 16, 20)) -> dict:
+    """n files img_t{k}.tif of ZYX stacks, distinct per ``value``."""
+    rng = np.random.default_rng(value)
+    return write_files(
+        folder,
+        [f"img_t{t}.tif" for t in range(n)],
+        lambda name: rng.integers(0, 1000, shape, dtype=np.uint16) + value,
+    )
+
+
+def interrupted(arr, dest: Path, monkeypatch, after: int = 2) -> None:
+    """A conversion stopped after ``after`` written blocks (as a kill would leave it)."""
+    real = ndstack._write._write_block
+    calls = {"n": 0}
+
+    def flaky(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr("ndstack._write._write_block", flaky)
+    with pytest.raises(KeyboardInterrupt), dask.config.set(scheduler="synchronous"):
+        ndstack.to_zarr(arr, dest)  # synchronous: no thread goes on writing afterwards
+    monkeypatch.setattr("ndstack._write._write_block", real)
+
+
+# ------------------------------------------------------------------ 1. store as its own dest
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_store_is_never_its_own_destination(tmp_path: Path, overwrite: bool) -> None:
+    planes(tmp_path / "src")
+    store = tmp_path / "s.zarr"
+    ndstack.to_zarr(ndstack.open(tmp_path / "src"), store)
+    before = snapshot(store)
+    args = ["convert", str(store), str(store), "--quiet"] + (["--overwrite"] if overwrite else [])
+    assert main(args) == 2
+    with pytest.raises(DestinationError, match="is the source"):
+        ndstack.to_zarr(ndstack.open(store), store, overwrite=True)
+    with pytest.raises(DestinationError, match="lies inside the source"):
+        ndstack.to_zarr(ndstack.open(store), store / "0" / "again.zarr", overwrite=True)
+    assert snapshot(store) == before
+
+
+def test_local_urls_are_checked_like_paths(tmp_path: Path) -> None:
+    folder = tmp_path / "src"
+    planes(folder)
+    for url in (f"file://{folder}", f"local://{folder}"):
+        with pytest.raises(DestinationError, match="lies inside the source"):
+            ndstack.to_zarr(ndstack.open(url), folder / "out.zarr")
+    assert not (folder / "out.zarr").exists()
+
+
+# ------------------------------------------------------------------ 2. one run per destination
+def test_a_destination_being_written_is_refused(tmp_path: Path) -> None:
+    planes(tmp_path / "src")
+    arr = ndstack.open(tmp_path / "src")
+    dest = tmp_path / "d.zarr"
+    lock = acquire(str(dest))  # this live process holds it
+    try:
+        with pytest.raises(LockedError, match=f"being written by process {os.getpid()}"):
+            ndstack.to_zarr(arr, dest)
+    finally:
+        lock.release()
+    assert not dest.exists()
+    ndstack.to_zarr(arr, dest)
+    assert not os.path.exists(lock_path(str(dest)))
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    planes(tmp_path / "src")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    dest = tmp_path / "d.zarr"
+    owner = {"host": socket.gethostname(), "pid": dead.pid, "run": "x", "started": 0}
+    Path(lock_path(str(dest))).write_text(json.dumps(owner))
+    ndstack.to_zarr(ndstack.open(tmp_path / "src"), dest)
+    assert ndstack.open(dest).shape == ndstack.open(tmp_path / "src").shape
+
+
+def test_a_lock_from_another_host_is_stale_only_when_old(tmp_path: Path) -> None:
+    planes(tmp_path / "src")
+    dest = tmp_path / "d.zarr"
+    lock = Path(lock_path(str(dest)))
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "run": "y", "started": 0}))
+    with pytest.raises(LockedError, match="on elsewhere"):
+        ndstack.to_zarr(ndstack.open(tmp_path / "src"), dest)
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    ndstack.to_zarr(ndstack.open(tmp_path / "src"), dest)
+
+
+def test_two_runs_at_once_never_mix_one_store(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    planes(a, n=12, value=0)
+    planes(b, n=12, value=5000)
+    dest = tmp_path / "both.zarr"
+    cmd = [sys.executable, "-m", "ndstack.cli", "convert"]
+    procs = [
+        subprocess.Popen([*cmd, str(src), str(dest), "--quiet"], stderr=subprocess.PIPE, text=True)
+        for src in (a, b)
+    ]
+    results = [(p.wait(), p.communicate()[1]) for p in procs]
+    winners = [src for src, (rc, _) in zip((a, b), results) if rc == 0]
+    assert len(winners) == 1, results
+    loser = results[1 - (a, b).index(winners[0])]
+    assert loser[0] == 2 and "Traceback" not in loser[1]
+    assert "being written" in loser[1] or "another source" in loser[1]
+    ndstack.verify(winners[0], str(dest), sample="all")
+
+
+# ------------------------------------------------------------------ 3. a store knows its source
+def test_a_complete_store_refuses_another_source(tmp_path: Path) -> None:
+    planes(tmp_path / "a", value=0)
+    planes(tmp_path / "b", value=7)
+    dest = tmp_path / "d.zarr"
+    ndstack.to_zarr(ndstack.open(tmp_path / "a"), dest)
+    assert ndstack.to_zarr(ndstack.open(tmp_path / "a"), dest)["complete_before"]
+    with pytest.raises(DestinationError, match="made from another source"):
+        ndstack.to_zarr(ndstack.open(tmp_path / "b"), dest)
+    # the same folder re-acquired in place: other pixels, same names and shapes
+    time.sleep(0.01)
+    planes(tmp_path / "a", value=9)
+    with pytest.raises(DestinationError, match="another source"):
+        ndstack.to_zarr(ndstack.open(tmp_path / "a"), dest)
+    ndstack.to_zarr(ndstack.open(tmp_path / "a"), dest, overwrite=True)
+    ndstack.verify(tmp_path / "a", str(dest), sample="all")
+
+
+# ------------------------------------------------------------------ 5. fsspec fingerprints
+def test_an_fsspec_source_rewritten_at_the_same_size_is_noticed(tmp_path: Path, monkeypatch):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    rng = np.random.default_rng(0)
+    for t in range(4):
+        with fs.open(f"/trust5/img_t{t}.tif", "wb") as f:
+            tifffile.imwrite(f, rng.integers(0, 99, (2, 8, 8), dtype=np.uint16))
+    try:
+        dest = tmp_path / "m.zarr"
+        interrupted(ndstack.open("memory://trust5"), dest, monkeypatch)
+        time.sleep(0.01)
+        with fs.open("/trust5/img_t3.tif", "wb") as f:  # same size, other pixels
+            tifffile.imwrite(f, np.ones((2, 8, 8), dtype=np.uint16))
+        with pytest.raises(NdstackError, match=r"img_t3\.tif changed"):
+            ndstack.to_zarr(ndstack.open("memory://trust5"), dest)
+    finally:
+        fs.rm("/trust5", recursive=True)
+
+
+# ------------------------------------------------------------------ 7. ownership is proven
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_stale_record_never_claims_a_users_folder(tmp_path, monkeypatch, overwrite) -> None:
+    planes(tmp_path / "src")
+    arr = ndstack.open(tmp_path / "src")
+    dest = tmp_path / "d.zarr"
+    interrupted(arr, dest, monkeypatch)
+    assert (tmp_path / ".d.zarr.ndstack").is_dir()
+    shutil.rmtree(dest)  # the user deletes it, then makes a folder of their own there
+    (dest / "0").mkdir(parents=True)
+    (dest / "0" / "notes.txt").write_text("mine")
+    (dest / "zarr.json").write_text("{}")
+    before = snapshot(dest)
+    with pytest.raises(DestinationError, match="not written by ndstack"):
+        ndstack.to_zarr(arr, dest, overwrite=overwrite)
+    assert snapshot(dest) == before
+
+
+def test_an_unfinished_store_resumes_only_with_its_own_record(tmp_path, monkeypatch) -> None:
+    planes(tmp_path / "src")
+    arr = ndstack.open(tmp_path / "src")
+    dest = tmp_path / "d.zarr"
+    interrupted(arr, dest, monkeypatch)
+    shutil.rmtree(tmp_path / ".d.zarr.ndstack")
+    with pytest.raises(DestinationError, match=r"record .* is gone"):
+        ndstack.to_zarr(arr, dest)
+    ndstack.to_zarr(arr, dest, overwrite=True)
+    ndstack.verify(arr, str(dest), sample="all")
+
+
+# ------------------------------------------------------------------ 8. overwrite deletes only ours
+@pytest.mark.parametrize("fmt", ["ome-zarr", "ome-zarr-0.4", "zarr"])
+def test_overwrite_deletes_only_what_the_store_lists(tmp_path: Path, fmt: str) -> None:
+    planes(tmp_path / "src")
+    arr = ndstack.open(tmp_path / "src")
+    dest = tmp_path / "d.zarr"
+    ndstack.to_zarr(arr, dest, format=fmt)
+    for folder in ("2024", "7", "c2"):
+        (dest / folder).mkdir()
+        (dest / folder / "analysis.csv").write_text("keep me")
+    ndstack.to_zarr(arr, dest, format=fmt, overwrite=True)
+    for folder in ("2024", "7", "c2"):
+        assert (dest / folder / "analysis.csv").read_text() == "keep me"
+    ndstack.verify(arr, str(dest), sample="all")
+
+
+# ------------------------------------------------------------------ 9. unfinished is unfinished
+@pytest.mark.parametrize("fmt", ["zarr", "ome-zarr"])
+def test_an_unfinished_store_does_not_open(tmp_path, monkeypatch, fmt: str) -> None:
+    planes(tmp_path / "src")
+    arr = ndstack.open(tmp_path / "src")
+    dest = tmp_path / "d.zarr"
+    real = ndstack._write._write_block
+    calls = {"n": 0}
+
+    def flaky(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr("ndstack._write._write_block", flaky)
+    with pytest.raises(KeyboardInterrupt), dask.config.set(scheduler="synchronous"):
+        ndstack.to_zarr(arr, dest, format=fmt)
+    with pytest.raises(NdstackError, match="unfinished conversion"):
+        ndstack.open(dest)
+    from ndstack._napari import layer_data
+
+    with pytest.raises(NdstackError, match="unfinished conversion"):
+        layer_data(str(dest))
+
+
+# ------------------------------------------------------------------ 10. missing source chunks
+def test_a_source_store_missing_a_chunk_is_an_error_or_recorded_fill(tmp_path: Path) -> None:
+    truth = planes(tmp_path / "src")
+    first = ndstack.open(tmp_path / "src")
+    store = tmp_path / "s.zarr"
+    ndstack.to_zarr(first, store, chunks={"Z": 1})
+    victim = store / "0" / "c" / "2" / "1" / "0" / "0"
+    victim.unlink()
+    with pytest.raises(CorruptFileError, match="c/2/1/0/0: chunk file missing"):
+        ndstack.to_zarr(ndstack.open(store), tmp_path / "copy.zarr")
+    assert main(["convert", str(store), str(tmp_path / "cli.zarr"), "--quiet"]) == 2
+    with pytest.warns(UserWarning, match="chunk file missing"):
+        ndstack.to_zarr(ndstack.open(store, on_error="fill"), tmp_path / "filled.zarr")
+    back = ndstack.open(tmp_path / "filled.zarr")
+    assert any("c/2/1/0/0" in m for m in back.attrs["filled_while_reading"])
+    assert (back.isel(T=2, Z=1).values == 0).all()
+    np.testing.assert_array_equal(back.isel(T=1).values, truth["img_t1.tif"])
+
+
+# ------------------------------------------------------------------ 11. no writes through links
+def test_resume_never_writes_through_a_symbolic_link(tmp_path, monkeypatch) -> None:
+    planes(tmp_path / "src")
+    arr = ndstack.open(tmp_path / "src")
+    dest = tmp_path / "d.zarr"
+    interrupted(arr, dest, monkeypatch, after=1)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    chunks = dest / "0" / "c" / "3"
+    if chunks.exists():
+        shutil.rmtree(chunks)
+    chunks.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DestinationError, match="symbolic link inside the store"):
+        ndstack.to_zarr(arr, dest)
+    assert list(outside.iterdir()) == []
+
+
+# ------------------------------------------------------------------ untrusted store metadata
+def store_with(tmp_path: Path, edit) -> Path:
+    planes(tmp_path / "src", n=2)
+    store = tmp_path / "s.zarr"
+    ndstack.to_zarr(ndstack.open(tmp_path / "src"), store, levels=2)
+    meta = json.loads((store / "zarr.json").read_text())
+    edit(meta)
+    (store / "zarr.json").write_text(json.dumps(meta))
+    return store
+
+
+@pytest.mark.parametrize("path", ["../other.zarr/0", "/etc", "0/../../x", ""])
+def test_dataset_paths_out_of_the_store_are_refused(tmp_path: Path, path: str) -> None:
+    def edit(meta):
+        meta["attributes"]["ome"]["multiscales"][0]["datasets"][0]["path"] = path
+
+    store = store_with(tmp_path, edit)
+    with pytest.raises(DamagedStoreError, match="dataset path"):
+        ndstack.open(store)
+
+
+def test_a_level_with_an_absurd_shape_is_refused_at_once(tmp_path: Path) -> None:
+    planes(tmp_path / "src", n=2, shape=(2, 600, 40))
+    store = tmp_path / "s.zarr"
+    src = ndstack.open(tmp_path / "src")
+    ndstack.to_zarr(src, store, levels=2)
+    level = store / "1" / "zarr.json"
+    meta = json.loads(level.read_text())
+    meta["shape"] = [10**9, 10**9, 10**9, 10**9]
+    level.write_text(json.dumps(meta))
+    t0 = time.perf_counter()
+    with pytest.raises(DamagedStoreError, match="does not fit under level 0"):
+        ndstack.verify(src, str(store), sample="all")
+    with pytest.raises(DamagedStoreError, match="does not fit under level 0"):
+        ndstack.open(store)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_store_round_trip_still_identical(tmp_path: Path) -> None:
+    planes(tmp_path / "src")
+    arr = ndstack.open(tmp_path / "src")
+    ndstack.to_zarr(arr, tmp_path / "d.zarr")
+    xr.testing.assert_identical(ndstack.open(tmp_path / "d.zarr").compute(), arr.compute())
+    assert not (tmp_path / "d.zarr" / ".ndstack-unfinished").exists()
+    assert not (tmp_path / ".d.zarr.ndstack").exists()
+
+
+# ------------------------------------------------------------------ 4. no silently wrong pixels
+def test_pages_written_one_by_one_are_never_read_as_one_block(tmp_path: Path) -> None:
+    """An IFD before each page (a file written page by page) after a contiguous first file
+    with the same first-page offset and a larger size: the shortcut must not apply."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    a, b = (rng.integers(0, 1000, (4, 16, 16), dtype=np.uint16) for _ in range(2))
+    tifffile.imwrite(folder / "img_t0.tif", a, photometric="minisblack", metadata=None)
+    with open(folder / "img_t0.tif", "ab") as f:
+        f.write(bytes(200))  # legal trailing bytes: the first file is the larger one
+    with tifffile.TiffWriter(folder / "img_t1.tif") as w:
+        for page in b:
+            w.write(page, contiguous=False, photometric="minisblack", metadata=None)
+    for check in ("auto", "headers", "none"):
+        arr = ndstack.open(folder, check=check)
+        np.testing.assert_array_equal(arr.isel(T=1).values, b)
+        np.testing.assert_array_equal(arr.isel(T=1, Z=2).values, b[2])
+        np.testing.assert_array_equal(arr.isel(T=0).values, a)
+
+
+def test_verify_reads_the_source_along_another_path(tmp_path: Path, monkeypatch) -> None:
+    """A fast-path bug that writes wrong pixels is caught: verify reads with tifffile."""
+    from ndstack._tiff import TiffReader
+
+    planes(tmp_path / "src")
+    real = TiffReader._read_contiguous
+
+    def wrong(self, *args, **kw):
+        return real(self, *args, **kw) + 1  # the kind of error a wrong offset makes
+
+    monkeypatch.setattr(TiffReader, "_read_contiguous", wrong)
+    arr = ndstack.open(tmp_path / "src")
+    ndstack.to_zarr(arr, tmp_path / "d.zarr")
+    with pytest.raises(ndstack.errors.VerifyError, match="values differ"):
+        ndstack.verify(arr, str(tmp_path / "d.zarr"), sample="all")
