@@ -129,10 +129,10 @@ class TemplateMatcher:
         head, tail = lits[0], lits[-1]
         if not self.kinds:
             return {} if name == head else None
-        counts = list(map(name.count, self._inner))  # "" counts every place, as it should
-        if 0 in counts:
+        paths = prod(map(name.count, self._inner))  # "" counts every place, as it should
+        if not paths:
             return None  # a literal that is not there: no match
-        if prod(counts) * self._overlap_all > _REGEX_PATHS:  # a closer look
+        if paths * self._overlap_all > _REGEX_PATHS:  # a closer look
             if (
                 not name.startswith(head)
                 or not name.endswith(tail)
