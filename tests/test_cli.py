@@ -201,3 +201,64 @@ def test_process_list_documents_every_step(capsys) -> None:
         assert f"--{name.replace('_', '-')}" in out
         for key in step.params:
             assert key in out
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--chunks", "Z=0"], "--chunks: expected DIM=SIZE[,DIM=SIZE] with sizes from 1"),
+        (["--chunks", "Z=-4"], "--chunks: expected DIM=SIZE[,DIM=SIZE] with sizes from 1"),
+        (["--chunks", "Z"], "--chunks: expected DIM=SIZE[,DIM=SIZE] with sizes from 1"),
+        (["--chunks", "Z=2,Z=4"], "--chunks: Z given twice"),
+        (["--shards", "T=0"], "--shards: expected DIM=SIZE[,DIM=SIZE] with sizes from 1"),
+        (["--levels", "0"], "--levels: expected a number from 1 or 'auto', got '0'"),
+        (["--levels", "-2"], "--levels: expected a number from 1 or 'auto', got '-2'"),
+        (["--levels", "many"], "--levels: expected a number from 1 or 'auto', got 'many'"),
+        (["--clevel", "10"], "--clevel 10: the zstd codec takes levels 0 to 9"),
+        (["--codec", "lz4", "--clevel", "-1"], "--clevel -1: the lz4 codec takes levels 0 to 9"),
+        (["--shards", "T=2", "--format", "ome-zarr-0.4"], "--shards needs Zarr v3"),
+        (["--workers", "2", "--memory-limit", "banana"], "memory limit 'banana'"),
+        (["--workers", "-1"], "--workers: expected a whole number from 1"),
+        (["--format", "tiff"], "argument --format: invalid choice: 'tiff'"),
+    ],
+)
+def test_bad_options_are_one_line_before_the_source_is_opened(
+    tmp_path: Path, capsys, options, message
+) -> None:
+    """The source does not even exist: the option is what the error is about."""
+    dest = tmp_path / "out.zarr"
+    code, out, err = run(["convert", str(tmp_path / "nothing"), str(dest), *options], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("ndstack: error: ") and message in err, err
+    assert "does not exist" not in err and not dest.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--chunks", "Q=4"], "--chunks: no dim 'Q' in the array; its dims are T, C, Z, Y, X"),
+        (["--shards", "Z=6,tile=2"], "--shards: no dim 'tile' in the array"),
+    ],
+)
+def test_chunks_and_shards_of_unknown_dims_are_refused_before_writing(
+    lls, tmp_path: Path, capsys, options, message
+) -> None:
+    folder, _ = lls
+    dest = tmp_path / "out.zarr"
+    code, _, err = run(["convert", str(folder), str(dest), "--quiet", *options], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not dest.exists()
+
+
+def test_clevel_is_ignored_without_a_codec(lls, tmp_path: Path, capsys) -> None:
+    folder, _ = lls
+    dest = tmp_path / "out.zarr"
+    args = ["convert", str(folder), str(dest), "--codec", "none", "--clevel", "42", "--quiet"]
+    code, out, err = run(args, capsys)
+    assert code == 0 and "wrote" in out, err
+
+
+def test_usage_errors_are_one_line_too(capsys) -> None:
+    code, out, err = run(["convert"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "the following arguments are required" in err and "ndstack convert --help" in err

@@ -243,3 +243,90 @@ def test_local_cluster_workers_keep_glibc_adaptive_allocation() -> None:
     with ndstack.cluster(workers=1, quiet=True) as client:
         seen = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
     assert list(seen.values()) == [{k: str(v) for k, v in WORKER_MALLOC_ENV.items()}]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"workers": -1},  # hung before
+        {"workers": 0},
+        {"workers": 1.5},
+        {"workers": 2, "threads_per_worker": 0},
+        {"workers": 2, "memory_limit": "banana"},
+        {"workers": 2, "memory_limit": "-1GB"},
+        {"workers": 2, "memory_limit": -5},
+        {"workers": 2, "memory_limit": float("nan")},
+        {"workers": 2, "scheduler": "tcp://127.0.0.1:1"},
+    ],
+)
+def test_cluster_options_are_refused_before_anything_starts(options) -> None:
+    from ndstack.errors import ParameterError
+
+    t0 = time.monotonic()
+    with pytest.raises(ParameterError) as err:
+        ndstack.cluster(**options)  # raises on the call: nothing is entered or started
+    assert time.monotonic() - t0 < 1 and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("limit", ["auto", "4GB", "500MiB", "0.5", 0.5, 4_000_000_000, 0, None])
+def test_memory_limits_dask_reads_are_accepted(limit) -> None:
+    from ndstack._cluster import check_cluster_options
+
+    check_cluster_options(workers=2, threads_per_worker=1, memory_limit=limit)
+    assert ndstack.cluster() is not None  # a context; nothing started
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--workers", "-1"], "--workers: expected a whole number from 1, got '-1'"),
+        (["--workers", "0"], "--workers: expected a whole number from 1, got '0'"),
+        (["--threads-per-worker", "0"], "--threads-per-worker: expected a whole number from 1"),
+        (["--workers", "2", "--memory-limit", "banana"], "memory limit 'banana': expected 'auto'"),
+        (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "not both"),
+    ],
+)
+def test_cli_cluster_options_one_line_before_any_work(
+    lls, tmp_path: Path, capsys, option, message
+) -> None:
+    from ndstack.cli import main
+
+    folder, _ = lls
+    dest = tmp_path / "out.zarr"
+    t0 = time.monotonic()
+    code = main(["convert", str(folder), str(dest), "--quiet", *option])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("ndstack: error: ") and err.count("\n") == 1, err
+    assert message in err and time.monotonic() - t0 < 5
+    assert not dest.exists()
+
+
+def _listeners(proc) -> set[tuple[str, int]]:
+    import psutil
+
+    out = set()
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            conns = p.net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        out |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+    return out
+
+
+def test_a_local_cluster_listens_on_this_machine_only() -> None:
+    from urllib.parse import urlparse
+
+    import psutil
+
+    me = psutil.Process()
+    before = _listeners(me)
+    with ndstack.cluster(workers=1, quiet=True) as client:
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert urlparse(client.dashboard_link).hostname == "127.0.0.1"
+        deadline = time.monotonic() + 30
+        while not me.children() and time.monotonic() < deadline:  # the nanny's worker
+            time.sleep(0.05)
+        new = _listeners(me) - before
+    assert len(new) >= 3  # scheduler, dashboard, nanny, worker
+    assert {ip for ip, _ in new} == {"127.0.0.1"}, new

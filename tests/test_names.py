@@ -202,3 +202,119 @@ def test_template_to_regex_escapes_literals() -> None:
     rx = re.compile(template_to_regex("a.b_{T:d}*.tif"))
     assert rx.fullmatch("a.b_12xyz.tif").group("T") == "12"
     assert rx.fullmatch("aXb_12.tif") is None
+
+
+# --------------------------------------------------------------------------- bounded time
+def _random_templates(seed: int, n: int) -> list[tuple[str, list[str]]]:
+    """Templates of literals, fields and '*' with names both random and built from them."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["a", "_", "1", "b_", "/", ".", "*", "{F}", "{D:d}", "x"]
+    out = []
+    for _ in range(n):
+        parts = []
+        for k, p in enumerate(rng.choice(pieces) for _ in range(rng.randint(1, 7))):
+            parts.append(p.replace("F", f"f{k}").replace("D", f"d{k}"))
+        names = ["".join(rng.choice("ab_1/2.") for _ in range(rng.randint(0, 10)))]
+        for _ in range(6):
+            fill = {"*": (0, "a_1."), "{d": (1, "12"), "{f": (1, "a_1.")}
+            name = ""
+            for p in parts:
+                lo, chars = next((v for k, v in fill.items() if p.startswith(k)), (None, ""))
+                name += (
+                    p
+                    if lo is None
+                    else "".join(rng.choice(chars) for _ in range(rng.randint(lo, 4)))
+                )
+            names.append(name)
+        out.append(("".join(parts), names))
+    return out
+
+
+@pytest.mark.parametrize("search", [False, True], ids=["regex-when-cheap", "search-always"])
+def test_template_matcher_captures_what_the_regex_captures(monkeypatch, search: bool) -> None:
+    """Same match, same captures as today's regex: greedy '*' and {f:d}, lazy {f}."""
+    import re
+
+    from ndstack import _match
+
+    if search:  # every name through the bounded search, none through re
+        monkeypatch.setattr(_match, "_REGEX_PATHS", -1)
+    matched = 0
+    for template, names in _random_templates(7, 1500):
+        rx = re.compile(template_to_regex(template))
+        matcher = _match.TemplateMatcher(template)
+        for name in names:
+            m = rx.fullmatch(name)
+            expected = None if m is None else m.groupdict()
+            assert matcher.fullmatch(name) == expected, (template, name)
+            matched += expected is not None
+    assert matched > 5000  # most built names match: the captures were compared
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("template", "tail", "shape"),
+    [
+        ("*_*_*_*_*_*_*_*_{T}.tiff", "{i}.tif", None),  # the issue's case: minutes before
+        ("*_*_*_*_*_*_*_*_{T:d}.tif", "x{i}.tif", None),  # every literal there, no match
+        ("*_*_*_*_*_*_*_*_{T:d}.tif", "_{i}.tif", (3,)),  # a match deep in the search
+        ("{a}_{b}_{c}_{d}_{e}_{f}_{g}_{T:d}.tif", "x{i}.tif", None),
+    ],
+)
+def test_pathological_templates_finish_in_well_under_a_second(template, tail, shape) -> None:
+    import time
+
+    names = ["_".join(["ab"] * 60) + tail.format(i=i) for i in range(3)]  # 180+ characters
+    t0 = time.perf_counter()
+    if shape is None:
+        with pytest.raises(PatternError, match="matches none of the 3 file names"):
+            parse_names(names, template)
+    else:
+        assert parse_names(names, template).shape == shape
+    assert time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("regex", "why"),
+    [
+        (r"(?P<T>(a+)+)b", "repeats a group that itself holds an unbounded repeat"),
+        (r"(?P<T>(.*)*)\.tif", "repeats a group that itself holds an unbounded repeat"),
+        (r"(?P<T>(\w+\s?)*)x", "repeats a group that itself holds an unbounded repeat"),
+        (r"(?P<T>(?:_[^/]+){2,})\.tif", "repeats a group that itself holds an unbounded repeat"),
+        (r"(?P<a>.*)_(?P<b>.*)_(?P<c>.+)_(?P<d>.*)_(?P<T>.*)\.tif", "5 unbounded repeats"),
+        (r".*_.*_\w+_[^_]+_(?P<T>.*)\.tif", "5 unbounded repeats"),
+    ],
+)
+def test_user_regexes_that_can_backtrack_for_minutes_are_refused(regex, why) -> None:
+    names = ["_".join(["ab"] * 60) + f"{i}.tif" for i in range(3)]
+    with pytest.raises(PatternError, match=why) as err:
+        parse_names(names, regex)
+    assert "template" in str(err.value)  # says what to do instead
+
+
+@pytest.mark.parametrize(
+    "regex",
+    [
+        r"(?P<name>.+)_ch(?P<C>\d+)_CAM1_stack(?P<T>\d+)_.*\.tif",  # digit runs do not count
+        r"(?P<a>.*)_(?P<b>.*)_(?P<c>.*)_(?P<T>\d+)\.tif",  # 3 broad repeats: allowed
+        r"(?P<T>(?:ab_)*)ab0\.tif",  # a repeated group of literals
+    ],
+)
+def test_ordinary_user_regexes_are_accepted(regex) -> None:
+    names = [f"ab_ab_ab_{t}.tif" for t in range(3)] if "\\d" in regex else ["ab_ab0.tif"]
+    if "CAM1" in regex:
+        names = lls_names()
+    assert parse_names(names, regex).used.size == len(names)
+
+
+def test_the_plain_scan_refuses_the_same_regexes() -> None:
+    """The fallback for a Python whose private regex parser changed."""
+    from ndstack._match import _scan_text
+
+    assert _scan_text(r"(a+)+b") == (True, 2)
+    assert _scan_text(r"(\w+\s?)*x") == (True, 2)
+    assert _scan_text(r"(?P<a>.*)_(?P<b>[*+]+)\.tif") == (False, 2)  # a class is skipped
+    assert _scan_text(r"a\*b(c)+d{2,}") == (False, 2)

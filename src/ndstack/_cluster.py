@@ -1,16 +1,30 @@
 """Run ndstack's work on Dask distributed: a remote scheduler, or a local cluster.
 
 The threaded scheduler of the calling process is the default and needs nothing here.
+
+A local cluster listens on 127.0.0.1 only (scheduler, workers, nannies, dashboard): the
+scheduler runs whatever tasks it is sent and the dashboard shows file names, so neither
+should be reachable from other machines unasked. To use other machines, start a
+scheduler yourself (``dask scheduler``, dask-jobqueue, a cloud service), where you
+choose who reaches it, and pass its address as ``scheduler``; to watch a local
+dashboard from elsewhere, tunnel to it (``ssh -L 8787:127.0.0.1:PORT host``).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-__all__ = ["cluster"]
+from .errors import ParameterError
+
+__all__ = ["check_cluster_options", "cluster"]
+
+#: Where a local cluster listens: this machine only.
+LOCAL_HOST = "127.0.0.1"
 
 
 # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, to hand freed memory
@@ -23,15 +37,59 @@ __all__ = ["cluster"]
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": 64 << 20, "MALLOC_MMAP_THRESHOLD_": 32 << 20}
 
 
-@contextmanager
+def check_cluster_options(
+    scheduler: str | None = None,
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: str | float | None = "auto",
+) -> None:
+    """Raise a :class:`ParameterError` for options a cluster cannot start with.
+
+    ``workers`` and ``threads_per_worker``: whole numbers from 1. ``memory_limit``:
+    ``"auto"``, ``None`` or 0 (no limit), a number of bytes, a size (``"4GB"``,
+    ``"500MiB"``) or a fraction of this machine's memory (``0.5``), as Dask reads it.
+    """
+    if scheduler is not None and workers is not None:
+        raise ParameterError("give a scheduler address or a number of workers, not both")
+    for name, value in (("workers", workers), ("threads per worker", threads_per_worker)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
+        ):
+            raise ParameterError(f"{name}: expected a whole number from 1, got {value!r}")
+    _check_memory_limit(memory_limit)
+
+
+def _check_memory_limit(value: Any) -> None:
+    """A limit Dask can read: bytes, a size, a fraction <= 1 of the memory, 'auto', None."""
+    if value is None or value == "auto":
+        return
+    expected = (
+        "expected 'auto', a size such as 4GB or 500MiB, a number of bytes, or a fraction "
+        "of this machine's memory such as 0.5"
+    )
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        if not isinstance(value, str):
+            raise ParameterError(f"memory limit {value!r}: {expected}") from None
+        from dask.utils import parse_bytes
+
+        try:
+            number = float(parse_bytes(value))
+        except (ValueError, TypeError):
+            raise ParameterError(f"memory limit {value!r}: {expected}") from None
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise ParameterError(f"memory limit {value!r}: {expected}")
+
+
 def cluster(
     scheduler: str | None = None,
     *,
     workers: int | None = None,
     threads_per_worker: int | None = None,
-    memory_limit: str | int | None = "auto",
+    memory_limit: str | float | None = "auto",
     quiet: bool = False,
-) -> Iterator[Any]:
+) -> AbstractContextManager[Any]:
     """Use a Dask distributed cluster for everything computed inside the block.
 
     Parameters
@@ -43,20 +101,35 @@ def cluster(
         Without ``scheduler``: start a ``LocalCluster`` of ``workers`` processes here and
         stop it afterwards. Processes suit code that holds the GIL (ITK, pure-Python
         readers); threads (the default without this context) suit NumPy, the codecs and
-        tifffile, which release it.
+        tifffile, which release it. It listens on 127.0.0.1 only (see the module's
+        notes). The options are checked when this is called, before anything starts
+        (:func:`check_cluster_options`).
     quiet
         Do not print the dashboard link.
 
-    Yields
-    ------
-    distributed.Client or None
-        ``None`` when neither ``scheduler`` nor ``workers`` is given.
+    Returns
+    -------
+    context manager
+        Gives a ``distributed.Client``, or ``None`` when neither ``scheduler`` nor
+        ``workers`` is given.
 
     Examples
     --------
     >>> with ndstack.cluster(workers=4, memory_limit="4GB"):  # doctest: +SKIP
     ...     ndstack.to_zarr(ndstack.open("experiment/"), "experiment.ome.zarr")
     """
+    check_cluster_options(scheduler, workers, threads_per_worker, memory_limit)
+    return _cluster(scheduler, workers, threads_per_worker, memory_limit, quiet)
+
+
+@contextmanager
+def _cluster(
+    scheduler: str | None,
+    workers: int | None,
+    threads_per_worker: int | None,
+    memory_limit: str | float | None,
+    quiet: bool,
+) -> Iterator[Any]:
     if scheduler is None and workers is None:
         yield None
         return
@@ -75,7 +148,8 @@ def cluster(
                 threads_per_worker=threads_per_worker or 1,
                 memory_limit=memory_limit,
                 processes=True,
-                dashboard_address=":0",
+                host=LOCAL_HOST,
+                dashboard_address=f"{LOCAL_HOST}:0",
             )
         client = Client(local)
     try:

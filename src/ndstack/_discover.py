@@ -106,7 +106,9 @@ def discover(source: Any, *, extensions: Sequence[str] | None = TIFF_EXTENSIONS)
     source
         A folder (searched recursively; symbolic links are followed, loops are not),
         a glob (``**`` allowed), a list of paths, or an fsspec URL (``memory://``,
-        ``s3://``, ...; needs fsspec and the filesystem's package).
+        ``s3://``, ...; needs fsspec and the filesystem's package). A path that exists
+        is taken as it is, even when its name holds glob characters (``run[1]``), and
+        such parts of a glob's folder are matched literally (``run[1]/*.tif``).
     extensions
         File endings to keep; ``None`` keeps everything but known non-image files.
 
@@ -121,12 +123,13 @@ def discover(source: Any, *, extensions: Sequence[str] | None = TIFF_EXTENSIONS)
     if "://" in text and not text.startswith("file://"):
         return _from_fsspec(text, extensions)
     text = text.removeprefix("file://")
-    if _GLOB_CHARS & set(text):
-        matches = _glob.glob(text, recursive=True)
+    if _GLOB_CHARS & set(text) and not os.path.exists(text):
+        root = _glob_root(text, exists=os.path.exists)
+        pattern = _glob.escape(root) + text[len(root) :] if root != "." else text
+        matches = _glob.glob(pattern, recursive=True)
         files = [m for m in matches if os.path.isfile(m)]
         if not files:
             raise NoImagesError(f"the glob {text!r} matches no file")
-        root = _glob_root(text)
         return _finish(root, [os.path.relpath(f, root) for f in files], None, extensions, text)
     if os.path.isdir(text):
         names, sizes = _walk(text, extensions)
@@ -184,11 +187,13 @@ def _walk(top: str, extensions: Sequence[str] | None) -> tuple[list[str], list[i
     return names, sizes
 
 
-def _glob_root(pattern: str) -> str:
+def _glob_root(pattern: str, exists: Any = None) -> str:
+    """The folder part of a glob: its leading parts without glob characters (or, with
+    ``exists``, parts that exist as they are written, glob characters and all)."""
     parts = pattern.replace(os.sep, "/").split("/")
     fixed: list[str] = []
-    for p in parts:
-        if _GLOB_CHARS & set(p):
+    for i, p in enumerate(parts[:-1]):
+        if _GLOB_CHARS & set(p) and not (exists and exists("/".join(parts[: i + 1]) or "/")):
             break
         fixed.append(p)
     root = "/".join(fixed)
@@ -239,10 +244,19 @@ def _sorted(root: str, names: list[str], sizes: list[int], fs: Any, desc: str) -
 
 
 def _from_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
+    try:
+        return _list_fsspec(url, extensions)
+    except (NoImagesError, OSError):
+        raise
+    except Exception as exc:  # an invalid URL, a filesystem package not installed ...
+        raise NoImagesError(f"cannot list {url!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _list_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url)
-    if _GLOB_CHARS & set(path):
+    if _GLOB_CHARS & set(path) and not fs.exists(path):
         root = _glob_root(path)
         found = fs.glob(path, detail=True)
     elif fs.isdir(path):
@@ -267,6 +281,15 @@ def _from_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
 
 
 def _from_fsspec_list(urls: list[str], extensions: Sequence[str] | None) -> Source:
+    try:
+        return _list_fsspec_files(urls, extensions)
+    except (NoImagesError, OSError):
+        raise
+    except Exception as exc:  # an invalid URL, a filesystem package not installed ...
+        raise NoImagesError(f"cannot list {urls[0]!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _list_fsspec_files(urls: list[str], extensions: Sequence[str] | None) -> Source:
     import fsspec
 
     fs, _ = fsspec.core.url_to_fs(urls[0])

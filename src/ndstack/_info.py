@@ -6,11 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from ._redact import redact
+
 __all__ = ["format_info", "info"]
 
 
 def info(arr: Any, pattern: str | None = None, **options: Any) -> dict[str, Any]:
     """Summarise what ``ndstack.open`` built (or would build) as a JSON-ready dict.
+
+    Credentials in the source's URL are redacted (see :func:`ndstack._redact.redact`).
 
     Parameters
     ----------
@@ -50,7 +54,7 @@ def info(arr: Any, pattern: str | None = None, **options: Any) -> dict[str, Any]
                 "units": c.attrs.get("units"),
             }
     return {
-        "source": a.get("source"),
+        "source": _redacted(a.get("source")),
         "pattern": a.get("pattern"),
         "layout": a.get("layout"),
         "dims": list(arr.dims),
@@ -62,7 +66,7 @@ def info(arr: Any, pattern: str | None = None, **options: Any) -> dict[str, Any]
         "files": a.get("files"),
         "skipped": a.get("skipped", 0),
         "missing": list(a.get("missing", [])),
-        "bad_files": list(a.get("bad_files", [])),
+        "bad_files": [_redacted(b) for b in a.get("bad_files", [])],
         "coords": coords,
         "extra_coords": extra,
         "axis_sources": dict(a.get("axis_sources", {})),
@@ -70,6 +74,10 @@ def info(arr: Any, pattern: str | None = None, **options: Any) -> dict[str, Any]
         "pixel_unit": a.get("pixel_unit"),
         "constants": dict(a.get("constants", {})),
     }
+
+
+def _redacted(v: Any) -> Any:
+    return redact(v) if isinstance(v, str) else v
 
 
 def _plain(v: Any) -> Any:
@@ -140,4 +148,4 @@ def format_info(d: dict[str, Any]) -> str:
         lines.append(f"  unreadable {len(d['bad_files'])} (filled): {d['bad_files'][0]}")
     if d.get("skipped"):
         lines.append(f"  skipped {d['skipped']} files the pattern does not match")
-    return "\n".join(lines)
+    return redact("\n".join(lines))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._match import compile_pattern, template_to_regex
 from .errors import DuplicatePositionError, LayoutError, PatternError
 
 __all__ = ["Axis", "Coord", "Layout", "natural_key", "parse_names", "template_to_regex"]
@@ -269,45 +270,6 @@ def _dedupe_names(fields: list[_Field]) -> None:
 
 
 # --------------------------------------------------------------------------- patterns
-_TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
-
-
-def template_to_regex(template: str) -> str:
-    r"""Turn a readable template into a regular expression with named groups.
-
-    ``{name}`` matches any run of characters without ``/``; ``{name:d}`` matches digits;
-    ``*`` matches anything without ``/``. Everything else is literal.
-
-    >>> template_to_regex("img_{T:d}_{C}.tif")
-    'img_(?P<T>\\d+)_(?P<C>[^/]+?)\\.tif'
-    """
-    out: list[str] = []
-    pos = 0
-    for m in _TEMPLATE_FIELD.finditer(template):
-        out.append(_escape_literal(template[pos : m.start()]))
-        spec = m.group(2)
-        body = r"\d+" if spec == "d" else r"[^/]+?"
-        out.append(f"(?P<{m.group(1)}>{body})")
-        pos = m.end()
-    out.append(_escape_literal(template[pos:]))
-    return "".join(out)
-
-
-def _escape_literal(s: str) -> str:
-    return "[^/]*".join(re.escape(part) for part in s.split("*"))
-
-
-def _compile_pattern(pattern: str) -> re.Pattern[str]:
-    regex = pattern if "(?P<" in pattern else template_to_regex(pattern)
-    try:
-        compiled = re.compile(regex)
-    except re.error as exc:
-        raise PatternError(f"pattern {pattern!r} is not a valid expression: {exc}") from None
-    if not compiled.groupindex:
-        raise PatternError(f"pattern {pattern!r} names no field: use {{T}}, {{C}}, (?P<T>...)")
-    return compiled
-
-
 def _convert(value: str) -> object:
     if value.isdigit():
         return int(value)
@@ -320,18 +282,18 @@ def _convert(value: str) -> object:
 def _pattern_fields(
     names: Sequence[str], pattern: str
 ) -> tuple[list[_Field], dict[str, object], list[int], list[str]]:
-    regex = _compile_pattern(pattern)
+    group_names, fullmatch = compile_pattern(pattern)
     use_path = "/" in pattern
-    groups: dict[str, list[object]] = {g: [] for g in regex.groupindex}
+    groups: dict[str, list[object]] = {g: [] for g in group_names}
     used: list[int] = []
     unmatched: list[str] = []
     for i, n in enumerate(names):
-        m = regex.fullmatch(n if use_path else n.rpartition("/")[2])
+        m = fullmatch(n if use_path else n.rpartition("/")[2])
         if m is None:
             unmatched.append(n)
             continue
         used.append(i)
-        for g, v in m.groupdict().items():
+        for g, v in m.items():
             groups[g].append(_convert(v) if v is not None else None)
     if not used:
         target = "paths" if use_path else "file names"

@@ -10,13 +10,13 @@ extra labels) *splits* the data into one NGFF image per index, stored side by si
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._redact import redact
 from .errors import NdstackError
 
 __all__ = ["ImagePlan", "channel_colors", "plan_image", "redact"]
@@ -105,17 +105,3 @@ def channel_colors(labels: Sequence[Any], wavelengths: Sequence[Any] | None) -> 
         else:
             out.append(_CYCLE[i % len(_CYCLE)])
     return out
-
-
-_CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-_TOKEN = re.compile(r"(?i)([?&](?:token|key|secret|signature|sig|password|x-amz-[a-z-]+)=)[^&\s]+")
-
-
-def redact(text: str) -> str:
-    """Remove credentials from URLs: ``user:pass@`` and token-like query values.
-
-    >>> redact("s3://key:secret@bucket/data?token=abc&x=1")
-    's3://***@bucket/data?token=***&x=1'
-    """
-    text = _CRED.sub(lambda m: m.group("scheme") + "***@", text)
-    return _TOKEN.sub(lambda m: m.group(1) + "***", text)

@@ -1,6 +1,11 @@
 """The ``ndstack`` command line: a thin layer over the public API.
 
 Errors on bad input are one line on stderr and exit code 2; warnings are one line each.
+Every option is checked before any work: its own value when the command line is read
+(sizes from 1, levels from 1 or 'auto', a memory limit Dask reads), the options
+together before the source is opened (``--clevel`` in the codec's range, no ``--shards``
+with OME-Zarr 0.4, where the preview goes), and the dims named in ``--chunks`` and
+``--shards`` once the source is open, before anything is written.
 """
 
 from __future__ import annotations
@@ -10,12 +15,26 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from .errors import NdstackError
+from ._redact import for_output, redact
+from .errors import NdstackError, ParameterError
 
 EXIT_BAD_INPUT = 2
 EXIT_DIFFERENT = 1
+#: Compression levels Blosc takes.
+BLOSC_LEVELS = range(0, 10)
+
+
+class _UsageError(Exception):
+    """argparse's complaint about the command line (printed as one line by :func:`main`)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def _add_open_options(p: argparse.ArgumentParser) -> None:
@@ -36,36 +55,76 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
 
 
 def _chunks(text: str) -> dict[str, int]:
-    try:
-        return {k.strip(): int(v) for k, v in (p.split("=") for p in text.split(",") if p)}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected DIM=SIZE[,DIM=SIZE], got {text!r}") from None
+    """``Z=16,Y=256``: each dim once, each size a whole number from 1."""
+    expected = f"expected DIM=SIZE[,DIM=SIZE] with sizes from 1, got {text!r}"
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        dim, eq, size = (x.strip() for x in part.partition("="))
+        try:
+            n = int(size)
+        except ValueError:
+            n = 0
+        if not eq or not dim or n < 1:
+            raise argparse.ArgumentTypeError(expected)
+        if dim in out:
+            raise argparse.ArgumentTypeError(f"{dim} given twice in {text!r}")
+        out[dim] = n
+    if not out:
+        raise argparse.ArgumentTypeError(expected)
+    return out
 
 
 def _levels(text: str) -> int | str:
-    if text == "auto":
-        return text
     try:
-        return int(text)
+        n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+        n = 0
+    if text != "auto" and n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 or 'auto', got {text!r}")
+    return "auto" if text == "auto" else n
+
+
+def _whole(text: str) -> int:
+    """A whole number from 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return n
+
+
+def _memory_limit(text: str) -> str:
+    from ._cluster import check_cluster_options
+
+    try:
+        check_cluster_options(memory_limit=text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where to compute (default: threads in this process)")
     g.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler")
-    g.add_argument("--workers", type=int, help="start a local cluster of N worker processes")
-    g.add_argument("--threads-per-worker", type=int, default=None, metavar="K")
     g.add_argument(
-        "--memory-limit", default="auto", metavar="M", help="per worker, e.g. 4GB (default: auto)"
+        "--workers", type=_whole, metavar="N", help="start a local cluster of N worker processes"
+    )
+    g.add_argument("--threads-per-worker", type=_whole, default=None, metavar="K")
+    g.add_argument(
+        "--memory-limit",
+        type=_memory_limit,
+        default="auto",
+        metavar="M",
+        help="per worker: 4GB, 500MiB, bytes, a fraction of the memory (0.5) or auto (default)",
     )
 
 
 def _cluster(args: argparse.Namespace) -> Any:
+    """The cluster context of the command: options checked now, started when entered."""
     from ._cluster import cluster
 
-    if args.scheduler and args.workers:
-        raise NdstackError("give --scheduler or --workers, not both")
     return cluster(
         args.scheduler,
         workers=args.workers,
@@ -121,7 +180,7 @@ class _StepAction(argparse.Action):
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="ndstack",
         description="Many image files as one lazy, labelled N-D array.",
     )
@@ -180,17 +239,51 @@ def _parser() -> argparse.ArgumentParser:
     _add_cluster_options(pp)
     pw = sub.add_parser("preview", help="a PNG montage of per-channel maximum projections")
     _add_open_options(pw)
-    pw.add_argument("-o", "--output", default="preview.png", help="the PNG to write")
-    pw.add_argument("--dim", default="T", help="the dim along the columns (default: T)")
-    pw.add_argument("--every", type=int, default=1, help="every k-th index of --dim")
+    pw.add_argument(
+        "-o", "--output", default="preview.png", help="the PNG to write (outside the source)"
+    )
+    pw.add_argument("--dim", default=None, help="the dim along the columns (default: T)")
+    pw.add_argument("--every", type=_whole, default=1, help="every k-th index of --dim")
+    pw.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _add_cluster_options(pw)
     pn = sub.add_parser("view", help="open SOURCE in napari (pip install 'ndstack[viewer]')")
     pn.add_argument("source", help="folder, glob, file, URL or store")
     pn.add_argument("--pattern", help="name template, e.g. '{name}_ch{C}_stack{T}_*.tif'")
     pd = sub.add_parser("demo", help="write a small lattice light-sheet-like dataset and open it")
     pd.add_argument("--out", default="ndstack-demo", help="folder to write (default: %(default)s)")
-    pd.add_argument("--timepoints", type=int, default=6, help="stacks per channel (default: 6)")
+    pd.add_argument("--timepoints", type=_whole, default=6, help="stacks per channel (default: 6)")
     return p
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """The options together, before anything is opened, started or written."""
+    if getattr(args, "scheduler", None) and getattr(args, "workers", None) is not None:
+        raise ParameterError("give --scheduler or --workers, not both")
+    if getattr(args, "codec", "none") != "none" and args.clevel not in BLOSC_LEVELS:
+        raise ParameterError(
+            f"--clevel {args.clevel}: the {args.codec} codec takes levels "
+            f"{BLOSC_LEVELS.start} to {BLOSC_LEVELS.stop - 1}"
+        )
+    if getattr(args, "shards", None) and args.format == "ome-zarr-0.4":
+        raise ParameterError(
+            "--shards needs Zarr v3, and --format ome-zarr-0.4 is Zarr v2 (no sharding): "
+            "use --format ome-zarr, or leave out --shards"
+        )
+    if args.command == "preview":
+        from ._preview import check_output
+
+        check_output(args.output, [args.source], overwrite=args.overwrite)
+
+
+def _check_dims(args: argparse.Namespace, arr: Any) -> None:
+    """The dims named in --chunks and --shards exist (known once the source is open)."""
+    for option, sizes in (("--chunks", args.chunks), ("--shards", args.shards)):
+        unknown = [d for d in sizes or {} if d not in arr.dims]
+        if unknown:
+            raise ParameterError(
+                f"{option}: no dim {', '.join(map(repr, unknown))} in the array; its dims are "
+                f"{', '.join(map(str, arr.dims))}"
+            )
 
 
 def _open_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -208,7 +301,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _summary_line(s: dict[str, Any]) -> str:
     resumed = f", {s['skipped']} done before" if s["skipped"] else ""
     return (
-        f"wrote {s['dest']}: {s['bytes_in'] / 1e9:.3f} GB in, {s['bytes_out'] / 1e9:.3f} GB out "
+        f"wrote {redact(str(s['dest']))}: {s['bytes_in'] / 1e9:.3f} GB in, "
+        f"{s['bytes_out'] / 1e9:.3f} GB out "
         f"(ratio {s['ratio']:.2f}), {s['gb_per_s']:.2f} GB/s, {s['seconds']:.1f} s "
         f"({s['tasks']} tasks{resumed})"
     )
@@ -218,8 +312,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from ._open import open as _open
     from ._write import to_zarr
 
+    context = _cluster(args)
     arr = _open(args.source, **_open_kwargs(args))
-    with _cluster(args):
+    _check_dims(args, arr)
+    with context:
         summary = to_zarr(
             arr, args.dest, format=args.format, codec=args.codec, clevel=args.clevel,
             levels=args.levels, chunks=args.chunks, shards=args.shards, overwrite=args.overwrite,
@@ -238,7 +334,7 @@ def _verify_and_report(arr: Any, dest: str, sample: str) -> int:
     try:
         report = verify(arr, dest, sample=sample)
     except VerifyError as exc:
-        print(f"ndstack: verify: {exc}", file=sys.stderr)
+        print(f"ndstack: verify: {for_output(str(exc))}", file=sys.stderr)
         return EXIT_DIFFERENT
     print(f"verified {report['checked']} of {report['blocks']} blocks: identical, no chunk missing")
     return 0
@@ -247,8 +343,9 @@ def _verify_and_report(arr: Any, dest: str, sample: str) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from ._open import open as _open
 
+    context = _cluster(args)
     arr = _open(args.source, **_open_kwargs(args))
-    with _cluster(args):
+    with context:
         return _verify_and_report(arr, args.dest, "all" if args.all else "auto")
 
 
@@ -265,8 +362,10 @@ def _cmd_process(args: argparse.Namespace) -> int:
     if not args.steps:
         raise NdstackError("no step given; see 'ndstack process --list'")
     steps = [(name, parse_params(name, text)) for name, text in args.steps]  # all checked first
+    context = _cluster(args)
     result = run_steps(_open(args.source, pattern=args.pattern), steps, device=args.device)
-    with _cluster(args):
+    _check_dims(args, result)
+    with context:
         summary = to_zarr(
             result, args.dest, format=args.format, codec=args.codec, clevel=args.clevel,
             levels=args.levels, chunks=args.chunks, shards=args.shards,
@@ -280,9 +379,16 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from ._open import open as _open
     from ._preview import preview
 
+    context = _cluster(args)
     arr = _open(args.source, **_open_kwargs(args))
-    with _cluster(args):
-        done = preview(arr, args.output, dim=args.dim, every=args.every)
+    if args.dim is not None and args.dim not in arr.dims:
+        raise ParameterError(
+            f"--dim {args.dim}: no such dim in the array; its dims are {', '.join(arr.dims)}"
+        )
+    with context:
+        done = preview(
+            arr, args.output, dim=args.dim or "T", every=args.every, overwrite=args.overwrite
+        )
     print(f"wrote {done['path']}: {done['rows']} channel(s) x {done['columns']} column(s)")
     return 0
 
@@ -312,7 +418,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         from ._preview import preview
 
-        png = preview(arr, os.path.join(args.out, "preview.png"))["path"]
+        png = preview(arr, os.path.join(args.out, "preview.png"), overwrite=True)["path"]
         print(f"preview: {png}")
     except ImportError:
         print("preview: skipped (pip install 'ndstack[preview]' for matplotlib)")
@@ -331,21 +437,23 @@ _COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"ndstack: error: {for_output(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     def one_line(message: Any, category: Any, *_: Any, **__: Any) -> None:
-        print(f"ndstack: warning: {message}", file=sys.stderr)
+        print(f"ndstack: warning: {for_output(str(message))}", file=sys.stderr)
 
     try:
         with warnings.catch_warnings():  # restores the caller's filters afterwards
             warnings.simplefilter("default")
             warnings.showwarning = one_line  # type: ignore[assignment]
+            _check_args(args)
             return _COMMANDS[args.command](args)
-    except NdstackError as exc:
-        print(f"ndstack: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as exc:  # permissions, disk: still one line, never a traceback
-        print(f"ndstack: error: {exc}", file=sys.stderr)
+    except (NdstackError, OSError) as exc:  # OSError: permissions, disk; never a traceback
+        print(f"ndstack: error: {for_output(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("ndstack: interrupted", file=sys.stderr)

@@ -6,10 +6,14 @@ keep working for callers who do not know ndstack. Messages carry the evidence: t
 what was expected and what was found.
 
 All classes take a single message argument, so they pickle and travel back from Dask
-workers intact.
+workers intact. The message is made safe to print once, here: credentials in URLs are
+redacted and control characters (a newline in a file name) escaped, so that every
+message is one line and no secret leaves in it.
 """
 
 from __future__ import annotations
+
+from ._redact import for_output
 
 __all__ = [
     "CorruptFileError",
@@ -21,6 +25,7 @@ __all__ = [
     "LockedError",
     "NdstackError",
     "NoImagesError",
+    "ParameterError",
     "PatternError",
     "SourceChangedError",
     "VerifyError",
@@ -31,9 +36,16 @@ __all__ = [
 class NdstackError(Exception):
     """Base class of every error ndstack raises on bad input."""
 
+    def __init__(self, message: object = "") -> None:
+        super().__init__(for_output(str(message)))
+
 
 class NoImagesError(NdstackError, FileNotFoundError):
     """The source names no image file: empty folder, glob without match, no images."""
+
+
+class ParameterError(NdstackError, ValueError):
+    """An option or parameter is out of range: a size of 0, an unknown dim, a bad limit."""
 
 
 class PatternError(NdstackError, ValueError):

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks
 from ._xp import array_module, on_device, use_gpu
 
 __all__ = ["crop", "flatfield", "power_spectrum", "project", "subtract_background"]
@@ -13,6 +14,13 @@ __all__ = ["crop", "flatfield", "power_spectrum", "project", "subtract_backgroun
 
 def crop(arr: Any, **ranges: slice | tuple[int, int]) -> Any:
     """Crop by index ranges per dim, e.g. ``crop(arr, Y=(100, 400), X=slice(0, 256))``."""
+    for d, r in ranges.items():  # a range that selects nothing (inverted, or past the end)
+        sl = r if isinstance(r, slice) else slice(*r)
+        if d in arr.dims and not range(*sl.indices(arr.sizes[d])):
+            raise _checks.ParameterError(
+                f"crop {d}={sl.start}:{sl.stop} selects nothing of {arr.sizes[d]} "
+                "(start must be below stop, and inside the dim)"
+            )
     sel = {d: r if isinstance(r, slice) else slice(*r) for d, r in ranges.items()}
     unknown = set(sel) - set(arr.dims)
     if unknown:
@@ -22,6 +30,8 @@ def crop(arr: Any, **ranges: slice | tuple[int, int]) -> Any:
 
 def project(arr: Any, dim: str, how: str = "max") -> Any:
     """Projection along ``dim``: ``"max"``, ``"mean"`` or ``"sum"``; lazy, attrs kept."""
+    _checks.dims(arr, [dim], "dim")
+    _checks.choice(how, "how", ("max", "mean", "sum"))
     if how not in ("max", "mean", "sum"):
         raise ValueError(f"how must be 'max', 'mean' or 'sum', not {how!r}")
     return getattr(arr, how)(dim, keep_attrs=True)
@@ -30,6 +40,11 @@ def project(arr: Any, dim: str, how: str = "max") -> Any:
 def subtract_background(arr: Any, value: float | None = None, *, percentile: float | None = None,
                         dims: tuple[str, ...] = ("Y", "X")) -> Any:  # fmt: skip
     """Subtract a constant, or each plane's ``percentile`` over ``dims``; clipped at 0, float32."""
+    if percentile is not None:
+        _checks.number(percentile, "percentile", at_least=0, at_most=100)
+    if value is not None:
+        _checks.number(value, "value")
+    _checks.dims(arr, dims, "dims")
     if (value is None) == (percentile is None):
         raise ValueError("give either value= or percentile=")
     data = arr.astype(np.float32)
@@ -56,6 +71,7 @@ def power_spectrum(arr: Any, dim: str = "T", *, device: str = "auto") -> Any:
     ``numpy.fft``; ``"cpu"``; ``"gpu"`` (an error without one). On the GPU each block
     moves there and back within its task, so the result is NumPy (CuPy blocks stay CuPy).
     """
+    _checks.dims(arr, [dim], "dim")
     import xarray as xr
 
     gpu = use_gpu(device)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _xp
+from . import _checks, _xp
 from ._apply import apply
 from ._xp import array_module, gpu_free_bytes, on_device, use_gpu
 
@@ -265,6 +265,10 @@ def deconvolve(
         Deconvolve each block in overlapping tiles of this size (on the GPU too), so
         that memory is bounded by a tile (results within ~1e-5 of untiled).
     """
+    _checks.whole(iterations, "iterations")
+    _checks.number(background, "background", at_least=0)
+    for t in tile or ():
+        _checks.whole(t, "tile")
     gpu = use_gpu(device)
     import xarray as xr
 

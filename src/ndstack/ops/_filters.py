@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks
 from ._xp import array_module, ndimage_module, on_device, use_gpu
 
 __all__ = ["gaussian", "median"]
@@ -35,6 +36,10 @@ def gaussian(arr: Any, sigma: float | Sequence[float], *, dims: Sequence[str] = 
     SciPy on the CPU; ``"cpu"``; ``"gpu"`` (an error without one). On the GPU each block
     moves there and back within its task, so the result is NumPy (CuPy blocks stay CuPy).
     """
+    _checks.dims(arr, dims, "dims")
+    for s in [sigma] if np.isscalar(sigma) else list(sigma):  # type: ignore[arg-type]
+        _checks.number(s, "sigma", above=0)
+    _checks.number(truncate, "truncate", above=0)
     gpu = use_gpu(device)
     if np.isscalar(sigma):
         sigmas = [float(sigma)] * len(dims)  # type: ignore[arg-type]
@@ -59,6 +64,8 @@ def median(arr: Any, size: int, *, dims: Sequence[str] = ("Y", "X"), device: str
 
     ``device`` as for :func:`gaussian` (``cupyx.scipy.ndimage.median_filter`` on the GPU).
     """
+    _checks.dims(arr, dims, "dims")
+    _checks.whole(size, "size")
     gpu = use_gpu(device)
     window = [1] * arr.ndim
     for d in dims:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks
 from ._apply import apply
 
 __all__ = ["centroid", "recenter"]
@@ -44,6 +45,11 @@ def recenter(arr: Any, size: Sequence[int]) -> Any:
     drifting particle in electron or light microscopy; the window is clamped at the
     borders. Lazy; dims kept, Y and X shrink to ``size``.
     """
+    _checks.dims(arr, ["Y", "X"], "recenter")
+    if len(size) != 2:
+        raise _checks.ParameterError(f"size: expected (height, width), got {size!r}")
+    for n in size:
+        _checks.whole(n, "size")
     if arr.sizes["Y"] < size[0] or arr.sizes["X"] < size[1]:
         raise ValueError(f"the window {tuple(size)} is larger than the plane "
                          f"{arr.sizes['Y'], arr.sizes['X']}")  # fmt: skip

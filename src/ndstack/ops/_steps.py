@@ -1,7 +1,10 @@
 """Named processing steps with typed parameters: what ``ndstack process`` chains.
 
 A step is written ``name`` or ``name key=value,key=value``; every parameter is checked
-against the step's list before anything is computed.
+against the step's list, and its value against its range (``sigma`` above 0, ``percentile``
+from 0 to 100, ``iterations`` from 1, crop ranges not inverted ...), before the source is
+opened; what needs the array (its dims and sizes) is checked by the operation itself,
+before anything is computed.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NdstackError
-from . import _basic, _deconvolve, _deskew, _filters, _recenter
+from ..errors import NdstackError, ParameterError
+from . import _basic, _checks, _deconvolve, _deskew, _filters, _recenter
 
 __all__ = ["STEPS", "Step", "parse_params", "run_steps"]
 
@@ -41,12 +44,37 @@ def _psf(text: str) -> Any:
 
 def _size(text: str) -> tuple[int, int]:
     h, _, w = text.lower().partition("x")
-    return int(h), int(w)
+    return _checks.whole(int(h), "size height"), _checks.whole(int(w), "size width")
 
 
 def _range(text: str) -> slice:
-    a, _, b = text.partition(":")
-    return slice(int(a) if a else None, int(b) if b else None)
+    a, colon, b = text.partition(":")
+    if not colon:
+        raise ValueError(text)
+    start, stop = int(a) if a else None, int(b) if b else None
+    if start is not None and stop is not None and (start < 0) == (stop < 0) and start >= stop:
+        raise ParameterError(f"{text}: selects nothing (start must be below stop)")
+    return slice(start, stop)
+
+
+def _number(**bounds: float) -> Callable[[str], float]:
+    """A parser of a number in a range (see :func:`_checks.number`)."""
+    return lambda text: _checks.number(float(text), "value", **bounds)
+
+
+def _whole(text: str) -> int:
+    return _checks.whole(int(text), "value")
+
+
+def _choice(*options: Any) -> Callable[[str], Any]:
+    kind = type(options[0])
+    return lambda text: _checks.choice(kind(text), "value", options)
+
+
+def _dims(text: str) -> tuple[str, ...]:
+    if not text.isalpha():
+        raise ParameterError(f"{text!r}: expected dim letters such as YX or ZYX")
+    return tuple(text.upper())
 
 
 @dataclass(frozen=True)
@@ -64,26 +92,28 @@ class Step:
 STEPS: dict[str, Step] = {
     "deskew": Step(
         lambda a, **k: _deskew.deskew(a, **k),
-        {"angle": (float, 31.5, "light-sheet angle, degrees"),
-         "dz": (float, None, "stage step (default: pixel size Z)"),
-         "dx": (float, None, "pixel size (default: pixel size X)"),
-         "direction": (int, 1, "scan direction, 1 or -1")},
+        {"angle": (_number(above=0, below=90), 31.5, "light-sheet angle, degrees"),
+         "dz": (_number(above=0), None, "stage step (default: pixel size Z)"),
+         "dx": (_number(above=0), None, "pixel size (default: pixel size X)"),
+         "direction": (_choice(1, -1), 1, "scan direction, 1 or -1")},
         "stage-scanning light-sheet deskew (linear interpolation)", device=True),
     "deconvolve": Step(
         lambda a, **k: _deconvolve.deconvolve(a, **k),
         {"psf": (_psf, None, "PSF TIFF, or one per channel joined by '+'"),
-         "iterations": (int, 10, "Richardson-Lucy iterations"),
-         "background": (float, 0.0, "constant subtracted first")},
+         "iterations": (_whole, 10, "Richardson-Lucy iterations"),
+         "background": (_number(at_least=0), 0.0, "constant subtracted first")},
         "Richardson-Lucy deconvolution", required=("psf",), device=True),
     "crop": Step(lambda a, **k: _basic.crop(a, **k), {}, "index ranges per dim: Y=100:400,X=0:256",
                  any_dim_params=True),
     "project": Step(
         lambda a, **k: _basic.project(a, **k),
-        {"dim": (str, "Z", "the dim to project away"), "how": (str, "max", "max, mean or sum")},
+        {"dim": (str, "Z", "the dim to project away"),
+         "how": (_choice("max", "mean", "sum"), "max", "max, mean or sum")},
         "projection along a dim"),
     "background": Step(
         lambda a, **k: _basic.subtract_background(a, **k),
-        {"value": (float, None, "a constant"), "percentile": (float, None, "per plane")},
+        {"value": (_number(), None, "a constant"),
+         "percentile": (_number(at_least=0, at_most=100), None, "per plane, 0 to 100")},
         "subtract a background, clipped at 0"),
     "flatfield": Step(
         lambda a, **k: _basic.flatfield(a, **k),
@@ -91,12 +121,11 @@ STEPS: dict[str, Step] = {
         "flat-field correction", required=("flat",)),
     "gaussian": Step(
         lambda a, **k: _filters.gaussian(a, **k),
-        {"sigma": (float, 1.0, "pixels"),
-         "dims": (lambda s: tuple(s.upper()), ("Y", "X"), "e.g. ZYX")},
+        {"sigma": (_number(above=0), 1.0, "pixels"), "dims": (_dims, ("Y", "X"), "e.g. ZYX")},
         "Gaussian filter, exact across chunk borders", device=True),
     "median": Step(
         lambda a, **k: _filters.median(a, **k),
-        {"size": (int, 3, "window"), "dims": (lambda s: tuple(s.upper()), ("Y", "X"), "e.g. YX")},
+        {"size": (_whole, 3, "window"), "dims": (_dims, ("Y", "X"), "e.g. YX")},
         "median filter, exact across chunk borders", device=True),
     "recenter": Step(
         lambda a, **k: _recenter.recenter(a, **k),
@@ -112,33 +141,43 @@ STEPS: dict[str, Step] = {
 def parse_params(name: str, text: str) -> dict[str, Any]:
     """``"k=v,k=v"`` into typed parameters of step ``name``; errors name what is wrong."""
     if name not in STEPS:
-        raise NdstackError(f"unknown step {name!r}; steps: {', '.join(STEPS)}")
+        raise ParameterError(f"unknown step {name!r}; steps: {', '.join(STEPS)}")
     step = STEPS[name]
     out: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, eq, value = item.partition("=")
         if not eq:
-            raise NdstackError(f"step {name}: expected key=value, got {item!r}")
+            raise ParameterError(f"step {name}: expected key=value, got {item!r}")
+        if key in out:
+            raise ParameterError(f"step {name}: {key} given twice")
         if step.any_dim_params:
             try:
                 out[key] = _range(value)
+            except ParameterError as exc:
+                raise ParameterError(f"step {name}: {key}={exc}") from None
             except ValueError:
-                raise NdstackError(f"step {name}: {key}={value!r} is not a range a:b") from None
+                raise ParameterError(f"step {name}: {key}={value!r} is not a range a:b") from None
             continue
         if key not in step.params:
-            raise NdstackError(
+            raise ParameterError(
                 f"step {name}: unknown parameter {key!r}; parameters: {', '.join(step.params)}"
             )
         parse = step.params[key][0]
         try:
             out[key] = parse(value)
+        except ParameterError as exc:  # a value out of range: the message says which
+            reason = str(exc).removeprefix("value: ")
+            raise ParameterError(f"step {name}: {key}={value!r}: {reason}") from None
         except NdstackError:
             raise
         except (ValueError, TypeError):
-            raise NdstackError(f"step {name}: {key}={value!r} is not valid") from None
+            raise ParameterError(f"step {name}: {key}={value!r} is not valid") from None
     missing = [r for r in step.required if r not in out]
     if missing:
-        raise NdstackError(f"step {name}: {', '.join(missing)} is required")
+        raise ParameterError(f"step {name}: {', '.join(missing)} is required")
+    for key, (_, default, _) in step.params.items():  # the defaults --list shows
+        if key not in out and default is not None:
+            out[key] = default
     return out
 
 
@@ -156,8 +195,8 @@ def run_steps(
             params = {"device": device, **params}
         try:
             arr = step.func(arr, **params)
-        except (ValueError, KeyError) as exc:
-            raise NdstackError(f"step {name}: {exc}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ParameterError(f"step {name}: {exc}") from None
     return arr
 
 
