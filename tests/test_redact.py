@@ -139,7 +139,6 @@ def test_a_password_in_a_url_reaches_no_output(http_source: str, tmp_path: Path,
     assert SECRET not in err and "***@127.0.0.1" in err
 
 
-@pytest.mark.xfail(strict=True, reason="needs attrs redacted in _open._to_xarray (lead's file)")
 def test_a_password_in_a_url_stays_out_of_attrs(http_source: str) -> None:
     arr = ndstack.open(http_source)
     assert SECRET not in repr(arr.attrs)

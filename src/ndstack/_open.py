@@ -14,6 +14,7 @@ import numpy as np
 from ._discover import TIFF_EXTENSIONS, Source, discover
 from ._grid import FileGrid, FunctionReader
 from ._names import TILE_AXES, Layout, parse_names
+from ._redact import redact
 from ._tiff import FileInfo, TiffReader, probe_tiff
 from .errors import CorruptFileError, FileMismatchError, LayoutError
 
@@ -402,8 +403,8 @@ def _to_xarray(
         how.setdefault(letter, "inside each file")
     bad_files = [f"{names[i]}: {msg}" for i, msg in sorted(bad.items())]
     attrs: dict[str, Any] = {
-        "source": src.description or src.root,
-        "root": src.root,
+        "source": redact(src.description or src.root),
+        "root": redact(src.root),
         "pattern": pattern,
         "layout": layout.mode,
         "files": len(names) - len(bad),
