@@ -377,3 +377,22 @@ def test_verify_reads_the_source_along_another_path(tmp_path: Path, monkeypatch)
     ndstack.to_zarr(arr, tmp_path / "d.zarr")
     with pytest.raises(ndstack.errors.VerifyError, match="values differ"):
         ndstack.verify(arr, str(tmp_path / "d.zarr"), sample="all")
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"chunks": {"Z": 0}}, "Z=0"),
+        ({"chunks": {"Q": 2}}, "dim 'Q'"),
+        ({"shards": {"T": -1}}, "T=-1"),
+        ({"levels": 0}, "levels"),
+        ({"clevel": 12}, "clevel"),
+        ({"codec": "gzip"}, "codec"),
+        ({"format": "ome-zarr-0.4", "shards": {"T": 2}}, "sharding"),
+    ],
+)
+def test_bad_writing_options_are_refused_before_any_write(tmp_path, kwargs, needle) -> None:
+    planes(tmp_path / "src")
+    with pytest.raises(ndstack.errors.ParameterError, match=needle):
+        ndstack.to_zarr(ndstack.open(tmp_path / "src"), tmp_path / "d.zarr", **kwargs)
+    assert not (tmp_path / "d.zarr").exists()

@@ -55,9 +55,7 @@ from ._resume import (
     source_digest,
 )
 from ._store import METADATA_FILES, chunk_path
-from .errors import (
-    NdstackError,
-)
+from .errors import NdstackError, ParameterError
 
 __all__ = ["to_zarr"]
 
@@ -354,12 +352,7 @@ def to_zarr(
     t0 = time.perf_counter()
     da_arr = _as_dataarray(arr, dims)
     dest = os.path.abspath(os.fspath(dest))
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
-    if shards and format == "ome-zarr-0.4":
-        raise ValueError("shards need Zarr v3: OME-Zarr 0.4 (Zarr v2) has no sharding")
-    if codec not in CODECS:
-        raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
+    _check_options(da_arr.dims, format, codec, clevel, chunks, shards, levels)
     dtype = np.dtype(da_arr.dtype)
     if dtype.kind not in "biufc":
         raise NdstackError(f"cannot write dtype {dtype} with codec {codec}: numbers only")
@@ -554,6 +547,35 @@ def _run(
     summary["seconds"] = seconds
     summary["gb_per_s"] = summary.pop("written_now") / seconds / 1e9 if seconds else 0.0
     return summary
+
+
+def _check_options(
+    dims: Sequence[Any], format: str, codec: str, clevel: Any,
+    chunks: Mapping[str, Any] | None, shards: Mapping[str, Any] | None, levels: Any,
+) -> None:  # fmt: skip
+    """Every writing option checked before anything is read or written."""
+
+    def positive(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+
+    if format not in FORMATS:
+        raise ParameterError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if codec not in CODECS:
+        raise ParameterError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
+    if codec != "none" and not (
+        isinstance(clevel, (int, np.integer)) and not isinstance(clevel, bool) and 0 <= clevel <= 9
+    ):
+        raise ParameterError(f"clevel must be an integer from 0 to 9 for Blosc, not {clevel!r}")
+    if shards and format == "ome-zarr-0.4":
+        raise ParameterError("shards need Zarr v3: OME-Zarr 0.4 (Zarr v2) has no sharding")
+    for what, sizes in (("chunks", chunks), ("shards", shards)):
+        for d, n in (sizes or {}).items():
+            if d not in dims:
+                raise ParameterError(f"{what} name the dim {d!r}; dims are {tuple(dims)}")
+            if not positive(n):
+                raise ParameterError(f"{what}: {d}={n!r}; sizes are whole numbers from 1")
+    if levels != "auto" and not positive(levels):
+        raise ParameterError(f"levels must be 'auto' or a whole number from 1, not {levels!r}")
 
 
 def _distributed_client() -> Any:
