@@ -396,3 +396,14 @@ def test_bad_writing_options_are_refused_before_any_write(tmp_path, kwargs, need
     with pytest.raises(ndstack.errors.ParameterError, match=needle):
         ndstack.to_zarr(ndstack.open(tmp_path / "src"), tmp_path / "d.zarr", **kwargs)
     assert not (tmp_path / "d.zarr").exists()
+
+
+def test_a_forged_header_claiming_a_huge_image_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "forged.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16), compression="zlib")
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(100_000)
+        tif.pages[0].tags["ImageLength"].overwrite(100_000)
+    with pytest.raises(CorruptFileError, match=r"forged\.tif: its header claims 20000000000"):
+        ndstack.open(path)
+    assert main(["info", str(path)]) == 2
