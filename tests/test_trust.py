@@ -407,3 +407,15 @@ def test_a_forged_header_claiming_a_huge_image_is_refused(tmp_path: Path) -> Non
     with pytest.raises(CorruptFileError, match=r"forged\.tif: its header claims 20000000000"):
         ndstack.open(path)
     assert main(["info", str(path)]) == 2
+
+
+def test_a_url_destination_is_never_written_as_a_local_folder(tmp_path, monkeypatch) -> None:
+    planes(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    arr = ndstack.open(tmp_path / "src")
+    with pytest.raises(DestinationError, match="s3:// URL"):
+        ndstack.to_zarr(arr, "s3://bucket/x.ome.zarr")
+    assert not (tmp_path / "s3:").exists()
+    assert main(["convert", str(tmp_path / "src"), "s3://bucket/x.zarr", "--quiet"]) == 2
+    ndstack.to_zarr(arr, f"file://{tmp_path}/f.zarr")
+    ndstack.verify(arr, str(tmp_path / "f.zarr"))

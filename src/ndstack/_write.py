@@ -55,7 +55,7 @@ from ._resume import (
     source_digest,
 )
 from ._store import METADATA_FILES, chunk_path
-from .errors import NdstackError, ParameterError
+from .errors import DestinationError, NdstackError, ParameterError
 
 __all__ = ["to_zarr"]
 
@@ -351,7 +351,7 @@ def to_zarr(
     """
     t0 = time.perf_counter()
     da_arr = _as_dataarray(arr, dims)
-    dest = os.path.abspath(os.fspath(dest))
+    dest = os.path.abspath(_local_destination(os.fspath(dest)))
     _check_options(da_arr.dims, format, codec, clevel, chunks, shards, levels)
     dtype = np.dtype(da_arr.dtype)
     if dtype.kind not in "biufc":
@@ -547,6 +547,24 @@ def _run(
     summary["seconds"] = seconds
     summary["gb_per_s"] = summary.pop("written_now") / seconds / 1e9 if seconds else 0.0
     return summary
+
+
+def _local_destination(dest: str) -> str:
+    """A local path for ``dest``: ``file://`` URLs are stripped; other URLs are refused
+    rather than written to a local folder named ``s3:/bucket/...``."""
+    import re
+
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", dest)
+    if match is None:
+        return dest
+    if match.group(1).lower() in ("file", "local"):
+        return (
+            dest[match.end() :] if dest[match.end() :].startswith("/") else dest[match.end() - 1 :]
+        )
+    raise DestinationError(
+        f"the destination {dest} is a {match.group(1)}:// URL; ndstack writes to local "
+        "folders only for now (mount the storage, or write locally and copy)"
+    )
 
 
 def _check_options(
