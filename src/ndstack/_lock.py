@@ -1,14 +1,22 @@
 """One run per destination: a lock file beside the store, with stale-lock recovery.
 
-The lock is ``.DEST.ndstack.lock`` next to ``DEST``, created with ``O_CREAT | O_EXCL``
-(atomic on local disks and on NFS v3+, where ``flock`` is not dependable). It holds the
-host, process id and run id of its owner; while a run holds it, a thread touches it every
-:data:`HEARTBEAT_SECONDS`. A second run finds it and stops with :class:`LockedError`.
+The lock is ``.DEST.ndstack.lock`` next to ``DEST`` (the real path: a link to a store and
+the store share one lock), created with ``O_CREAT | O_EXCL`` (atomic on local disks and
+on NFS v3+, where ``flock`` is not dependable). It holds the owner's host, boot id, pid
+namespace, pid, the process's start time and a run id; while a run holds it, a thread
+touches it every :data:`HEARTBEAT_SECONDS`. A second run finds it and stops with
+:class:`LockedError`.
 
-A lock is *stale* when its owner is gone: on the same host, when no process has its pid;
-from another host (a shared filesystem), when it has not been touched for
-:data:`STALE_SECONDS`. A stale lock is taken over by renaming it aside (only one of two
-racing runs can rename it) and creating a fresh one.
+A lock is *stale* when its owner is provably gone: on the same machine and process space
+(same host, boot id and pid namespace), when no process with its pid and start time
+exists; otherwise (another host on a shared filesystem, another container), when nobody
+has touched it for :data:`STALE_SECONDS`. Taking over a stale lock is itself guarded by a
+short-lived ``O_EXCL`` *break* file, so of two runs that both find it stale only one
+replaces it, and a live lock is never removed.
+
+A run that lost its lock (it was suspended for longer than :data:`STALE_SECONDS` and
+another run took over) finds out in :meth:`Lock.check` before it writes the metadata
+that makes a store complete.
 """
 
 from __future__ import annotations
@@ -22,44 +30,82 @@ import time
 import uuid
 from typing import Any
 
-from .errors import LockedError
+from .errors import LockedError, WriteError
 
-__all__ = ["HEARTBEAT_SECONDS", "STALE_SECONDS", "Lock", "acquire", "lock_path", "release"]
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "STALE_SECONDS",
+    "Lock",
+    "acquire",
+    "check",
+    "lock_path",
+    "release",
+]
 
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 300.0
 
 
+def beside(dest: str, suffix: str) -> str:
+    """``.NAME<suffix>`` next to ``dest`` (links resolved): the lock, the record."""
+    head, tail = os.path.split(os.path.realpath(dest).rstrip(os.sep))
+    return os.path.join(head, f".{tail}{suffix}")
+
+
 def lock_path(dest: str) -> str:
     """The lock file beside ``dest``."""
-    head, tail = os.path.split(os.path.abspath(dest).rstrip(os.sep))
-    return os.path.join(head, f".{tail}.ndstack.lock")
+    return beside(dest, ".ndstack.lock")
 
 
 def _read(path: str) -> dict[str, Any] | None:
+    """The lock's content; None when there is no lock, {} when it cannot be read now."""
     try:
         with open(path) as f:
             value = json.load(f)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        return {}  # being written, or damaged: judged by its age alone
+        return {}  # being written, damaged, or a transient error: judged by its age alone
     return value if isinstance(value, dict) else {}
 
 
-def _alive(pid: Any) -> bool:
+def _machine() -> dict[str, Any]:
+    """What identifies this machine and process space beyond the host name."""
+    out: dict[str, Any] = {"host": socket.gethostname()}
+    with contextlib.suppress(OSError):
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            out["boot"] = f.read().strip()
+    with contextlib.suppress(OSError):
+        out["pidns"] = os.stat("/proc/self/ns/pid").st_ino
+    return out
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot), to tell a reused pid apart."""
     try:
-        os.kill(int(pid), 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    try:
+        pid = int(owner["pid"])
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError, TypeError, OverflowError):
+    except (PermissionError, KeyError, ValueError, TypeError, OverflowError):
         return True  # exists but is someone else's, or unreadable: assume alive
-    return True
+    started = owner.get("ticks")
+    return started is None or _start_time(pid) in (None, started)
 
 
 def _stale(path: str, owner: dict[str, Any]) -> bool:
-    if owner.get("host") == socket.gethostname() and "pid" in owner:
-        return not _alive(owner["pid"])
+    here = _machine()
+    same_space = all(owner.get(k) == here.get(k) for k in ("host", "boot", "pidns"))
+    if owner and same_space and "pid" in owner:
+        return not _alive(owner)
     try:
         age = time.time() - os.stat(path).st_mtime
     except FileNotFoundError:
@@ -81,13 +127,11 @@ def _create(dest: str, path: str, run_id: str) -> bool:
     except FileExistsError:
         return False
     except OSError as exc:
-        from .errors import WriteError
-
         raise WriteError(
             f"cannot write to {dest}: its lock {path} cannot be created ({exc.strerror or exc})"
         ) from None
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "run": run_id,
-             "started": time.time()}  # fmt: skip
+    owner = {**_machine(), "pid": os.getpid(), "ticks": _start_time(os.getpid()),
+             "run": run_id, "started": time.time()}  # fmt: skip
     with os.fdopen(fd, "w") as f:
         json.dump(owner, f)
     return True
@@ -96,16 +140,17 @@ def _create(dest: str, path: str, run_id: str) -> bool:
 class Lock:
     """A held destination lock; a daemon thread touches it until :meth:`release`."""
 
-    def __init__(self, path: str, run_id: str) -> None:
-        self.path, self.run_id = path, run_id
+    def __init__(self, dest: str, path: str, run_id: str) -> None:
+        self.dest, self.path, self.run_id = dest, path, run_id
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="ndstack-lock", daemon=True)
         self._thread.start()
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            if (_read(self.path) or {}).get("run") != self.run_id:
-                return  # released (perhaps by a worker that finished the run)
+            owner = _read(self.path)
+            if owner is None or (owner and owner.get("run") != self.run_id):
+                return  # released, perhaps by a worker that finished the run; or lost
             with contextlib.suppress(OSError):
                 os.utime(self.path)
 
@@ -113,6 +158,17 @@ class Lock:
         """Stop the heartbeat and remove the lock if it is still ours (idempotent)."""
         self._stop.set()
         release(self.path, self.run_id)
+
+
+def check(dest: str, path: str, run_id: str) -> None:
+    """Raise :class:`LockedError` unless ``run_id`` still holds the lock at ``path``."""
+    owner = _read(path)
+    if owner is not None and owner and owner.get("run") == run_id:
+        return
+    raise LockedError(
+        f"{dest}: this run lost its lock (it was paused for longer than {STALE_SECONDS:.0f} s "
+        f"and {_describe(owner or {})} took over); nothing more was written"
+    )
 
 
 def release(path: str, run_id: str) -> None:
@@ -129,7 +185,7 @@ def acquire(dest: str) -> Lock:
     path = lock_path(dest)
     for _ in range(5):
         if _create(dest, path, run_id):
-            return Lock(path, run_id)
+            return Lock(dest, path, run_id)
         owner = _read(path)
         if owner is None:
             continue  # released meanwhile
@@ -138,19 +194,27 @@ def acquire(dest: str) -> Lock:
                 f"{dest} is being written by {_describe(owner)}; wait for it to finish "
                 f"(if no such run exists, delete {path})"
             )
-        aside = f"{path}.stale-{uuid.uuid4().hex[:8]}"
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            continue  # another run took it over first
-        moved = _read(aside) or {}
-        if moved.get("run") != owner.get("run"):
-            # a live lock was created between our look and the rename: give it back
-            with contextlib.suppress(OSError):
-                os.link(aside, path)
-            with contextlib.suppress(OSError):
-                os.remove(aside)
-            continue
-        with contextlib.suppress(OSError):
-            os.remove(aside)
+        _break(path, owner)
     raise LockedError(f"{dest}: could not take the lock {path}; another run keeps taking it")
+
+
+def _break(path: str, owner: dict[str, Any]) -> None:
+    """Remove a stale lock, guarded so that a live one (made meanwhile) is never removed."""
+    guard = path + ".break"
+    try:
+        fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        # another run is breaking it now; a guard left by a killed breaker expires
+        with contextlib.suppress(OSError):
+            if time.time() - os.stat(guard).st_mtime > 60:
+                os.remove(guard)
+        time.sleep(0.05)
+        return
+    os.close(fd)
+    try:
+        if _read(path) == owner and _stale(path, owner):  # still the same stale lock
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(guard)

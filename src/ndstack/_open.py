@@ -350,7 +350,9 @@ def _to_dask(
         sources,
         out_chunks,
         grid.fill_value,
-        grid.on_error,
+        # not on_error: it changes only what happens to unreadable files, and the array's
+        # name is its identity for to_zarr (a run that stopped on a bad file resumes
+        # with on_error="fill")
         getattr(reader, "__qualname__", None),
     )
     name = "ndstack-open-" + _token(src, names, sizes, info, extra)

@@ -144,7 +144,9 @@ def preview(
         Bad options, or an output path that is refused (see :func:`check_output`).
     """
     percentiles = _check_options(dim, every, max_columns, percentiles)
-    check_output(path, [arr.attrs.get("root")], overwrite=overwrite)
+    from ._resume import source_paths
+
+    check_output(path, [arr.attrs.get("root"), *source_paths(arr)], overwrite=overwrite)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -23,7 +23,10 @@ __all__ = ["for_output", "one_line", "redact"]
 #: ``scheme://`` up to the last ``@`` before white space: the user info, whatever it holds
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s]*@")
 #: ``key=value``, in a query string (after ``?``, ``&`` or ``;``) or anywhere in text
-_PARAM = re.compile(r"(?:(?P<sep>[?&;])|(?<![\w.-]))(?P<key>[\w.-]+)=(?P<value>[^&#;\s'\"<>,)]*)")
+#: (not inside a path: ``/data/monkey=3/x.tif`` names a folder, it is no parameter)
+_PARAM = re.compile(
+    r"(?:(?P<sep>[?&;])|(?<![\w.\-/\\]))(?P<key>[\w.-]+)=(?P<value>[^&#;\s'\"<>,)]*)"
+)
 #: ``"key": "value"`` or ``'key': 'value'`` (printed options, JSON)
 _ENTRY = re.compile(
     r"(?P<head>(?P<q>['\"])(?P<key>[\w.-]+)(?P=q)\s*:\s*(?P<q2>['\"]))(?P<value>(?:(?!(?P=q2)).)*)"
@@ -58,6 +61,8 @@ def redact(text: str) -> str:
     'https://host/a.tif?sv=***&sp=***&sig=***'
     >>> redact("/data/run_1/img_t0.tif")
     '/data/run_1/img_t0.tif'
+    >>> redact("/data/monkey=3/token=x.tif")
+    '/data/monkey=3/token=x.tif'
     """
     if "://" in text and "@" in text:
         text = _USERINFO.sub(lambda m: m.group("scheme") + "***@", text)

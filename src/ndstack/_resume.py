@@ -16,7 +16,8 @@ import shutil
 import uuid
 from typing import Any
 
-from ._ngff import redact
+from ._lock import beside
+from ._redact import redact
 from ._store import METADATA_FILES, UNFINISHED, read_node
 from .errors import (
     DamagedStoreError,
@@ -55,8 +56,7 @@ def _atomic_write(path: str, payload: bytes) -> None:
 
 def record_dir(dest: str) -> str:
     """The folder beside ``dest`` that records an unfinished conversion."""
-    head, tail = os.path.split(os.path.abspath(dest).rstrip(os.sep))
-    return os.path.join(head, f".{tail}.ndstack")
+    return beside(dest, ".ndstack")
 
 
 def _file_grid(arr: Any) -> Any:
@@ -85,6 +85,21 @@ def _local_path(root: str, fs: Any) -> str | None:
     return None
 
 
+def _zarr_root(store: Any) -> str | None:
+    """The local folder of a zarr store object (LocalStore, or FsspecStore on disk)."""
+    root = getattr(store, "root", None)
+    if root is not None:
+        return os.fspath(root)
+    fs, path = getattr(store, "fs", None), getattr(store, "path", None)
+    if fs is not None and isinstance(path, str):
+        sync = getattr(fs, "sync_fs", None) or fs  # zarr wraps fsspec in an async filesystem
+        try:
+            return _local_path(path, sync)
+        except AttributeError:
+            return None
+    return None
+
+
 def source_paths(arr: Any) -> list[str]:
     """The local folders an array reads from: its file grid's root and its stores."""
     from ._grid import FileGrid
@@ -101,6 +116,10 @@ def source_paths(arr: Any) -> list[str]:
                     out.append(local)
             elif isinstance(v, StoredArray):
                 out.append(v.store or v.path)
+            elif type(v).__module__.startswith("zarr") and hasattr(v, "store"):
+                root = _zarr_root(v.store)  # a zarr array read by Dask (da.from_zarr)
+                if root is not None:
+                    out.append(os.path.join(root, getattr(v, "path", "") or ""))
     return out
 
 
@@ -147,7 +166,8 @@ def _fingerprint(grid: Any, arr: Any) -> dict[str, Any]:
 def _stamp(info: dict[str, Any]) -> Any:
     """What changes when an object is rewritten: version, ETag, or a modification time."""
     for key in ("VersionId", "version_id", "generation", "ETag", "etag", "md5Hash",
-                "LastModified", "last_modified", "mtime", "updated", "created"):  # fmt: skip
+                "Content-MD5", "Digest", "LastModified", "Last-Modified", "last_modified",
+                "mtime", "updated", "created"):  # fmt: skip
         value = info.get(key)
         if value not in (None, ""):
             return f"{key}={value}"
@@ -197,7 +217,10 @@ def _safe_entries(entries: Any, where: str) -> list[str]:
         for e in entries
     )
     if not ok:
-        raise DamagedStoreError(f"{where}: the list of what ndstack wrote is damaged")
+        raise DamagedStoreError(
+            f"{where}: the list of what ndstack wrote is damaged (found {_short(entries)}, "
+            "expected plain names of entries of the store)"
+        )
     return list(entries)
 
 
@@ -226,7 +249,8 @@ def _prepare_destination(
     What ndstack owns is proven inside the destination, never by the record beside it
     alone: an unfinished store holds :data:`UNFINISHED` with the same id as the record, a
     complete one its ``ndstack`` attributes. Only the entries a store lists as its own
-    are ever deleted (``overwrite``). The caller holds the destination's lock.
+    are ever deleted (``overwrite``), and a new store is never written into an entry that
+    is not its own. The caller holds the destination's lock.
     """
     manifest_file = _manifest_path(dest)
     digest = source_digest(fingerprint)
@@ -243,23 +267,15 @@ def _prepare_destination(
         if marker is not None:
             where = os.path.join(dest, UNFINISHED)
             owned_before = _safe_entries(marker.get("written"), where)
-            manifest = _load_json(manifest_file)
-            same_run = manifest is not None and manifest.get("store") == marker.get("store")
-            if overwrite or not same_run:
-                if not overwrite:
+            if overwrite:
+                _remove_store(dest, owned_before)
+            else:
+                manifest = _load_json(manifest_file)
+                if manifest is None or manifest.get("store") != marker.get("store"):
                     raise DestinationError(
                         f"the destination {dest} holds an unfinished ndstack store whose "
                         f"record ({record_dir(dest)}) is gone or belongs to another store; "
                         "pass --overwrite to start again"
-                    )
-                _remove_store(dest, owned_before)
-            else:
-                assert manifest is not None
-                if manifest.get("settings") != settings:
-                    raise DestinationError(
-                        f"the destination {dest} holds an unfinished ndstack store written "
-                        "with other settings or from another array; pass --overwrite to "
-                        "replace it"
                     )
                 changed = _first_change(manifest.get("source", {}), fingerprint)
                 if changed:
@@ -267,6 +283,7 @@ def _prepare_destination(
                         f"cannot resume into {dest}: the source changed since the first run "
                         f"({changed}); pass --overwrite to start again"
                     )
+                _same_settings(dest, manifest.get("settings"), settings, "an unfinished")
                 _refuse_links(dest)
                 _remove_partials(dest)
                 return "resume", str(marker["store"])
@@ -274,17 +291,21 @@ def _prepare_destination(
             assert complete is not None
             owned_before = _owned_of_complete(complete, dest)
             if not overwrite:
-                if complete.get("settings") != settings:
-                    raise DestinationError(
-                        f"the destination {dest} holds an ndstack store written with other "
-                        "settings or from another array; pass --overwrite to replace it"
-                    )
                 recorded = (complete.get("source") or {}).get("digest")
-                if recorded != digest:
+                if recorded is not None and recorded != digest:
+                    raise DestinationError(
+                        f"the destination {dest} holds a complete ndstack store made from "
+                        "another source (or the source changed since); pass --overwrite to "
+                        "replace it"
+                    )
+                _same_settings(dest, complete.get("settings"), settings, "a complete")
+                if recorded != digest or _unstamped(fingerprint):
                     what = (
                         "does not record its source"
                         if recorded is None
-                        else ("was made from another source (or the source changed since)")
+                        else "cannot prove its source unchanged (no modification stamps)"
+                        if recorded == digest
+                        else "was made from another source (or the source changed since)"
                     )
                     raise DestinationError(
                         f"the destination {dest} holds a complete ndstack store that {what}; "
@@ -292,16 +313,28 @@ def _prepare_destination(
                     )
                 return "complete", str(complete.get("store", ""))
             _remove_store(dest, owned_before)
+        taken = [e for e in owned if os.path.lexists(os.path.join(dest, e))]
+        if taken:
+            raise DestinationError(
+                f"the destination {dest} holds {taken[0]!r}, which this conversion would "
+                "write and which ndstack did not write; move it away (nothing was changed)"
+            )
     store_id = uuid.uuid4().hex
-    shutil.rmtree(record_dir(dest), ignore_errors=True)  # stale: its store is gone
+    record = record_dir(dest)
+    if os.path.islink(record):
+        raise DestinationError(f"{record} is a symbolic link; ndstack will not write through it")
+    shutil.rmtree(record, ignore_errors=True)  # stale: its store is gone
+    _refuse_links(dest)
     try:
         os.makedirs(dest, exist_ok=True)
-        os.makedirs(os.path.join(record_dir(dest), "done"), exist_ok=True)
-        marker_body = {"store": store_id, "written": owned}
-        _atomic_write(os.path.join(dest, UNFINISHED), json.dumps(marker_body).encode())
+        os.makedirs(os.path.join(record, "done"), exist_ok=True)
+        # the record first, then the marker inside the store: a kill between the two
+        # leaves a store with no marker (not ndstack's), never a marker without a record
         manifest = {"ndstack": _version(), "store": store_id, "settings": settings,
                     "source": fingerprint}  # fmt: skip
         _atomic_write(manifest_file, json.dumps(manifest).encode())
+        marker_body = {"store": store_id, "written": owned}
+        _atomic_write(os.path.join(dest, UNFINISHED), json.dumps(marker_body).encode())
     except PermissionError:
         raise WriteError(f"cannot write to {dest}: permission denied") from None
     except OSError as exc:
@@ -309,6 +342,31 @@ def _prepare_destination(
             raise
         raise WriteError(f"cannot write to {dest}: {exc.strerror or exc}") from None
     return "new", store_id
+
+
+def _same_settings(dest: str, old: Any, new: dict[str, Any], which: str) -> None:
+    """Refuse a store written with other settings, naming the first that differs."""
+    if old == new:
+        return
+    old = old if isinstance(old, dict) else {}
+    key = next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "?")
+    raise DestinationError(
+        f"the destination {dest} holds {which} ndstack store written with other settings "
+        f"or from another array ({key}: {_short(old.get(key))} there, {_short(new.get(key))} "
+        "now); pass --overwrite to replace it"
+    )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unstamped(fingerprint: dict[str, Any]) -> bool:
+    """Whether some source file reports nothing that changes when it is rewritten."""
+    return any(
+        len(f) > 2 and f[2] is None and f[1] is not None for f in fingerprint.get("files", [])
+    )
 
 
 def _refuse_links(dest: str) -> None:
@@ -344,17 +402,27 @@ def _first_change(old: dict, new: dict) -> str | None:
                 return f"{name} is gone"
             if name not in old_files:
                 return f"{name} is new"
-            return f"{name} changed size or modification time"
+            (size0, stamp0), (size1, stamp1) = old_files[name][:2], new_files[name][:2]
+            return (
+                f"{name} changed size or modification time: {size0} bytes, {stamp0} then; "
+                f"{size1} bytes, {stamp1} now"
+            )
+    if _unstamped(new):
+        name = next(f[0] for f in new["files"] if len(f) > 2 and f[2] is None)
+        return f"{name} reports no modification time or ETag: a rewrite cannot be ruled out"
     return None
 
 
 def _remove_store(dest: str, owned: list[str]) -> None:
     """Delete what ndstack wrote into ``dest``: the entries the store lists, its record.
 
-    A symbolic link is removed as a link; what it points to is never touched.
+    The root metadata goes last, so that a kill in the middle leaves a store that is
+    still recognised as ndstack's. A symbolic link is removed as a link; what it points
+    to is never touched.
     """
     shutil.rmtree(record_dir(dest), ignore_errors=True)
-    for entry in [*owned, UNFINISHED]:
+    last = [e for e in (*METADATA_FILES, UNFINISHED) if e in owned or e == UNFINISHED]
+    for entry in [*(e for e in owned if e not in last), *last]:
         path = os.path.join(dest, entry)
         if os.path.islink(path) or os.path.isfile(path):
             os.remove(path)

@@ -223,6 +223,28 @@ def store_levels(path: str) -> int:
     return len(_multiscale_paths(path))
 
 
+def _owning_store(path: str) -> str | None:
+    """The ndstack store that ``path`` lies inside (an image or a level of it), if any;
+    refuses it when that store is unfinished."""
+    here = os.path.abspath(path)
+    for _ in range(3):
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+        if os.path.exists(os.path.join(here, UNFINISHED)):
+            check_finished(here)
+        try:
+            node = read_node(here)
+        except NdstackError:
+            return None
+        if node is None:
+            return None
+        if isinstance(node[1].get("ndstack"), dict):
+            return here
+    return None
+
+
 def check_finished(path: str) -> None:
     """Refuse a store that ndstack has not finished writing."""
     if os.path.exists(os.path.join(path, UNFINISHED)):
@@ -427,9 +449,11 @@ def _open_store(path: str, level: int, storage_chunks: bool, on_error: str) -> A
     import xarray as xr
 
     check_finished(path)
+    owner = _owning_store(path)  # a level or image opened directly: its store's rules
     arrays = level_paths(path)  # checks every level of every image first
     node = read_node(path)
-    assert node is not None  # level_paths found it
+    if node is None:
+        raise NdstackError(f"{path} holds no Zarr metadata (zarr.json, .zgroup or .zarray)")
     kind, attrs, meta, fmt = node
     nd = attrs.get("ndstack")
     if nd is not None and not isinstance(nd, dict):
@@ -438,7 +462,7 @@ def _open_store(path: str, level: int, storage_chunks: bool, on_error: str) -> A
     n_levels = 1 if kind == "array" else store_levels(path)
     if not 0 <= level < n_levels:
         raise NdstackError(f"{path}: level {level} asked for, the store has {n_levels}")
-    ours = nd is not None
+    ours = nd is not None or owner is not None
 
     def read(array_dir: str) -> Any:
         return _from_zarr(array_dir, storage_chunks, ours, on_error, path)

@@ -385,6 +385,7 @@ class TiffReader:
                 and page.dataoffsets[0] == info.offset
                 and tuple(page.shape) == tuple(info.shape[-len(page.shape) :])
                 and np.dtype(page.dtype) == np.dtype(info.dtype)
+                and tif.byteorder == info.byteorder
                 and contiguous_offset(tif, _nbytes(info), n_pages) == info.offset
             ):
                 fh = tif.filehandle

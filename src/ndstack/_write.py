@@ -22,6 +22,7 @@ metadata is written once everything is done.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -29,6 +30,7 @@ import sys
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,7 @@ import numpy as np
 
 from ._grid import ReadFailedWarning, take_filled
 from ._lock import Lock, acquire, release
+from ._lock import check as check_lock
 from ._metadata import _create_arrays, _write_metadata
 from ._ngff import (
     ImagePlan,
@@ -54,8 +57,8 @@ from ._resume import (
     record_dir,
     source_digest,
 )
-from ._store import METADATA_FILES, chunk_path
-from .errors import DestinationError, NdstackError, ParameterError
+from ._store import METADATA_FILES, UNFINISHED, chunk_path
+from .errors import DestinationError, NdstackError, ParameterError, WriteError
 
 __all__ = ["to_zarr"]
 
@@ -89,6 +92,10 @@ class _Plan:
     x_axis: int | None
     n_split: int = 0  # leading dims of each block that index the image (length 1 each)
     zarr_format: int = 3  # 2 for OME-NGFF 0.4
+    #: (inode, mtime) of the store's unfinished marker when this run began: a task checks
+    #: it before writing, so a task left running by a run that failed or lost its lock
+    #: never writes into a store that another run has replaced since
+    marker_stamp: tuple[int, int] | None = None
 
     def array_dir(self, image: int, level: int) -> str:
         parts = [self.dest, self.image_paths[image], self.levels[level].path]
@@ -260,6 +267,22 @@ def _write_mapped(
     return np.full((1,) * block.ndim, out, dtype=np.int64)
 
 
+def _check_marker(plan: _Plan) -> None:
+    """Stop a task whose store was replaced by another run since its own run began."""
+    if plan.marker_stamp is None:
+        return
+    try:
+        st = os.stat(os.path.join(plan.dest, UNFINISHED))
+        same = (st.st_ino, st.st_mtime_ns) == tuple(plan.marker_stamp)
+    except OSError:
+        same = False
+    if not same:
+        raise DestinationError(
+            f"{plan.dest} is no longer the store this task was started for (another run "
+            "replaced or completed it); the task wrote nothing"
+        )
+
+
 def _write_block(
     block: np.ndarray,
     plan: _Plan,
@@ -270,6 +293,7 @@ def _write_block(
 ) -> tuple[int, int]:
     """Write one block at all levels, then its marker (with the files filled while reading
     the block). Returns (bytes in, bytes out)."""
+    _check_marker(plan)
     block = block.reshape(block.shape[plan.n_split :])
     out = _write_level(plan, image, 0, block, offset)
     current, off = block, list(offset)
@@ -393,13 +417,23 @@ def to_zarr(
         "format": format, "codec": codec, "clevel": clevel, "chunks": list(zchunks),
         "levels": n_levels, "dims": list(da_arr.dims), "shape": list(da_arr.shape),
         "dtype": dtype.name, "shards": {k: int(v) for k, v in (shards or {}).items()},
+        # what the array is: Dask's deterministic name of its graph (the selection, the
+        # processing, the files' names and sizes), so that arr.isel(T=0) is not arr
+        "array": str(getattr(da_arr.data, "name", "")),
     }  # fmt: skip
     fingerprint = _fingerprint(grid, da_arr)
     done_dir = os.path.join(record_dir(dest), "done")
     owned = _owned_entries(plan)
+    try:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot write to {dest}: {exc.strerror or exc}") from None
     lock = acquire(dest)  # one run per destination, until finish() or an error
     try:
         state, store_id = _prepare_destination(dest, settings, fingerprint, overwrite, owned)
+        if state != "complete":
+            st = os.stat(os.path.join(dest, UNFINISHED))
+            plan = dataclasses.replace(plan, marker_stamp=(st.st_ino, st.st_mtime_ns))
     except BaseException:
         lock.release()
         raise
@@ -497,6 +531,7 @@ def _run(
         # process a failed write stops the run, and the next run cleans up as it resumes.
         if lost_workers_possible:
             _remove_partials(dest)
+        check_lock(dest, lock_path, run_id)  # a run that lost its lock completes nothing
         _write_metadata(plan, plan_img, final, settings, provenance)
         finish_store(dest)  # complete: the unfinished marker and the record go
         release(lock_path, run_id)  # by path: finish() may run on a worker
@@ -512,7 +547,10 @@ def _run(
 
     if not compute:
         delayed_blocks = written.to_delayed(optimize_graph=True)
-        return dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
+        work = dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
+        # the lock is held until the delayed runs; dropped unrun, it is released with it
+        weakref.finalize(work, release, lock_path, run_id)
+        return work
     from ._progress import progress_bar
 
     rec: list[warnings.WarningMessage] = []
@@ -529,7 +567,14 @@ def _run(
                     from distributed import progress as show_progress
 
                     show_progress(future)
-                summary = future.result()
+                try:
+                    summary = future.result()
+                except BaseException:
+                    # tasks already running on workers go on: wait for them to end
+                    # before the lock is released (they also check the marker)
+                    client.cancel(future)
+                    _wait_quietly(future)
+                    raise
                 lock.release()  # the heartbeat thread here stops too
             else:
                 # Locally, one plain graph of the fused read+write tasks on the threaded
@@ -550,19 +595,24 @@ def _run(
 
 
 def _local_destination(dest: str) -> str:
-    """A local path for ``dest``: ``file://`` URLs are stripped; other URLs are refused
-    rather than written to a local folder named ``s3:/bucket/...``."""
+    """A local path for ``dest``: ``file://`` URLs become paths; other URLs are refused
+    rather than written to a local folder named ``s3:/bucket/...``; empty is refused."""
     import re
+    from urllib.parse import unquote, urlsplit
 
+    if not dest.strip():
+        raise DestinationError("the destination is empty; name the store to write")
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", dest)
     if match is None:
         return dest
-    if match.group(1).lower() in ("file", "local"):
-        return (
-            dest[match.end() :] if dest[match.end() :].startswith("/") else dest[match.end() - 1 :]
-        )
+    scheme = match.group(1).lower()
+    if scheme in ("file", "local"):
+        parts = urlsplit(dest)
+        if parts.netloc not in ("", "localhost"):
+            raise DestinationError(f"the destination {dest} names another host")
+        return unquote(parts.path)
     raise DestinationError(
-        f"the destination {dest} is a {match.group(1)}:// URL; ndstack writes to local "
+        f"the destination {dest} is a {scheme}:// URL; ndstack writes to local "
         "folders only for now (mount the storage, or write locally and copy)"
     )
 
@@ -633,8 +683,26 @@ def _threaded_get(graph: dict, keys: list[Any]) -> list[Any]:
     get = dask.base.get_scheduler() if configured or "distributed" in sys.modules else None
     if get is None or get is dask.threaded.get:
         workers = dask.config.get("num_workers", None) or (os.cpu_count() or 1) + 1
-        return list(dask.threaded.get(graph, keys, num_workers=workers))
+        # our own pool: when a task fails, Dask raises at once while the others are still
+        # writing; shutting the pool down waits for them before the lock is released
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="ndstack-write")
+        try:
+            return list(dask.threaded.get(graph, keys, pool=pool))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return list(get(graph, keys))
+
+
+def _wait_quietly(future: Any) -> None:
+    """Wait until a cancelled distributed computation has stopped running anywhere."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        from distributed import wait
+
+        wait(future, timeout=600)
 
 
 def _as_dataarray(arr: Any, dims: Sequence[str] | None) -> Any:

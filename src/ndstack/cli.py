@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from .errors import NdstackError, ParameterError
 
 EXIT_BAD_INPUT = 2
 EXIT_DIFFERENT = 1
+EXIT_INTERNAL = 3  # not the input: an error ndstack did not expect (a bug to report)
 #: Compression levels Blosc takes.
 BLOSC_LEVELS = range(0, 10)
 
@@ -458,6 +460,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ndstack: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a dependency's own error, or a bug: still one line
+        if os.environ.get("NDSTACK_DEBUG"):
+            raise
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(
+            f"ndstack: error: {type(exc).__name__}: {for_output(reason)} "
+            "(unexpected; NDSTACK_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover
