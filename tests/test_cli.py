@@ -262,3 +262,17 @@ def test_usage_errors_are_one_line_too(capsys) -> None:
     code, out, err = run(["convert"], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "the following arguments are required" in err and "ndstack convert --help" in err
+
+
+def test_demo_writes_only_into_its_own_folder(tmp_path: Path, capsys) -> None:
+    out_dir = tmp_path / "demo"
+    assert run(["demo", "--out", str(out_dir), "--timepoints", "3"], capsys)[0] == 0
+    code, out, _ = run(["demo", "--out", str(out_dir), "--timepoints", "2"], capsys)
+    assert code == 0 and "T: 2  C: 3" in out  # the earlier run's third timepoint is gone
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "preview.png").write_bytes(b"my own picture")
+    code, _, err = run(["demo", "--out", str(mine)], capsys)
+    assert code == 2 and "not made by 'ndstack demo'" in err
+    assert (mine / "preview.png").read_bytes() == b"my own picture"
+    assert sorted(p.name for p in mine.iterdir()) == ["preview.png"]

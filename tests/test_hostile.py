@@ -82,9 +82,29 @@ def _record_garbage(store: Path) -> None:
     (record / "manifest.json").write_text("not json at all")
 
 
+def _outside(store: Path) -> Path:
+    """An empty folder beside the store that nothing may ever write into."""
+    folder = store.parent / "outside"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def _symlink_level(store: Path) -> None:
     shutil.rmtree(store / "1")
-    (store / "1").symlink_to(store.parent, target_is_directory=True)
+    (store / "1").symlink_to(_outside(store), target_is_directory=True)
+
+
+def _unlisted_symlink_level(store: Path) -> None:
+    """A level the store does not list as its own, linked out of the store."""
+    _symlink_level(store)
+    meta = json.loads((store / "zarr.json").read_text())
+    meta["attributes"]["ndstack"]["written"].remove("1")
+    (store / "zarr.json").write_text(json.dumps(meta))
+
+
+def _symlinked_record(store: Path) -> None:
+    (store / ".ndstack-unfinished").write_text(json.dumps({"store": "x", "written": ["0"]}))
+    (store.parent / f".{store.name}.ndstack").symlink_to(_outside(store), target_is_directory=True)
 
 
 ATTRS = ("attributes",)
@@ -141,6 +161,8 @@ MUTATIONS: dict[str, Callable[[Path], None]] = {
     "unfinished marker garbage": _unfinished_garbage,
     "record garbage": _record_garbage,
     "level a symlink": _symlink_level,
+    "unlisted level a symlink": _unlisted_symlink_level,
+    "record a symlink": _symlinked_record,
 }
 
 
@@ -190,6 +212,8 @@ def test_no_command_prints_a_traceback_for_a_hostile_store(hostile, tmp_path, ca
     run_cli(["convert", str(src), str(store), "--quiet"], capsys)  # as destination
     run_cli(["convert", str(src), str(store), "--quiet", "--overwrite"], capsys)
     assert snapshot(src) == outside  # the source is only ever read
+    beside = tmp_path / "outside"
+    assert not beside.exists() or list(beside.iterdir()) == []  # nothing written out of it
 
 
 def test_damage_is_named(valid, tmp_path, capsys) -> None:

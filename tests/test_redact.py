@@ -139,6 +139,26 @@ def test_a_password_in_a_url_reaches_no_output(http_source: str, tmp_path: Path,
     assert SECRET not in err and "***@127.0.0.1" in err
 
 
+def test_an_unfinished_record_holds_no_password(http_source, tmp_path, monkeypatch) -> None:
+    """The record beside a store, read while it exists (an interrupted run)."""
+    import dask
+
+    real = ndstack._write._write_block
+
+    def stop(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ndstack._write._write_block", stop)
+    with pytest.raises(KeyboardInterrupt), dask.config.set(scheduler="synchronous"):
+        ndstack.to_zarr(ndstack.open(http_source), tmp_path / "cut.zarr")
+    record = tmp_path / ".cut.zarr.ndstack"
+    assert (record / "manifest.json").exists()
+    assert _files_holding(tmp_path, SECRET) == []
+    monkeypatch.setattr("ndstack._write._write_block", real)
+    ndstack.to_zarr(ndstack.open(http_source), tmp_path / "cut.zarr")  # resumes
+    assert _files_holding(tmp_path, SECRET) == []
+
+
 def test_a_password_in_a_url_stays_out_of_attrs(http_source: str) -> None:
     arr = ndstack.open(http_source)
     assert SECRET not in repr(arr.attrs)

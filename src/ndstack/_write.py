@@ -11,8 +11,10 @@ Layout of a store::
 
     DEST/zarr.json                  root: OME-Zarr image (or bioformats2raw layout), last
     DEST/0/zarr.json, DEST/0/c/...  pyramid level 0 (1, 2, ... below it)
+    DEST/.ndstack-unfinished        while it is written: the store's id and entries
     .DEST.ndstack/manifest.json     beside the store while it is written: source
     .DEST.ndstack/done/...          fingerprint, settings, one marker per finished task
+    .DEST.ndstack.lock              beside the store while a run owns it
 
 The record lives beside the store, not in it, so that the store stays a clean Zarr
 hierarchy; it is removed once the store is complete. Running the same conversion again
@@ -334,8 +336,11 @@ def to_zarr(
         A DataArray from :func:`ndstack.open` (or processed from one), or a Dask/NumPy
         array with ``dims``.
     dest
-        A local folder. If it holds an unfinished conversion of the same source with the
-        same settings, the conversion resumes.
+        A local folder (or a ``file://`` URL); missing parent folders are made. If it
+        holds an unfinished conversion of the same array with the same settings, the
+        conversion resumes; a complete store of the same array and source is left as it
+        is ("all done before"); anything else is refused unless ``overwrite``. One run at a
+        time owns it (a lock file beside it, see :mod:`ndstack._lock`).
     format
         ``"ome-zarr"`` (default): an NGFF 0.5 image with a pyramid, or one image per
         position in the ``bioformats2raw.layout`` when the dims do not fit one image.
@@ -361,15 +366,17 @@ def to_zarr(
         deleted.
     compute
         ``False`` returns a ``dask.delayed`` object; computing it writes the chunks and
-        then the metadata, on whatever scheduler the caller chooses.
+        then the metadata, on whatever scheduler the caller chooses. The destination stays
+        locked until it has run (or the object is dropped).
     progress
         Show a progress bar on stderr; default: when stderr is a terminal.
 
     Returns
     -------
     dict
-        Summary: ``bytes_in``, ``bytes_out``, ``ratio``, ``seconds``, ``gb_per_s``,
-        ``tasks`` (written now) and ``skipped`` (already done earlier). With
+        Summary: ``dest``, ``bytes_in``, ``bytes_out``, ``ratio``, ``seconds``,
+        ``gb_per_s``, ``tasks`` (written now) and ``skipped`` (already done earlier);
+        ``complete_before`` (and ``skipped="all"``) when the store was already complete. With
         ``compute=False`` the delayed result has the same keys less ``seconds`` and
         ``gb_per_s`` (and ``written_now``, the bytes written by this run).
     """

@@ -410,6 +410,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ._open import open as _open
     from ._write import to_zarr
 
+    _claim_demo_folder(args.out)
     paths = write_demo(os.path.join(args.out, "tiffs"), timepoints=args.timepoints)
     print(f"wrote {len(paths)} TIFF files to {os.path.abspath(os.path.join(args.out, 'tiffs'))}")
     arr = _open(os.path.join(args.out, "tiffs"))
@@ -425,6 +426,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ImportError:
         print("preview: skipped (pip install 'ndstack[preview]' for matplotlib)")
     return 0
+
+
+#: the file that marks a folder as one ``ndstack demo`` made (and may write again)
+DEMO_MARK = ".ndstack-demo"
+
+
+def _claim_demo_folder(out: str) -> None:
+    """The demo writes only into a new or empty folder, or one an earlier demo made;
+    there it replaces its own files: the stacks of an earlier run (by the demo's names),
+    its store and preview."""
+    import os
+
+    from .errors import DestinationError
+
+    mark = os.path.join(out, DEMO_MARK)
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(mark):
+        raise DestinationError(
+            f"--out {out} exists, is not empty and was not made by 'ndstack demo'; "
+            "choose another folder (nothing was changed)"
+        )
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise DestinationError(f"--out {out} exists and is not a folder")
+    os.makedirs(out, exist_ok=True)
+    with open(mark, "w") as f:
+        f.write("made by ndstack demo\n")
+    tiffs = os.path.join(out, "tiffs")
+    if os.path.isdir(tiffs):  # stacks of an earlier demo run (more timepoints, perhaps)
+        for name in os.listdir(tiffs):
+            if name.startswith("ex6-2_CamA_ch") and name.endswith("_0000t.tif"):
+                os.remove(os.path.join(tiffs, name))
 
 
 _COMMANDS = {
