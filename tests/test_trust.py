@@ -583,3 +583,23 @@ def test_http_style_stamps_are_fingerprinted() -> None:
     assert _stamp({"Last-Modified": "Tue, 01 Jan 2026"}) == "Last-Modified=Tue, 01 Jan 2026"
     assert _stamp({"ETag": '"abc"', "size": 3}) == 'ETag="abc"'
     assert _stamp({"size": 3}) is None
+
+
+def test_an_inner_chunk_missing_from_a_shard_is_an_error(tmp_path: Path) -> None:
+    import google_crc32c
+
+    planes(tmp_path / "src", n=4)
+    store = tmp_path / "s.zarr"
+    ndstack.to_zarr(ndstack.open(tmp_path / "src"), store, shards={"T": 2}, chunks={"Z": 1})
+    shard = store / "0" / "c" / "1" / "0" / "0" / "0"
+    raw = bytearray(shard.read_bytes())
+    n = 2 * 3  # inner chunks per shard: 2 timepoints x 3 planes
+    start = len(raw) - (16 * n + 4)
+    raw[start : start + 16] = b"\xff" * 16  # the first inner chunk: "missing", valid CRC
+    raw[-4:] = google_crc32c.value(bytes(raw[start:-4])).to_bytes(4, "little")
+    shard.write_bytes(bytes(raw))
+    import zarr
+
+    assert (zarr.open_array(str(store / "0"))[2, 0] == 0).all()  # zarr reads it as fill
+    with pytest.raises(CorruptFileError, match="lists inner chunks as missing"):
+        ndstack.open(store).values

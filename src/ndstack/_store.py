@@ -327,6 +327,8 @@ class StoredArray:
     require_chunks: bool = True
     on_error: str = "raise"
     store: str = ""  # the root of the store this array belongs to
+    #: inner chunk shape of a sharded array (index at the end), or None
+    inner: tuple[int, ...] | None = None
 
     @property
     def ndim(self) -> int:
@@ -363,18 +365,59 @@ class StoredArray:
             for idx in itertools.product(*ranges)
             if not os.path.isfile(chunk_path(self.path, idx, self.zarr_format))
         ]
-        if not missing:
+        holes = [] if missing or self.inner is None else self._shard_holes(ranges)
+        if not missing and not holes:
             return
-        first = chunk_path(self.path, missing[0], self.zarr_format)
-        message = (
-            f"{first}: chunk file missing ({len(missing)} in this block); ndstack writes "
-            "every chunk, so the store is damaged"
-        )
+        if missing:
+            first = chunk_path(self.path, missing[0], self.zarr_format)
+            message = (
+                f"{first}: chunk file missing ({len(missing)} in this block); ndstack "
+                "writes every chunk, so the store is damaged"
+            )
+        else:
+            message = (
+                f"{holes[0]}: the shard lists inner chunks as missing; ndstack writes every "
+                "chunk, so the store is damaged"
+            )
         if self.on_error != "fill":
             raise CorruptFileError(message)
         from ._grid import record_fill
 
         record_fill(message)
+
+    def _shard_holes(self, ranges: list[Any]) -> list[str]:
+        """Shards of the block whose index lists an inner chunk inside the array as missing."""
+        import itertools
+
+        assert self.inner is not None
+        counts = [u // c for u, c in zip(self.unit, self.inner)]
+        out = []
+        for idx in itertools.product(*ranges):
+            present = [  # inner chunks of this shard that lie inside the array
+                min(k, -(-(n - i * u) // c)) for i, u, c, k, n in
+                zip(idx, self.unit, self.inner, counts, self.shape)
+            ]  # fmt: skip
+            path = chunk_path(self.path, idx, self.zarr_format)
+            if _shard_index_holes(path, counts, present):
+                out.append(path)
+        return out
+
+
+def _shard_index_holes(path: str, counts: list[int], present: list[int]) -> bool:
+    """Whether a shard's index (at its end: offset, size per inner chunk, then CRC32C)
+    marks an inner chunk inside the array as missing."""
+    n = math.prod(counts)
+    try:
+        with open(path, "rb") as f:
+            f.seek(-(16 * n + 4), os.SEEK_END)
+            raw = f.read(16 * n)
+    except OSError:
+        return True
+    if len(raw) != 16 * n:
+        return True
+    index = np.frombuffer(raw, dtype="<u8").reshape((*counts, 2))
+    inside = index[tuple(slice(0, p) for p in present)]
+    return bool((inside == np.uint64(2**64 - 1)).all(axis=-1).any())
 
 
 def _region(key: tuple[Any, ...]) -> str:
@@ -405,8 +448,9 @@ def _from_zarr(
     unit = list(getattr(z, "shards", None) or z.chunks)
     chunks = tuple(unit) if storage_chunks else read_chunks(tuple(shape), tuple(unit),
                                                             dtype.itemsize)  # fmt: skip
+    inner = tuple(z.chunks) if getattr(z, "shards", None) else None
     stored = StoredArray(
-        path, tuple(shape), dtype, tuple(unit), fmt, require_chunks, on_error, store
+        path, tuple(shape), dtype, tuple(unit), fmt, require_chunks, on_error, store, inner
     )
     stamp = os.stat(where).st_mtime_ns
     name = "ndstack-store-" + tokenize(os.path.abspath(path), stamp, chunks, require_chunks,
