@@ -243,13 +243,18 @@ def _sorted(root: str, names: list[str], sizes: list[int], fs: Any, desc: str) -
     )
 
 
-def _from_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
+def _listed(list_them: Any, what: Any, extensions: Sequence[str] | None, name: str) -> Source:
+    """``list_them(what, extensions)``, its unexpected errors as one NoImagesError."""
     try:
-        return _list_fsspec(url, extensions)
+        return list_them(what, extensions)
     except (NoImagesError, OSError):
         raise
     except Exception as exc:  # an invalid URL, a filesystem package not installed ...
-        raise NoImagesError(f"cannot list {url!r}: {type(exc).__name__}: {exc}") from exc
+        raise NoImagesError(f"cannot list {name!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _from_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
+    return _listed(_list_fsspec, url, extensions, url)
 
 
 def _list_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
@@ -281,12 +286,7 @@ def _list_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
 
 
 def _from_fsspec_list(urls: list[str], extensions: Sequence[str] | None) -> Source:
-    try:
-        return _list_fsspec_files(urls, extensions)
-    except (NoImagesError, OSError):
-        raise
-    except Exception as exc:  # an invalid URL, a filesystem package not installed ...
-        raise NoImagesError(f"cannot list {urls[0]!r}: {type(exc).__name__}: {exc}") from exc
+    return _listed(_list_fsspec_files, urls, extensions, urls[0])
 
 
 def _list_fsspec_files(urls: list[str], extensions: Sequence[str] | None) -> Source:
