@@ -357,10 +357,10 @@ def test_disk_full_is_clear_and_resumes(lls, tmp_path: Path, monkeypatch) -> Non
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr("ndstack._write.os.replace", replace)
+    monkeypatch.setattr("ndstack._zarr.write.os.replace", replace)
     with pytest.raises(WriteError, match=r"disk full while writing .*run the same command again"):
         ndstack.to_zarr(arr, dest)
-    monkeypatch.setattr("ndstack._write.os.replace", real_replace)
+    monkeypatch.setattr("ndstack._zarr.write.os.replace", real_replace)
     summary = ndstack.to_zarr(arr, dest)
     assert summary["skipped"] >= 1
     xr.testing.assert_identical(ndstack.open(dest).compute(), arr.compute())
@@ -386,7 +386,7 @@ def test_changed_source_refuses_to_resume(lls, tmp_path: Path, monkeypatch) -> N
     folder, _ = lls
     dest = tmp_path / "ch.zarr"
     arr = ndstack.open(folder)
-    real = ndstack._write._write_block
+    real = ndstack._zarr.write._write_block
     calls = {"n": 0}
 
     def flaky(*args, **kw):
@@ -395,10 +395,10 @@ def test_changed_source_refuses_to_resume(lls, tmp_path: Path, monkeypatch) -> N
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr("ndstack._write._write_block", flaky)
+    monkeypatch.setattr("ndstack._zarr.write._write_block", flaky)
     with pytest.raises(KeyboardInterrupt):
         ndstack.to_zarr(arr, dest)
-    monkeypatch.setattr("ndstack._write._write_block", real)
+    monkeypatch.setattr("ndstack._zarr.write._write_block", real)
     changed = folder / lls_name(0, 0)
     tifffile.imwrite(
         changed, np.zeros((6, 20, 24), np.uint16), imagej=True, metadata={"axes": "ZYX"}
@@ -516,13 +516,13 @@ def test_files_filled_before_an_interruption_are_still_recorded(
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr("ndstack._write.os.replace", replace)
+    monkeypatch.setattr("ndstack._zarr.write.os.replace", replace)
     with dask.config.set(scheduler="sync"), pytest.warns(UserWarning, match=bad.name):
         with pytest.raises(WriteError, match="disk full"):
             ndstack.to_zarr(arr, dest)
     markers = list((tmp_path / ".filled.zarr.ndstack" / "done").iterdir())
     assert any(bad.name in m.read_text() for m in markers)  # the fill is in its task's record
-    monkeypatch.setattr("ndstack._write.os.replace", real_replace)
+    monkeypatch.setattr("ndstack._zarr.write.os.replace", real_replace)
     summary = ndstack.to_zarr(arr, dest)  # resumes: the filled file is not read again
     assert summary["skipped"] >= 1
     back = ndstack.open(dest)
@@ -590,10 +590,10 @@ def test_ngff_04_positions_resume_and_overwrite(tmp_path: Path, monkeypatch) -> 
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr("ndstack._write.os.replace", replace)
+    monkeypatch.setattr("ndstack._zarr.write.os.replace", replace)
     with pytest.raises(WriteError, match="disk full"):
         ndstack.to_zarr(arr, dest, format="ome-zarr-0.4")
-    monkeypatch.setattr("ndstack._write.os.replace", real_replace)
+    monkeypatch.setattr("ndstack._zarr.write.os.replace", real_replace)
     assert ndstack.to_zarr(arr, dest, format="ome-zarr-0.4")["skipped"] >= 1
     root = zarr.open_group(dest, mode="r")
     assert root.attrs["bioformats2raw.layout"] == 3
@@ -608,7 +608,7 @@ def test_ngff_04_positions_resume_and_overwrite(tmp_path: Path, monkeypatch) -> 
 @pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
 def test_a_store_is_read_in_blocks_of_neighbouring_chunks(tmp_path: Path, monkeypatch) -> None:
     """ndstack.open(store) makes blocks of several storage chunks; one plane reads one chunk."""
-    from ndstack import _store
+    from ndstack._zarr import read as _store
 
     rng = np.random.default_rng(3)
     values = rng.integers(0, 4000, (3, 2, 8, 32, 32), dtype=np.uint16)
@@ -630,7 +630,7 @@ def test_a_store_is_read_in_blocks_of_neighbouring_chunks(tmp_path: Path, monkey
 
 
 def test_verify_counts_differences_in_batches_and_nan_equals_nan(tmp_path, monkeypatch) -> None:
-    from ndstack import _verify
+    from ndstack._zarr import verify as _verify
 
     values = np.random.default_rng(5).random((6, 16, 16)).astype(np.float32)
     values[:, 3:5, 3] = np.nan

@@ -13,8 +13,8 @@ from ._info import format_info, info
 from ._names import parse_names
 from ._open import MissingFilesWarning, open
 from ._preview import preview
-from ._verify import verify
-from ._write import to_zarr
+from ._zarr.verify import verify
+from ._zarr.write import to_zarr
 
 __all__ = [
     "MissingFilesWarning",

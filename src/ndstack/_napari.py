@@ -19,7 +19,7 @@ LayerData = tuple[Any, dict[str, Any], str]
 def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
     """npe2 reader getter: a reader for folders, globs, TIFFs and stores; else ``None``."""
     from ._discover import discover
-    from ._store import is_store
+    from ._zarr.read import is_store
     from .errors import NdstackError as _Err
 
     if isinstance(path, list):
@@ -50,7 +50,7 @@ def _contrast(arr: Any, channel: int | None) -> list[float]:
 def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
     """One image layer per channel: names from channel coords, scale, contrast, pyramid."""
     from ._open import open as _open
-    from ._store import is_store, open_store, store_levels
+    from ._zarr.read import is_store, open_store, store_levels
 
     if not isinstance(path, list) and is_store(path):
         # napari reads whole Dask chunks: the storage chunks, not ndstack.open's larger blocks
@@ -103,7 +103,7 @@ def _plane_chunks(arr: Any) -> Any:
     """
     import dask.array as da
 
-    from ._resume import _file_grid
+    from ._zarr.resume import _file_grid
 
     grid = _file_grid(arr)
     # only the array exactly as ndstack.open made it (any operation renames it)

@@ -118,7 +118,7 @@ def open(
     >>> arr = ndstack.open("experiment/")  # doctest: +SKIP
     >>> arr.isel(T=0, C=1, Z=10).values  # one step: reads one plane of one file  # doctest: +SKIP
     """
-    from ._store import is_store, open_store
+    from ._zarr.read import is_store, open_store
 
     if on_error not in ("raise", "fill"):
         raise ValueError(f"on_error must be 'raise' or 'fill', not {on_error!r}")

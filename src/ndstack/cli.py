@@ -312,7 +312,7 @@ def _summary_line(s: dict[str, Any]) -> str:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from ._open import open as _open
-    from ._write import to_zarr
+    from ._zarr.write import to_zarr
 
     context = _cluster(args)
     arr = _open(args.source, **_open_kwargs(args))
@@ -330,7 +330,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _verify_and_report(arr: Any, dest: str, sample: str) -> int:
-    from ._verify import verify
+    from ._zarr.verify import verify
     from .errors import VerifyError
 
     try:
@@ -353,7 +353,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_process(args: argparse.Namespace) -> int:
     from ._open import open as _open
-    from ._write import to_zarr
+    from ._zarr.write import to_zarr
     from .ops._steps import describe, parse_params, run_steps
 
     if args.list:
@@ -408,7 +408,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import write_demo
     from ._info import format_info, info
     from ._open import open as _open
-    from ._write import to_zarr
+    from ._zarr.write import to_zarr
 
     _claim_demo_folder(args.out)
     paths = write_demo(os.path.join(args.out, "tiffs"), timepoints=args.timepoints)

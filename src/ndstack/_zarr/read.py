@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CorruptFileError, DamagedStoreError, NdstackError
+from ..errors import CorruptFileError, DamagedStoreError, NdstackError
 
 __all__ = [
     "METADATA_FILES",
@@ -381,7 +381,7 @@ class StoredArray:
             )
         if self.on_error != "fill":
             raise CorruptFileError(message)
-        from ._grid import record_fill
+        from .._grid import record_fill
 
         record_fill(message)
 

@@ -39,15 +39,17 @@ from typing import Any
 
 import numpy as np
 
-from ._grid import ReadFailedWarning, take_filled
-from ._lock import Lock, acquire, release
-from ._lock import check as check_lock
-from ._metadata import _create_arrays, _write_metadata
-from ._ngff import (
+from .._grid import ReadFailedWarning, take_filled
+from .._ngff import (
     ImagePlan,
     plan_image,
 )
-from ._resume import (
+from ..errors import DestinationError, NdstackError, ParameterError, WriteError
+from .lock import Lock, acquire, release
+from .lock import check as check_lock
+from .metadata import _create_arrays, _write_metadata
+from .read import METADATA_FILES, UNFINISHED, chunk_path
+from .resume import (
     _atomic_write,
     _check_destination_against_source,
     _file_grid,
@@ -59,8 +61,6 @@ from ._resume import (
     record_dir,
     source_digest,
 )
-from ._store import METADATA_FILES, UNFINISHED, chunk_path
-from .errors import DestinationError, NdstackError, ParameterError, WriteError
 
 __all__ = ["to_zarr"]
 
@@ -558,7 +558,7 @@ def _run(
         # the lock is held until the delayed runs; dropped unrun, it is released with it
         weakref.finalize(work, release, lock_path, run_id)
         return work
-    from ._progress import progress_bar
+    from .._progress import progress_bar
 
     rec: list[warnings.WarningMessage] = []
     try:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale, redact
-from ._resume import _version
-from ._store import read_node
+from .._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale, redact
+from .read import read_node
+from .resume import _version
 
 if TYPE_CHECKING:
-    from ._write import _Plan
+    from .write import _Plan
 
 __all__ = ["_create_arrays", "_write_metadata"]
 

@@ -16,16 +16,16 @@ import shutil
 import uuid
 from typing import Any
 
-from ._lock import beside
-from ._redact import redact
-from ._store import METADATA_FILES, UNFINISHED, read_node
-from .errors import (
+from .._redact import redact
+from ..errors import (
     DamagedStoreError,
     DestinationError,
     NdstackError,
     SourceChangedError,
     WriteError,
 )
+from .lock import beside
+from .read import METADATA_FILES, UNFINISHED, read_node
 
 __all__ = ["_atomic_write", "_prepare_destination", "record_dir"]
 
@@ -61,7 +61,7 @@ def record_dir(dest: str) -> str:
 
 def _file_grid(arr: Any) -> Any:
     """The FileGrid behind an array opened by ndstack, if any (for source checks)."""
-    from ._grid import FileGrid
+    from .._grid import FileGrid
 
     graph = getattr(arr.data, "dask", None)
     if graph is None:
@@ -102,8 +102,8 @@ def _zarr_root(store: Any) -> str | None:
 
 def source_paths(arr: Any) -> list[str]:
     """The local folders an array reads from: its file grid's root and its stores."""
-    from ._grid import FileGrid
-    from ._store import StoredArray
+    from .._grid import FileGrid
+    from .read import StoredArray
 
     graph = getattr(arr.data, "dask", None)
     out = []
@@ -451,6 +451,6 @@ def _read_marker(path: str) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

@@ -30,7 +30,7 @@ import time
 import uuid
 from typing import Any
 
-from .errors import LockedError, WriteError
+from ..errors import LockedError, WriteError
 
 __all__ = [
     "HEARTBEAT_SECONDS",

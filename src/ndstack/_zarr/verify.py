@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ._store import array_meta, chunk_path, level_paths
-from .errors import VerifyError
+from ..errors import VerifyError
+from .read import array_meta, chunk_path, level_paths
 
 __all__ = ["verify"]
 
@@ -29,8 +29,8 @@ def independent_reads(arr: Any) -> Any:
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-    from ._grid import FileGrid
-    from ._tiff import TiffReader
+    from .._grid import FileGrid
+    from .._tiff import TiffReader
 
     data = arr.data
     graph = getattr(data, "dask", None)
@@ -133,8 +133,8 @@ def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0)
     import dask
     import xarray as xr
 
-    from ._open import open as _open
-    from ._store import open_store
+    from .._open import open as _open
+    from .read import open_store
 
     src = source if isinstance(source, xr.DataArray) else _open(source)
     src = independent_reads(src)
