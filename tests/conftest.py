@@ -75,3 +75,30 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def lls(tmp_path: Path) -> tuple[Path, dict]:
     folder = tmp_path / "lls"
     return folder, write_lls(folder)
+
+
+@pytest.fixture
+def fail_writes_after(monkeypatch):
+    """``fail_writes_after(n)``: the store's data files (chunks and shards, not the records)
+    fail after ``n`` were written, as on a full disk (or with ``error``); the returned
+    function heals the disk again."""
+    import errno
+
+    from ndstack._zarr import files
+
+    real = files._replace
+
+    def arm(n: int, error: BaseException | None = None):
+        written = {"n": 0}
+
+        def replace(src, dst):
+            if ".ndstack" not in str(dst):
+                written["n"] += 1
+                if written["n"] > n:
+                    raise error or OSError(errno.ENOSPC, "No space left on device")
+            return real(src, dst)
+
+        monkeypatch.setattr(files, "_replace", replace)
+        return lambda: monkeypatch.setattr(files, "_replace", real)
+
+    return arm

@@ -143,18 +143,18 @@ def test_an_unfinished_record_holds_no_password(http_source, tmp_path, monkeypat
     """The record beside a store, read while it exists (an interrupted run)."""
     import dask
 
-    real = ndstack._zarr.write._write_block
+    real = ndstack._zarr.tasks._write_block
 
     def stop(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ndstack._zarr.write._write_block", stop)
+    monkeypatch.setattr("ndstack._zarr.tasks._write_block", stop)
     with pytest.raises(KeyboardInterrupt), dask.config.set(scheduler="synchronous"):
         ndstack.to_zarr(ndstack.open(http_source), tmp_path / "cut.zarr")
     record = tmp_path / ".cut.zarr.ndstack"
     assert (record / "manifest.json").exists()
     assert _files_holding(tmp_path, SECRET) == []
-    monkeypatch.setattr("ndstack._zarr.write._write_block", real)
+    monkeypatch.setattr("ndstack._zarr.tasks._write_block", real)
     ndstack.to_zarr(ndstack.open(http_source), tmp_path / "cut.zarr")  # resumes
     assert _files_holding(tmp_path, SECRET) == []
 

@@ -48,7 +48,7 @@ def planes(folder: Path, n: int = 4, value: int = 0, shape=(3, 16, 20)) -> dict:
 
 def interrupted(arr, dest: Path, monkeypatch, after: int = 2) -> None:
     """A conversion stopped after ``after`` written blocks (as a kill would leave it)."""
-    real = ndstack._zarr.write._write_block
+    real = ndstack._zarr.tasks._write_block
     calls = {"n": 0}
 
     def flaky(*args, **kw):
@@ -57,10 +57,10 @@ def interrupted(arr, dest: Path, monkeypatch, after: int = 2) -> None:
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr("ndstack._zarr.write._write_block", flaky)
+    monkeypatch.setattr("ndstack._zarr.tasks._write_block", flaky)
     with pytest.raises(KeyboardInterrupt), dask.config.set(scheduler="synchronous"):
         ndstack.to_zarr(arr, dest)  # synchronous: no thread goes on writing afterwards
-    monkeypatch.setattr("ndstack._zarr.write._write_block", real)
+    monkeypatch.setattr("ndstack._zarr.tasks._write_block", real)
 
 
 # ------------------------------------------------------------------ 1. store as its own dest
@@ -237,7 +237,7 @@ def test_an_unfinished_store_does_not_open(tmp_path, monkeypatch, fmt: str) -> N
     planes(tmp_path / "src")
     arr = ndstack.open(tmp_path / "src")
     dest = tmp_path / "d.zarr"
-    real = ndstack._zarr.write._write_block
+    real = ndstack._zarr.tasks._write_block
     calls = {"n": 0}
 
     def flaky(*args, **kw):
@@ -246,7 +246,7 @@ def test_an_unfinished_store_does_not_open(tmp_path, monkeypatch, fmt: str) -> N
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr("ndstack._zarr.write._write_block", flaky)
+    monkeypatch.setattr("ndstack._zarr.tasks._write_block", flaky)
     with pytest.raises(KeyboardInterrupt), dask.config.set(scheduler="synchronous"):
         ndstack.to_zarr(arr, dest, format=fmt)
     with pytest.raises(NdstackError, match="unfinished conversion"):
@@ -425,7 +425,7 @@ def test_no_task_writes_after_a_run_failed_and_released_its_lock(tmp_path, monke
     """A failed run waits for its running tasks before it lets the next run in."""
     planes(tmp_path / "src", n=4)
     arr = ndstack.open(tmp_path / "src")
-    real = ndstack._zarr.write._write_block
+    real = ndstack._zarr.tasks._write_block
     finished = []
 
     def slow_or_failing(block, plan, image, offset, *args, **kw):
@@ -436,7 +436,7 @@ def test_no_task_writes_after_a_run_failed_and_released_its_lock(tmp_path, monke
         finished.append(offset[0])
         return out
 
-    monkeypatch.setattr("ndstack._zarr.write._write_block", slow_or_failing)
+    monkeypatch.setattr("ndstack._zarr.tasks._write_block", slow_or_failing)
     with pytest.raises(OSError, match="fails at once"), dask.config.set(num_workers=4):
         ndstack.to_zarr(arr, tmp_path / "d.zarr")
     assert len(finished) == 3  # the others had ended before to_zarr returned
@@ -451,7 +451,7 @@ def test_a_task_of_a_replaced_store_writes_nothing(tmp_path: Path) -> None:
     ndstack.to_zarr(arr, dest, compute=False)  # prepared, not run: marker in place
     marker = dest / ".ndstack-unfinished"
     st = marker.stat()
-    from ndstack._zarr.write import _check_marker
+    from ndstack._zarr.tasks import _check_marker
 
     plan = type("P", (), {})()  # only dest and marker_stamp are read
     plan = dataclasses.make_dataclass("P", ["dest", "marker_stamp"])(str(dest), (st.st_ino, 1))
@@ -578,7 +578,7 @@ def test_missing_parent_folders_are_made(tmp_path: Path) -> None:
 
 
 def test_http_style_stamps_are_fingerprinted() -> None:
-    from ndstack._zarr.resume import _stamp
+    from ndstack._zarr.sources import _stamp
 
     assert _stamp({"Last-Modified": "Tue, 01 Jan 2026"}) == "Last-Modified=Tue, 01 Jan 2026"
     assert _stamp({"ETag": '"abc"', "size": 3}) == 'ETag="abc"'

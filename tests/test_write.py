@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -344,23 +343,14 @@ def test_unwritable_destination(lls, tmp_path: Path) -> None:
         locked.chmod(0o700)
 
 
-def test_disk_full_is_clear_and_resumes(lls, tmp_path: Path, monkeypatch) -> None:
+def test_disk_full_is_clear_and_resumes(lls, tmp_path: Path, fail_writes_after) -> None:
     folder, _ = lls
     arr = ndstack.open(folder)
     dest = tmp_path / "full.zarr"
-    real_replace = os.replace
-    calls = {"n": 0}
-
-    def replace(src, dst):
-        calls["n"] += 1
-        if calls["n"] > 8 and "/c/" in str(dst):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr("ndstack._zarr.write.os.replace", replace)
+    heal = fail_writes_after(6)
     with pytest.raises(WriteError, match=r"disk full while writing .*run the same command again"):
         ndstack.to_zarr(arr, dest)
-    monkeypatch.setattr("ndstack._zarr.write.os.replace", real_replace)
+    heal()
     summary = ndstack.to_zarr(arr, dest)
     assert summary["skipped"] >= 1
     xr.testing.assert_identical(ndstack.open(dest).compute(), arr.compute())
@@ -386,7 +376,7 @@ def test_changed_source_refuses_to_resume(lls, tmp_path: Path, monkeypatch) -> N
     folder, _ = lls
     dest = tmp_path / "ch.zarr"
     arr = ndstack.open(folder)
-    real = ndstack._zarr.write._write_block
+    real = ndstack._zarr.tasks._write_block
     calls = {"n": 0}
 
     def flaky(*args, **kw):
@@ -395,10 +385,10 @@ def test_changed_source_refuses_to_resume(lls, tmp_path: Path, monkeypatch) -> N
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr("ndstack._zarr.write._write_block", flaky)
+    monkeypatch.setattr("ndstack._zarr.tasks._write_block", flaky)
     with pytest.raises(KeyboardInterrupt):
         ndstack.to_zarr(arr, dest)
-    monkeypatch.setattr("ndstack._zarr.write._write_block", real)
+    monkeypatch.setattr("ndstack._zarr.tasks._write_block", real)
     changed = folder / lls_name(0, 0)
     tifffile.imwrite(
         changed, np.zeros((6, 20, 24), np.uint16), imagej=True, metadata={"axes": "ZYX"}
@@ -497,7 +487,7 @@ def test_a_local_conversion_does_not_import_distributed(lls, tmp_path: Path) -> 
 
 
 def test_files_filled_before_an_interruption_are_still_recorded(
-    lls, tmp_path: Path, monkeypatch
+    lls, tmp_path: Path, fail_writes_after
 ) -> None:
     import dask
 
@@ -506,23 +496,13 @@ def test_files_filled_before_an_interruption_are_still_recorded(
     bad.write_bytes(bad.read_bytes()[:300])  # header intact, pixels gone
     arr = ndstack.open(folder, check="none", on_error="fill")
     dest = tmp_path / "filled.zarr"
-    real_replace = os.replace
-    chunks_written = {"n": 0}
-
-    def replace(src, dst):
-        if "/c/" in str(dst):
-            chunks_written["n"] += 1
-            if chunks_written["n"] > 6:  # the run dies after some tasks, the fill among them
-                raise OSError(errno.ENOSPC, "No space left on device")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr("ndstack._zarr.write.os.replace", replace)
+    heal = fail_writes_after(6)  # the run dies after some tasks, the fill among them
     with dask.config.set(scheduler="sync"), pytest.warns(UserWarning, match=bad.name):
         with pytest.raises(WriteError, match="disk full"):
             ndstack.to_zarr(arr, dest)
     markers = list((tmp_path / ".filled.zarr.ndstack" / "done").iterdir())
     assert any(bad.name in m.read_text() for m in markers)  # the fill is in its task's record
-    monkeypatch.setattr("ndstack._zarr.write.os.replace", real_replace)
+    heal()
     summary = ndstack.to_zarr(arr, dest)  # resumes: the filled file is not read again
     assert summary["skipped"] >= 1
     back = ndstack.open(dest)
@@ -576,24 +556,13 @@ def test_ngff_04_on_zarr_v2_round_trip_pyramid_and_other_readers(tmp_path: Path)
         ndstack.to_zarr(arr, tmp_path / "s.zarr", format="ome-zarr-0.4", shards={"T": 2})
 
 
-def test_ngff_04_positions_resume_and_overwrite(tmp_path: Path, monkeypatch) -> None:
+def test_ngff_04_positions_resume_and_overwrite(tmp_path: Path, fail_writes_after) -> None:
     arr = ndstack.open(_positions(tmp_path / "mm"))
     dest = tmp_path / "pos04.zarr"
-    real_replace = os.replace
-    calls = {"n": 0}
-
-    def replace(src, dst):
-        # chunk files only: zarr's metadata writes use os.replace too
-        if not os.path.basename(dst).startswith(".z") and f"{os.sep}0{os.sep}" in str(dst):
-            calls["n"] += 1
-        if calls["n"] > 4:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr("ndstack._zarr.write.os.replace", replace)
+    heal = fail_writes_after(4)
     with pytest.raises(WriteError, match="disk full"):
         ndstack.to_zarr(arr, dest, format="ome-zarr-0.4")
-    monkeypatch.setattr("ndstack._zarr.write.os.replace", real_replace)
+    heal()
     assert ndstack.to_zarr(arr, dest, format="ome-zarr-0.4")["skipped"] >= 1
     root = zarr.open_group(dest, mode="r")
     assert root.attrs["bioformats2raw.layout"] == 3

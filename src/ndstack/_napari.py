@@ -103,9 +103,9 @@ def _plane_chunks(arr: Any) -> Any:
     """
     import dask.array as da
 
-    from ._zarr.resume import _file_grid
+    from ._zarr.sources import file_grid
 
-    grid = _file_grid(arr)
+    grid = file_grid(arr)
     # only the array exactly as ndstack.open made it (any operation renames it)
     if grid is None or grid.shape != arr.shape or not arr.data.name.startswith("ndstack-open-"):
         return arr.data

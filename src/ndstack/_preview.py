@@ -144,7 +144,7 @@ def preview(
         Bad options, or an output path that is refused (see :func:`check_output`).
     """
     percentiles = _check_options(dim, every, max_columns, percentiles)
-    from ._zarr.resume import source_paths
+    from ._zarr.sources import source_paths
 
     check_output(path, [arr.attrs.get("root"), *source_paths(arr)], overwrite=overwrite)
     import matplotlib

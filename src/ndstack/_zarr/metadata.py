@@ -10,15 +10,20 @@ import numpy as np
 
 from .._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale, redact
 from .read import read_node
-from .resume import _version
 
 if TYPE_CHECKING:
-    from .write import _Plan
+    from .plan import Plan
 
 __all__ = ["_create_arrays", "_write_metadata"]
 
 
-def _create_arrays(plan: _Plan, plan_img: ImagePlan) -> None:
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _create_arrays(plan: Plan, plan_img: ImagePlan) -> None:
     """Each level's array metadata (chunks are written by the tasks, not by zarr).
 
     Zarr v3: Blosc after the little-endian bytes codec, dimension names. Zarr v2 (NGFF
@@ -109,7 +114,7 @@ def _ndstack_attrs(
     }
 
 
-def _omero(plan_img: ImagePlan, arr: Any, plan: _Plan, img: int) -> dict[str, Any] | None:
+def _omero(plan_img: ImagePlan, arr: Any, plan: Plan, img: int) -> dict[str, Any] | None:
     """Channel labels, colours and contrast windows from a sample of the smallest level."""
     if "C" not in plan_img.image_dims:
         return None
@@ -147,7 +152,7 @@ def _omero(plan_img: ImagePlan, arr: Any, plan: _Plan, img: int) -> dict[str, An
 
 
 def _write_metadata(
-    plan: _Plan,
+    plan: Plan,
     plan_img: ImagePlan,
     arr: Any,
     settings: dict[str, Any],

@@ -11,14 +11,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptFileError, DamagedStoreError, NdstackError
+from .layout import METADATA_FILES, UNFINISHED, chunk_path, chunk_shape
 
 __all__ = [
-    "METADATA_FILES",
     "StoredArray",
     "array_meta",
     "check_finished",
-    "chunk_path",
-    "chunk_shape",
     "is_store",
     "level_paths",
     "ome_attrs",
@@ -28,10 +26,6 @@ __all__ = [
 ]
 
 
-#: the files that hold a Zarr node's metadata: v3, then v2
-METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs")
-#: a file inside a store that ndstack is still writing (removed when it is complete)
-UNFINISHED = ".ndstack-unfinished"
 #: metadata files larger than this are refused (real ones are kilobytes)
 _MAX_METADATA_BYTES = 64 << 20
 
@@ -92,17 +86,6 @@ def ome_attrs(attrs: dict[str, Any], zarr_format: int) -> dict[str, Any]:
     """The OME-NGFF part of a group's attributes: under ``ome`` in 0.5, top level in 0.4."""
     ome = attrs.get("ome", {}) if zarr_format == 3 else attrs
     return ome if isinstance(ome, dict) else {}
-
-
-def chunk_shape(meta: dict[str, Any], zarr_format: int) -> list[int]:
-    return (
-        meta["chunk_grid"]["configuration"]["chunk_shape"] if zarr_format == 3 else meta["chunks"]
-    )
-
-
-def chunk_path(array_dir: str, idx: Any, zarr_format: int) -> str:
-    """Where a chunk lives: ``c/0/1/2`` in Zarr v3, ``0/1/2`` in v2 with "/" separators."""
-    return os.path.join(array_dir, *(("c",) if zarr_format == 3 else ()), *map(str, idx))
 
 
 def _dataset_path(value: Any, where: str) -> str:

@@ -8,7 +8,6 @@ once the store is complete; a complete store records its settings in its own met
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -16,7 +15,6 @@ import shutil
 import uuid
 from typing import Any
 
-from .._redact import redact
 from ..errors import (
     DamagedStoreError,
     DestinationError,
@@ -24,162 +22,18 @@ from ..errors import (
     SourceChangedError,
     WriteError,
 )
+from .files import atomic_write
+from .layout import METADATA_FILES, UNFINISHED
 from .lock import beside
-from .read import METADATA_FILES, UNFINISHED, read_node
+from .read import read_node
+from .sources import _unstamped, source_digest
 
-__all__ = ["_atomic_write", "_prepare_destination", "record_dir"]
-
-
-def _atomic_write(path: str, payload: bytes) -> None:
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
-    try:
-        try:
-            f = open(tmp, "wb")
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            f = open(tmp, "wb")
-        with f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        if exc.errno == errno.ENOSPC:
-            raise WriteError(
-                f"disk full while writing {path}; free some space and run the same "
-                "command again to resume"
-            ) from None
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+__all__ = ["finish_store", "record_dir"]
 
 
 def record_dir(dest: str) -> str:
     """The folder beside ``dest`` that records an unfinished conversion."""
     return beside(dest, ".ndstack")
-
-
-def _file_grid(arr: Any) -> Any:
-    """The FileGrid behind an array opened by ndstack, if any (for source checks)."""
-    from .._grid import FileGrid
-
-    graph = getattr(arr.data, "dask", None)
-    if graph is None:
-        return None
-    for layer in graph.layers.values():
-        for v in dict(layer).values():
-            v = getattr(v, "value", v)
-            if isinstance(v, FileGrid):
-                return v
-    return None
-
-
-def _local_path(root: str, fs: Any) -> str | None:
-    """``root`` as a local path when its filesystem is the local disk (``file://``,
-    ``local://`` and friends resolve there too); None for remote filesystems."""
-    if fs is None:
-        return root
-    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    if {"file", "local"} & set(protocol):
-        return fs._strip_protocol(root)
-    return None
-
-
-def _zarr_root(store: Any) -> str | None:
-    """The local folder of a zarr store object (LocalStore, or FsspecStore on disk)."""
-    root = getattr(store, "root", None)
-    if root is not None:
-        return os.fspath(root)
-    fs, path = getattr(store, "fs", None), getattr(store, "path", None)
-    if fs is not None and isinstance(path, str):
-        sync = getattr(fs, "sync_fs", None) or fs  # zarr wraps fsspec in an async filesystem
-        try:
-            return _local_path(path, sync)
-        except AttributeError:
-            return None
-    return None
-
-
-def source_paths(arr: Any) -> list[str]:
-    """The local folders an array reads from: its file grid's root and its stores."""
-    from .._grid import FileGrid
-    from .read import StoredArray
-
-    graph = getattr(arr.data, "dask", None)
-    out = []
-    for layer in graph.layers.values() if graph is not None else ():
-        for v in dict(layer).values():
-            v = getattr(v, "value", v)
-            if isinstance(v, FileGrid):
-                local = _local_path(v.root, v.fs)
-                if local is not None:
-                    out.append(local)
-            elif isinstance(v, StoredArray):
-                out.append(v.store or v.path)
-            elif type(v).__module__.startswith("zarr") and hasattr(v, "store"):
-                root = _zarr_root(v.store)  # a zarr array read by Dask (da.from_zarr)
-                if root is not None:
-                    out.append(os.path.join(root, getattr(v, "path", "") or ""))
-    return out
-
-
-def _check_destination_against_source(dest: str, arr: Any) -> None:
-    """Refuse a destination that is, holds, or lies inside anything the array reads."""
-    real = os.path.realpath(dest)
-    for src in source_paths(arr):
-        src_real = os.path.realpath(src)
-        inside = real == src_real or real.startswith(src_real.rstrip(os.sep) + os.sep)
-        holds = src_real.startswith(real.rstrip(os.sep) + os.sep)
-        if inside or holds:
-            where = "is" if real == src_real else "lies inside" if inside else "holds"
-            raise DestinationError(
-                f"the destination {dest} {where} the source {src}; choose a folder apart "
-                "from it (sources are only ever read, never replaced)"
-            )
-
-
-def _fingerprint(grid: Any, arr: Any) -> dict[str, Any]:
-    """Every source file with its size and modification stamp (ETag, version or mtime on
-    fsspec filesystems), or the array's graph token when it reads no file grid."""
-    if grid is None:
-        return {"token": str(arr.data.name) if hasattr(arr.data, "name") else None}
-    names = sorted(n for n in grid.files.ravel().tolist() if n is not None)
-    files = []
-    if grid.fs is None:
-        for name in names:
-            try:
-                st = os.stat(grid.path(name))
-                files.append([name, st.st_size, st.st_mtime_ns])
-            except OSError:
-                files.append([name, None, None])
-    else:
-        for name in names:
-            try:
-                info = grid.fs.info(grid.path(name))
-            except (OSError, ValueError):
-                files.append([name, None, None])
-                continue
-            files.append([name, info.get("size"), _stamp(info)])
-    return {"root": redact(grid.root), "files": files}
-
-
-def _stamp(info: dict[str, Any]) -> Any:
-    """What changes when an object is rewritten: version, ETag, or a modification time."""
-    for key in ("VersionId", "version_id", "generation", "ETag", "etag", "md5Hash",
-                "Content-MD5", "Digest", "LastModified", "Last-Modified", "last_modified",
-                "mtime", "updated", "created"):  # fmt: skip
-        value = info.get(key)
-        if value not in (None, ""):
-            return f"{key}={value}"
-    return None
-
-
-def source_digest(fingerprint: dict[str, Any]) -> str:
-    """One hash of a fingerprint: what a complete store remembers of its source."""
-    import hashlib
-
-    text = json.dumps(fingerprint, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _manifest_path(dest: str) -> str:
@@ -332,9 +186,9 @@ def _prepare_destination(
         # leaves a store with no marker (not ndstack's), never a marker without a record
         manifest = {"ndstack": _version(), "store": store_id, "settings": settings,
                     "source": fingerprint}  # fmt: skip
-        _atomic_write(manifest_file, json.dumps(manifest).encode())
+        atomic_write(manifest_file, json.dumps(manifest).encode())
         marker_body = {"store": store_id, "written": owned}
-        _atomic_write(os.path.join(dest, UNFINISHED), json.dumps(marker_body).encode())
+        atomic_write(os.path.join(dest, UNFINISHED), json.dumps(marker_body).encode())
     except PermissionError:
         raise WriteError(f"cannot write to {dest}: permission denied") from None
     except OSError as exc:
@@ -360,13 +214,6 @@ def _same_settings(dest: str, old: Any, new: dict[str, Any], which: str) -> None
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _unstamped(fingerprint: dict[str, Any]) -> bool:
-    """Whether some source file reports nothing that changes when it is rewritten."""
-    return any(
-        len(f) > 2 and f[2] is None and f[1] is not None for f in fingerprint.get("files", [])
-    )
 
 
 def _refuse_links(dest: str) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import VerifyError
-from .read import array_meta, chunk_path, level_paths
+from .layout import chunk_path
+from .read import array_meta, level_paths
 
 __all__ = ["verify"]
 

@@ -25,8 +25,6 @@ metadata is written once everything is done.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import sys
 import time
@@ -34,285 +32,49 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._grid import ReadFailedWarning, take_filled
+from .._grid import ReadFailedWarning
 from .._ngff import (
     ImagePlan,
     plan_image,
 )
 from ..errors import DestinationError, NdstackError, ParameterError, WriteError
+from .layout import UNFINISHED
 from .lock import Lock, acquire, release
 from .lock import check as check_lock
 from .metadata import _create_arrays, _write_metadata
-from .read import METADATA_FILES, UNFINISHED, chunk_path
+from .plan import (
+    CODECS,
+    FORMATS,
+    Plan,
+    _aligned,
+    _choose_levels,
+    _make_plan,
+    _owned_entries,
+    _shard_blocks,
+    _zarr_chunks,
+)
 from .resume import (
-    _atomic_write,
-    _check_destination_against_source,
-    _file_grid,
-    _fingerprint,
     _prepare_destination,
     _read_marker,
     _remove_partials,
     finish_store,
     record_dir,
-    source_digest,
 )
+from .sources import (
+    check_destination_against_source,
+    file_grid,
+    source_digest,
+    source_fingerprint,
+)
+from .tasks import _marker_name, _write_mapped
 
 __all__ = ["to_zarr"]
 
 
-CODECS = ("zstd", "lz4", "lz4hc", "zlib", "blosclz", "none")
-FORMATS = ("ome-zarr", "ome-zarr-0.4", "zarr")
-TARGET_CHUNK_BYTES = 4 << 20
-PYRAMID_PLANE = 512
-
-
-@dataclass(frozen=True)
-class _Level:
-    path: str  # array path inside the store ("" for a root array)
-    shape: tuple[int, ...]
-    chunks: tuple[int, ...]
-    shard: tuple[int, ...] | None = None  # shard shape (a multiple of chunks), or None
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Everything a write task needs: picklable, no open handles."""
-
-    dest: str
-    dtype: str
-    codec: str
-    clevel: int
-    fill_value: Any
-    image_paths: tuple[str, ...]
-    levels: tuple[_Level, ...]  # per level, relative to each image path
-    y_axis: int | None  # positions of Y and X in the image dims (None: no pyramid)
-    x_axis: int | None
-    n_split: int = 0  # leading dims of each block that index the image (length 1 each)
-    zarr_format: int = 3  # 2 for OME-NGFF 0.4
-    #: (inode, mtime) of the store's unfinished marker when this run began: a task checks
-    #: it before writing, so a task left running by a run that failed or lost its lock
-    #: never writes into a store that another run has replaced since
-    marker_stamp: tuple[int, int] | None = None
-
-    def array_dir(self, image: int, level: int) -> str:
-        parts = [self.dest, self.image_paths[image], self.levels[level].path]
-        return os.path.join(*[p for p in parts if p])
-
-    def chunk_path(self, image: int, level: int, idx: Sequence[int]) -> str:
-        return chunk_path(self.array_dir(image, level), idx, self.zarr_format)
-
-
-# ----------------------------------------------------------------------------- planning
-def _regular(chunks: tuple[int, ...]) -> bool:
-    return len(chunks) <= 1 or (len(set(chunks[:-1])) == 1 and chunks[-1] <= chunks[0])
-
-
-def _zarr_chunks(
-    dims: Sequence[str], block: Sequence[int], itemsize: int, user: Mapping[str, int]
-) -> list[int]:
-    """Zarr chunk per dim: a divisor of the Dask block, a few MB, whole planes first."""
-    out = []
-    for d, b in zip(dims, block):
-        if d in user:
-            out.append(min(int(user[d]), b))
-        elif d in ("Z", "Y", "X"):
-            out.append(b)
-        else:
-            out.append(1)
-    for d in ("Z", "Y", "X"):  # halve Z first (planes stay whole), then Y, then X
-        if d not in dims or d in user:
-            continue
-        i = list(dims).index(d)
-        while math.prod(out) * itemsize > TARGET_CHUNK_BYTES and out[i] % 2 == 0 and out[i] > 1:
-            out[i] //= 2
-    return out
-
-
-def _auto_levels(shape_y: int, shape_x: int) -> int:
-    n = 1
-    while max(shape_y, shape_x) / 2 ** (n - 1) > PYRAMID_PLANE:
-        n += 1
-    return n
-
-
-def _fits_levels(dim: int, block: int, levels: int) -> bool:
-    """Each task can downsample its own block when it spans the dim or aligns."""
-    return block >= dim or block % 2 ** (levels - 1) == 0
-
-
-# ----------------------------------------------------------------------------- task
-def _encode(plan: _Plan, chunk: np.ndarray) -> bytes:
-    data = np.ascontiguousarray(chunk, dtype=np.dtype(plan.dtype).newbyteorder("<"))
-    if plan.codec == "none":
-        return data.tobytes()
-    import imagecodecs
-
-    return imagecodecs.blosc_encode(
-        data,
-        plan.clevel,
-        compressor=plan.codec,
-        shuffle=2,  # bitshuffle
-        typesize=data.dtype.itemsize,
-        numthreads=1,  # Dask's threads give the parallelism; the codec releases the GIL
-    )
-
-
-def _downsample(block: np.ndarray, y: int, x: int) -> np.ndarray:
-    """2x2 mean over Y and X; an odd edge repeats its last row or column."""
-    b = block.astype(np.float32)
-    for ax in (y, x):
-        if b.shape[ax] % 2:
-            last = np.take(b, [-1], axis=ax)
-            b = np.concatenate([b, last], axis=ax)
-        shape = list(b.shape)
-        shape[ax : ax + 1] = [shape[ax] // 2, 2]
-        b = b.reshape(shape).mean(axis=ax + 1)
-    if np.dtype(block.dtype).kind in "iub":
-        info = np.iinfo(block.dtype) if block.dtype.kind != "b" else None
-        b = np.rint(b)
-        if info is not None:
-            b = np.clip(b, info.min, info.max)
-    return b.astype(block.dtype)
-
-
-_MISSING = np.uint64(2**64 - 1)
-
-
-def _write_shard(
-    plan: _Plan, image: int, level: int, block: np.ndarray, offset: Sequence[int]
-) -> int:
-    """Write ``block`` (one whole shard) as a Zarr v3 ``sharding_indexed`` object.
-
-    Inner chunks are concatenated in C order, then the index of (offset, nbytes) per inner
-    chunk, little-endian uint64, with its CRC32C (zarr's default index codecs), at the end.
-    """
-    import google_crc32c
-
-    lv = plan.levels[level]
-    assert lv.shard is not None
-    counts = [s // c for s, c in zip(lv.shard, lv.chunks)]
-    index = np.full((*counts, 2), _MISSING, dtype="<u8")
-    parts: list[bytes] = []
-    pos = 0
-    for rel in np.ndindex(*counts):
-        start = [r * c for r, c in zip(rel, lv.chunks)]
-        if any(st >= n for st, n in zip(start, block.shape)):
-            continue  # beyond the array's edge: stays missing
-        sl = tuple(slice(st, min(st + c, n)) for st, c, n in zip(start, lv.chunks, block.shape))
-        payload = _encode(plan, _padded(block[sl], lv.chunks, plan.fill_value))
-        index[rel] = (pos, len(payload))
-        parts.append(payload)
-        pos += len(payload)
-    raw_index = index.tobytes()
-    crc = google_crc32c.value(raw_index).to_bytes(4, "little")
-    shard_idx = [o // s for o, s in zip(offset, lv.shard)]
-    path = plan.chunk_path(image, level, shard_idx)
-    _atomic_write(path, b"".join(parts) + raw_index + crc)
-    return pos + len(raw_index) + 4
-
-
-def _padded(part: np.ndarray, shape: tuple[int, ...], fill: Any) -> np.ndarray:
-    """Edge chunks are stored at full size, padded with the fill value."""
-    if part.shape == shape:
-        return part
-    full = np.full(shape, fill, dtype=part.dtype)
-    full[tuple(slice(0, n) for n in part.shape)] = part
-    return full
-
-
-def _write_level(
-    plan: _Plan, image: int, level: int, block: np.ndarray, offset: Sequence[int]
-) -> int:
-    lv = plan.levels[level]
-    if lv.shard is not None:
-        return _write_shard(plan, image, level, block, offset)
-    first = [o // c for o, c in zip(offset, lv.chunks)]
-    counts = [math.ceil(n / c) for n, c in zip(block.shape, lv.chunks)]
-    written = 0
-    for rel in np.ndindex(*counts):
-        idx = [f + r for f, r in zip(first, rel)]
-        sl = tuple(
-            slice(r * c, min((r + 1) * c, n)) for r, c, n in zip(rel, lv.chunks, block.shape)
-        )
-        payload = _encode(plan, _padded(block[sl], lv.chunks, plan.fill_value))
-        _atomic_write(plan.chunk_path(image, level, idx), payload)
-        written += len(payload)
-    return written
-
-
-def _marker_name(idx: tuple[int, ...], n_split: int, split_shape: tuple[int, ...]) -> str:
-    image = int(np.ravel_multi_index(idx[:n_split], split_shape)) if n_split else 0
-    return f"{image}-" + "-".join(map(str, idx[n_split:]))
-
-
-def _write_mapped(
-    block: np.ndarray,
-    *,
-    plan: _Plan,
-    split_shape: tuple[int, ...],
-    done_dir: str,
-    block_info: Any = None,
-) -> np.ndarray:
-    """``map_blocks`` adapter: where the block lies, then :func:`_write_block`."""
-    info = block_info[0]
-    idx = tuple(info["chunk-location"])
-    n = plan.n_split
-    image = int(np.ravel_multi_index(idx[:n], split_shape)) if n else 0
-    offset = tuple(int(start) for start, _ in info["array-location"][n:])
-    marker = os.path.join(done_dir, _marker_name(idx, n, split_shape))
-    _, out = _write_block(block, plan, image, offset, marker, take_filled())
-    return np.full((1,) * block.ndim, out, dtype=np.int64)
-
-
-def _check_marker(plan: _Plan) -> None:
-    """Stop a task whose store was replaced by another run since its own run began."""
-    if plan.marker_stamp is None:
-        return
-    try:
-        st = os.stat(os.path.join(plan.dest, UNFINISHED))
-        same = (st.st_ino, st.st_mtime_ns) == tuple(plan.marker_stamp)
-    except OSError:
-        same = False
-    if not same:
-        raise DestinationError(
-            f"{plan.dest} is no longer the store this task was started for (another run "
-            "replaced or completed it); the task wrote nothing"
-        )
-
-
-def _write_block(
-    block: np.ndarray,
-    plan: _Plan,
-    image: int,
-    offset: tuple[int, ...],
-    marker: str,
-    filled: Sequence[str] = (),
-) -> tuple[int, int]:
-    """Write one block at all levels, then its marker (with the files filled while reading
-    the block). Returns (bytes in, bytes out)."""
-    _check_marker(plan)
-    block = block.reshape(block.shape[plan.n_split :])
-    out = _write_level(plan, image, 0, block, offset)
-    current, off = block, list(offset)
-    for level in range(1, len(plan.levels)):
-        assert plan.y_axis is not None and plan.x_axis is not None
-        current = _downsample(current, plan.y_axis, plan.x_axis)
-        off[plan.y_axis] //= 2
-        off[plan.x_axis] //= 2
-        out += _write_level(plan, image, level, current, off)
-    record: dict[str, Any] = {"in": int(block.nbytes), "out": out}
-    if filled:
-        record["filled"] = list(filled)
-    _atomic_write(marker, json.dumps(record).encode())
-    return int(block.nbytes), out
-
-
-# ----------------------------------------------------------------------------- the API
 def to_zarr(
     arr: Any,
     dest: str | os.PathLike[str],
@@ -387,8 +149,8 @@ def to_zarr(
     dtype = np.dtype(da_arr.dtype)
     if dtype.kind not in "biufc":
         raise NdstackError(f"cannot write dtype {dtype} with codec {codec}: numbers only")
-    grid = _file_grid(da_arr)
-    _check_destination_against_source(dest, da_arr)
+    grid = file_grid(da_arr)
+    check_destination_against_source(dest, da_arr)
 
     if format != "zarr":
         plan_img = plan_image(da_arr.dims)
@@ -428,7 +190,7 @@ def to_zarr(
         # processing, the files' names and sizes), so that arr.isel(T=0) is not arr
         "array": str(getattr(da_arr.data, "name", "")),
     }  # fmt: skip
-    fingerprint = _fingerprint(grid, da_arr)
+    fingerprint = source_fingerprint(grid, da_arr)
     done_dir = os.path.join(record_dir(dest), "done")
     owned = _owned_entries(plan)
     try:
@@ -461,18 +223,8 @@ def to_zarr(
         raise
 
 
-def _owned_entries(plan: _Plan) -> list[str]:
-    """The top-level entries of the store that this conversion writes (all it may delete)."""
-    names = set(METADATA_FILES)
-    for image in plan.image_paths:
-        for lv in plan.levels:
-            rel = "/".join(p for p in (image, lv.path) if p)
-            names.add(rel.split("/")[0] if rel else ("c" if plan.zarr_format == 3 else ""))
-    return sorted(n for n in names if n)
-
-
 def _run(
-    da_arr: Any, data: Any, plan: _Plan, plan_img: ImagePlan, settings: dict[str, Any],
+    da_arr: Any, data: Any, plan: Plan, plan_img: ImagePlan, settings: dict[str, Any],
     provenance: dict[str, Any], grid: Any, dest: str, done_dir: str, resumed: bool,
     compute: bool, progress: bool | None, t0: float, lock: Lock,
 ) -> Any:  # fmt: skip
@@ -722,117 +474,3 @@ def _as_dataarray(arr: Any, dims: Sequence[str] | None) -> Any:
         raise ValueError("a plain array needs dims=, e.g. ('T', 'C', 'Z', 'Y', 'X')")
     data = arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr))
     return xr.DataArray(data, dims=tuple(dims))
-
-
-def _aligned(data: Any, dims: Sequence[str], user: dict[str, int], n_split: int) -> Any:
-    """A Dask array whose blocks are regular and hold whole Zarr chunks."""
-    import dask.array as da
-
-    if not isinstance(data, da.Array):
-        data = da.from_array(data)
-    new = []
-    changed = False
-    for i, (d, c) in enumerate(zip(dims, data.chunks)):
-        size = c[0]
-        if i < n_split:
-            size = 1
-        elif d in user and size % int(user[d]):
-            size = int(user[d]) * max(1, size // int(user[d]))
-        elif not _regular(c):
-            size = max(c)
-        new.append(size)
-        changed |= size != c[0] or not _regular(c)
-    return data.rechunk(tuple(new)) if changed else data
-
-
-def _shard_blocks(
-    data: Any, dims: Sequence[str], zchunks: Sequence[int], shards: dict[str, int], n_split: int
-) -> tuple[Any, Any]:
-    """Rechunk so that each Dask block is one shard: a whole number of Zarr chunks."""
-    unknown = set(shards) - set(dims[n_split:])
-    if unknown:
-        raise ValueError(f"shards name unknown dims {sorted(unknown)}; dims are {list(dims)}")
-    new = [1] * n_split
-    for j, d in enumerate(dims[n_split:]):
-        c = zchunks[j]
-        new.append(-(-int(shards[d]) // c) * c if d in shards else data.chunks[n_split + j][0])
-    data = data.rechunk(tuple(new))
-    return data, data.chunks[n_split:]
-
-
-def _choose_levels(
-    format: str, levels: int | str, plan: ImagePlan, shape: Sequence[int], blocks: Any
-) -> int:
-    if format == "zarr" or "Y" not in plan.image_dims:
-        return 1
-    y, x = plan.image_dims.index("Y"), plan.image_dims.index("X")
-    n = _auto_levels(shape[y], shape[x]) if levels == "auto" else int(levels)
-    if n < 1:
-        raise ValueError(f"levels must be at least 1, not {levels}")
-    while n > 1 and not (
-        _fits_levels(shape[y], blocks[y][0], n) and _fits_levels(shape[x], blocks[x][0], n)
-    ):
-        n -= 1
-    return n
-
-
-def _make_plan(
-    dest: str,
-    format: str,
-    plan_img: ImagePlan,
-    shape: Sequence[int],
-    blocks: Any,
-    zchunks: Sequence[int],
-    n_levels: int,
-    dtype: np.dtype,
-    codec: str,
-    clevel: int,
-    arr: Any,
-    *,
-    sharded: bool = False,
-) -> _Plan:
-    n_images = (
-        int(np.prod([arr.sizes[d] for d in plan_img.split_dims])) if plan_img.split_dims else 1
-    )
-    image_paths = tuple(str(i) for i in range(n_images)) if plan_img.split_dims else ("",)
-    y = plan_img.image_dims.index("Y") if n_levels > 1 else None
-    x = plan_img.image_dims.index("X") if n_levels > 1 else None
-    levels = []
-    for k in range(n_levels):
-        lshape, lchunks = list(shape), list(zchunks)
-        for ax in (y, x):
-            if ax is None or k == 0:
-                continue
-            lshape[ax] = math.ceil(shape[ax] / 2**k)
-            block = blocks[ax][0]
-            if block >= shape[ax]:
-                lchunks[ax] = min(zchunks[ax], lshape[ax])
-            else:
-                lchunks[ax] = math.gcd(max(1, zchunks[ax] >> k), block >> k)
-        shard = None
-        if sharded:  # one shard per task: the task's region at this level
-            region = []
-            for ax, (n, c) in enumerate(zip(lshape, lchunks)):
-                b = (
-                    blocks[ax][0]
-                    if ax not in (y, x)
-                    else (n if blocks[ax][0] >= shape[ax] else blocks[ax][0] >> k)
-                )
-                region.append(-(-b // c) * c)  # a whole number of inner chunks
-            shard = tuple(region)
-        path = "" if format == "zarr" else str(k)
-        levels.append(_Level(path, tuple(lshape), tuple(lchunks), shard))
-    fill = arr.attrs.get("fill_value", 0)
-    return _Plan(
-        dest=dest,
-        dtype=dtype.name,
-        codec=codec,
-        clevel=int(clevel),
-        fill_value=fill if np.isscalar(fill) else 0,
-        image_paths=image_paths,
-        levels=tuple(levels),
-        y_axis=y,
-        x_axis=x,
-        n_split=len(plan_img.split_dims),
-        zarr_format=2 if format == "ome-zarr-0.4" else 3,
-    )

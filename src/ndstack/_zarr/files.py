@@ -1,0 +1,40 @@
+"""Writing files so that a kill at any moment leaves the old file or the new one whole."""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+
+from ..errors import WriteError
+
+__all__ = ["atomic_write"]
+
+#: the rename that makes a written file appear (a hook: tests make it fail like a full disk)
+_replace = os.replace
+
+
+def atomic_write(path: str, payload: bytes) -> None:
+    """Write ``payload`` under a temporary name, then rename it to ``path``; a full disk is
+    a :class:`WriteError` that says how to resume."""
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        try:
+            f = open(tmp, "wb")
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            f = open(tmp, "wb")
+        with f:
+            f.write(payload)
+        _replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if exc.errno == errno.ENOSPC:
+            raise WriteError(
+                f"disk full while writing {path}; free some space and run the same "
+                "command again to resume"
+            ) from None
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None

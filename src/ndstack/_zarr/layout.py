@@ -1,0 +1,30 @@
+"""Where things are in a store: metadata file names, chunk keys, the unfinished marker.
+
+Pure names and paths, no I/O: the writer, the reader and verify share them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["METADATA_FILES", "UNFINISHED", "chunk_path", "chunk_shape"]
+
+
+#: the files that hold a Zarr node's metadata: v3, then v2
+METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs")
+
+
+#: a file inside a store that ndstack is still writing (removed when it is complete)
+UNFINISHED = ".ndstack-unfinished"
+
+
+def chunk_shape(meta: dict[str, Any], zarr_format: int) -> list[int]:
+    return (
+        meta["chunk_grid"]["configuration"]["chunk_shape"] if zarr_format == 3 else meta["chunks"]
+    )
+
+
+def chunk_path(array_dir: str, idx: Any, zarr_format: int) -> str:
+    """Where a chunk lives: ``c/0/1/2`` in Zarr v3, ``0/1/2`` in v2 with "/" separators."""
+    return os.path.join(array_dir, *(("c",) if zarr_format == 3 else ()), *map(str, idx))

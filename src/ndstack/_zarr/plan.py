@@ -1,0 +1,227 @@
+"""Planning a store: Zarr chunks, shards, pyramid levels, image paths (pure, no I/O).
+
+:class:`Plan` is everything a write task needs: picklable, no open handles. It is made
+once per conversion by :func:`make_plan` and travels in every task.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._ngff import ImagePlan
+from .layout import METADATA_FILES, chunk_path
+
+CODECS = ("zstd", "lz4", "lz4hc", "zlib", "blosclz", "none")
+
+
+FORMATS = ("ome-zarr", "ome-zarr-0.4", "zarr")
+
+
+TARGET_CHUNK_BYTES = 4 << 20
+
+
+PYRAMID_PLANE = 512
+
+
+@dataclass(frozen=True)
+class Level:
+    path: str  # array path inside the store ("" for a root array)
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    shard: tuple[int, ...] | None = None  # shard shape (a multiple of chunks), or None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a write task needs: picklable, no open handles."""
+
+    dest: str
+    dtype: str
+    codec: str
+    clevel: int
+    fill_value: Any
+    image_paths: tuple[str, ...]
+    levels: tuple[Level, ...]  # per level, relative to each image path
+    y_axis: int | None  # positions of Y and X in the image dims (None: no pyramid)
+    x_axis: int | None
+    n_split: int = 0  # leading dims of each block that index the image (length 1 each)
+    zarr_format: int = 3  # 2 for OME-NGFF 0.4
+    #: (inode, mtime) of the store's unfinished marker when this run began: a task checks
+    #: it before writing, so a task left running by a run that failed or lost its lock
+    #: never writes into a store that another run has replaced since
+    marker_stamp: tuple[int, int] | None = None
+
+    def array_dir(self, image: int, level: int) -> str:
+        parts = [self.dest, self.image_paths[image], self.levels[level].path]
+        return os.path.join(*[p for p in parts if p])
+
+    def chunk_path(self, image: int, level: int, idx: Sequence[int]) -> str:
+        return chunk_path(self.array_dir(image, level), idx, self.zarr_format)
+
+
+# ----------------------------------------------------------------------------- planning
+def _regular(chunks: tuple[int, ...]) -> bool:
+    return len(chunks) <= 1 or (len(set(chunks[:-1])) == 1 and chunks[-1] <= chunks[0])
+
+
+def _zarr_chunks(
+    dims: Sequence[str], block: Sequence[int], itemsize: int, user: Mapping[str, int]
+) -> list[int]:
+    """Zarr chunk per dim: a divisor of the Dask block, a few MB, whole planes first."""
+    out = []
+    for d, b in zip(dims, block):
+        if d in user:
+            out.append(min(int(user[d]), b))
+        elif d in ("Z", "Y", "X"):
+            out.append(b)
+        else:
+            out.append(1)
+    for d in ("Z", "Y", "X"):  # halve Z first (planes stay whole), then Y, then X
+        if d not in dims or d in user:
+            continue
+        i = list(dims).index(d)
+        while math.prod(out) * itemsize > TARGET_CHUNK_BYTES and out[i] % 2 == 0 and out[i] > 1:
+            out[i] //= 2
+    return out
+
+
+def _auto_levels(shape_y: int, shape_x: int) -> int:
+    n = 1
+    while max(shape_y, shape_x) / 2 ** (n - 1) > PYRAMID_PLANE:
+        n += 1
+    return n
+
+
+def _fits_levels(dim: int, block: int, levels: int) -> bool:
+    """Each task can downsample its own block when it spans the dim or aligns."""
+    return block >= dim or block % 2 ** (levels - 1) == 0
+
+
+def _owned_entries(plan: Plan) -> list[str]:
+    """The top-level entries of the store that this conversion writes (all it may delete)."""
+    names = set(METADATA_FILES)
+    for image in plan.image_paths:
+        for lv in plan.levels:
+            rel = "/".join(p for p in (image, lv.path) if p)
+            names.add(rel.split("/")[0] if rel else ("c" if plan.zarr_format == 3 else ""))
+    return sorted(n for n in names if n)
+
+
+def _aligned(data: Any, dims: Sequence[str], user: dict[str, int], n_split: int) -> Any:
+    """A Dask array whose blocks are regular and hold whole Zarr chunks."""
+    import dask.array as da
+
+    if not isinstance(data, da.Array):
+        data = da.from_array(data)
+    new = []
+    changed = False
+    for i, (d, c) in enumerate(zip(dims, data.chunks)):
+        size = c[0]
+        if i < n_split:
+            size = 1
+        elif d in user and size % int(user[d]):
+            size = int(user[d]) * max(1, size // int(user[d]))
+        elif not _regular(c):
+            size = max(c)
+        new.append(size)
+        changed |= size != c[0] or not _regular(c)
+    return data.rechunk(tuple(new)) if changed else data
+
+
+def _shard_blocks(
+    data: Any, dims: Sequence[str], zchunks: Sequence[int], shards: dict[str, int], n_split: int
+) -> tuple[Any, Any]:
+    """Rechunk so that each Dask block is one shard: a whole number of Zarr chunks."""
+    unknown = set(shards) - set(dims[n_split:])
+    if unknown:
+        raise ValueError(f"shards name unknown dims {sorted(unknown)}; dims are {list(dims)}")
+    new = [1] * n_split
+    for j, d in enumerate(dims[n_split:]):
+        c = zchunks[j]
+        new.append(-(-int(shards[d]) // c) * c if d in shards else data.chunks[n_split + j][0])
+    data = data.rechunk(tuple(new))
+    return data, data.chunks[n_split:]
+
+
+def _choose_levels(
+    format: str, levels: int | str, plan: ImagePlan, shape: Sequence[int], blocks: Any
+) -> int:
+    if format == "zarr" or "Y" not in plan.image_dims:
+        return 1
+    y, x = plan.image_dims.index("Y"), plan.image_dims.index("X")
+    n = _auto_levels(shape[y], shape[x]) if levels == "auto" else int(levels)
+    if n < 1:
+        raise ValueError(f"levels must be at least 1, not {levels}")
+    while n > 1 and not (
+        _fits_levels(shape[y], blocks[y][0], n) and _fits_levels(shape[x], blocks[x][0], n)
+    ):
+        n -= 1
+    return n
+
+
+def _make_plan(
+    dest: str,
+    format: str,
+    plan_img: ImagePlan,
+    shape: Sequence[int],
+    blocks: Any,
+    zchunks: Sequence[int],
+    n_levels: int,
+    dtype: np.dtype,
+    codec: str,
+    clevel: int,
+    arr: Any,
+    *,
+    sharded: bool = False,
+) -> Plan:
+    n_images = (
+        int(np.prod([arr.sizes[d] for d in plan_img.split_dims])) if plan_img.split_dims else 1
+    )
+    image_paths = tuple(str(i) for i in range(n_images)) if plan_img.split_dims else ("",)
+    y = plan_img.image_dims.index("Y") if n_levels > 1 else None
+    x = plan_img.image_dims.index("X") if n_levels > 1 else None
+    levels = []
+    for k in range(n_levels):
+        lshape, lchunks = list(shape), list(zchunks)
+        for ax in (y, x):
+            if ax is None or k == 0:
+                continue
+            lshape[ax] = math.ceil(shape[ax] / 2**k)
+            block = blocks[ax][0]
+            if block >= shape[ax]:
+                lchunks[ax] = min(zchunks[ax], lshape[ax])
+            else:
+                lchunks[ax] = math.gcd(max(1, zchunks[ax] >> k), block >> k)
+        shard = None
+        if sharded:  # one shard per task: the task's region at this level
+            region = []
+            for ax, (n, c) in enumerate(zip(lshape, lchunks)):
+                b = (
+                    blocks[ax][0]
+                    if ax not in (y, x)
+                    else (n if blocks[ax][0] >= shape[ax] else blocks[ax][0] >> k)
+                )
+                region.append(-(-b // c) * c)  # a whole number of inner chunks
+            shard = tuple(region)
+        path = "" if format == "zarr" else str(k)
+        levels.append(Level(path, tuple(lshape), tuple(lchunks), shard))
+    fill = arr.attrs.get("fill_value", 0)
+    return Plan(
+        dest=dest,
+        dtype=dtype.name,
+        codec=codec,
+        clevel=int(clevel),
+        fill_value=fill if np.isscalar(fill) else 0,
+        image_paths=image_paths,
+        levels=tuple(levels),
+        y_axis=y,
+        x_axis=x,
+        n_split=len(plan_img.split_dims),
+        zarr_format=2 if format == "ome-zarr-0.4" else 3,
+    )
