@@ -191,3 +191,17 @@ def test_ndstack_view_adds_the_reader_layers(lls, monkeypatch) -> None:
                 layers = [layer.name for layer in v.layers]
                 v.close()
     assert layers == ["488nm", "560nm", "642nm"]
+
+
+def test_the_manifest_names_every_ending_the_reader_takes() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    import ndstack
+    from ndstack._axes import TIFF_EXTENSIONS
+
+    manifest = yaml.safe_load((Path(ndstack.__file__).parent / "napari.yaml").read_text())
+    patterns = set(manifest["contributions"]["readers"][0]["filename_patterns"])
+    for ending in TIFF_EXTENSIONS:
+        assert {f"*{ending}", f"*{ending.upper()}"} <= patterns

@@ -512,3 +512,17 @@ def test_a_single_file_opens_with_its_own_axes(tmp_path: Path) -> None:
         assert arr.dims == ("Z", "Y", "X") and arr.attrs["files"] == 1
         np.testing.assert_array_equal(arr.values, data)
         np.testing.assert_array_equal(arr.isel(Z=2).values, data[2])
+
+
+def test_import_ndstack_loads_no_heavy_library() -> None:
+    """Only heavy third-party imports stay deferred: importing ndstack is cheap."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ndstack; heavy = [m for m in ('dask', 'xarray', 'zarr', 'tifffile', "
+        "'scipy', 'distributed', 'imagecodecs', 'napari', 'matplotlib') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._axes import TIFF_EXTENSIONS
 from .errors import NoImagesError
 
 __all__ = ["Source", "discover"]
 
 #: File endings the built-in TIFF reader takes.
-TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".lsm", ".stk")
 #: Files that are never images, whatever the reader.
 _JUNK_EXTENSIONS = (
     ".txt",

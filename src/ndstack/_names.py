@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._axes import NAME_AXES, is_tiff_name, rank
 from ._match import compile_pattern, template_to_regex
 from .errors import DuplicatePositionError, LayoutError, PatternError
 
@@ -51,8 +52,6 @@ UNIT_LABELS: dict[str, tuple[str, str]] = {
     "msecabs": ("msecAbs", "ms"),
 }
 #: Rank of each axis in the output order (OME order, positions and others in front).
-_ORDER = {"P": 0, "tile_y": 2, "tile_x": 3, "T": 4, "C": 5, "Z": 6}
-_OTHER_RANK = 1
 TILE_AXES = ("tile_y", "tile_x")
 
 _NUM = re.compile(r"(\d+)")
@@ -133,7 +132,7 @@ def _strip_ext(path: str) -> str:
     dot = path.rfind(".")
     if dot <= path.rfind("/") + 1:
         return path
-    if path.endswith((".tif", ".tiff", ".TIF", ".TIFF")) and path[dot - 4 : dot].lower() == ".ome":
+    if is_tiff_name(path) and path[dot - 4 : dot].lower() == ".ome":
         dot -= 4
     return path[:dot]
 
@@ -316,7 +315,7 @@ def _pattern_fields(
 
 
 def _is_axis_name(name: str, mode: str) -> bool:
-    if name in _ORDER:
+    if name in NAME_AXES:
         return True
     return mode == "pattern" and len(name) == 1 and name.isupper()
 
@@ -426,7 +425,7 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
     # output order: P, other axes, tiles, T, C, Z
     order = sorted(
         range(len(axes)),
-        key=lambda i: (_ORDER.get(axes[i][0].name, _OTHER_RANK), axes[i][0].position),
+        key=lambda i: (rank(axes[i][0].name), axes[i][0].position),
     )
     axes = [axes[i] for i in order]
     remap = {old: new for new, old in enumerate(order)}

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ._axes import is_tiff_name
 from .errors import NdstackError
 
 __all__ = ["get_reader", "layer_data", "view"]
@@ -23,7 +24,7 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
     from .errors import NdstackError as _Err
 
     if isinstance(path, list):
-        return _read if all(str(p).lower().endswith((".tif", ".tiff")) for p in path) else None
+        return _read if all(is_tiff_name(str(p)) for p in path) else None
     if is_store(path):
         return _read
     try:

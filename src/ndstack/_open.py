@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._discover import TIFF_EXTENSIONS, Source, discover
+from ._axes import TIFF_EXTENSIONS, rank
+from ._discover import Source, discover
 from ._grid import FileGrid, FunctionReader
 from ._names import TILE_AXES, Layout, parse_names
 from ._redact import redact
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["MissingFilesWarning", "open"]
 
 #: rank of each axis in the output (OME order; positions and unknown axes in front)
-_RANK = {"P": 0, "tile_y": 2, "tile_x": 3, "T": 4, "C": 5, "Z": 6, "Q": 6.5, "Y": 7, "X": 8, "S": 9}
-_OTHER = 1
 _DEFAULT_FILE_AXES = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}
 
 
@@ -291,11 +290,11 @@ def _arrangement(
     entries: list[tuple[float, int, str, tuple[Any, ...]]] = []
     for i, d in enumerate(name_dims):
         if d not in stitch:
-            entries.append((_RANK.get(d, _OTHER), i, d, ("grid", i)))
+            entries.append((rank(d), i, d, ("grid", i)))
     for j, ax in enumerate(file_axes):
         tile = next((t for t, a in stitch.items() if a == ax), None)
         src = ("tile", name_dims.index(tile), j) if tile else ("file", j)
-        entries.append((_RANK.get(ax, _OTHER), 100 + j, ax, src))
+        entries.append((rank(ax), 100 + j, ax, src))
     entries.sort(key=lambda e: (e[0], e[1]))
     grid_names = [d for d in name_dims if d not in stitch]
     return [e[2] for e in entries], tuple(e[3] for e in entries), grid_names
