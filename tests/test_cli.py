@@ -193,7 +193,7 @@ def test_process_refuses_bad_steps_before_computing(
 
 
 def test_process_list_documents_every_step(capsys) -> None:
-    from ndstack.ops._steps import STEPS
+    from ndstack._steps import STEPS
 
     code, out, _ = run(["process", "--list"], capsys)
     assert code == 0

@@ -267,7 +267,7 @@ def test_every_op_checks_its_device_before_computing() -> None:
 
 
 def test_run_steps_gives_the_device_to_every_step_that_takes_one(monkeypatch) -> None:
-    from ndstack.ops._steps import STEPS, run_steps
+    from ndstack._steps import STEPS, run_steps
 
     monkeypatch.setattr(_xp, "gpu_available", lambda: False)
     arr = lazy(np.ones((4, 6, 8, 8), np.float32), ("T", "Z", "Y", "X"), (2, 6, 8, 8))

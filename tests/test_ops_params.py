@@ -162,7 +162,7 @@ def test_steps_take_the_defaults_they_list(source: Path, tmp_path: Path, capsys)
 
 
 def test_unknown_step_is_a_parameter_error() -> None:
-    from ndstack.ops._steps import parse_params
+    from ndstack._steps import parse_params
 
     with pytest.raises(ParameterError, match="unknown step 'blur'"):
         parse_params("blur", "")

@@ -225,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where the steps that can run on a GPU (CuPy) compute: auto (default: the GPU "
         "when CuPy sees one), cpu or gpu",
     )
-    from .ops._steps import STEPS
+    from ._steps import STEPS
 
     for name in STEPS:
         pp.add_argument(
@@ -353,8 +353,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_process(args: argparse.Namespace) -> int:
     from ._open import open as _open
+    from ._steps import describe, parse_params, run_steps
     from ._zarr.write import to_zarr
-    from .ops._steps import describe, parse_params, run_steps
 
     if args.list:
         print(describe())

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NdstackError, ParameterError
-from . import _basic, _checks, _deconvolve, _deskew, _filters, _recenter
+from .errors import NdstackError, ParameterError
+from .ops import _basic, _checks, _deconvolve, _deskew, _filters, _recenter
 
 __all__ = ["STEPS", "Step", "parse_params", "run_steps"]
 
