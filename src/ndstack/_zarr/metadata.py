@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale, redact
+from .._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale
 from .read import read_node
+from .schema import StoredAttrs, StoredCoord
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -67,51 +67,24 @@ def _create_arrays(plan: Plan, plan_img: ImagePlan) -> None:
             )
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, str):
-        return redact(v)
-    if v is None or isinstance(v, (int, float, bool)):
-        return v
-    return str(v)
-
-
 def _ndstack_attrs(
     arr: Any, plan_img: ImagePlan, settings: dict[str, Any], provenance: dict[str, Any]
 ) -> dict[str, Any]:
-    coords = {}
-    for name, c in arr.coords.items():
-        values = c.values
-        kind = (
-            "str" if values.dtype.kind in "OUS" else "float" if values.dtype.kind == "f" else "int"
-        )
-        coords[str(name)] = {
-            "dims": list(c.dims),
-            "values": _jsonable(values),
-            "attrs": _jsonable(dict(c.attrs)),
-            "kind": kind,
-        }
-    return {
-        "version": _version(),
-        "dims": list(arr.dims),
-        "shape": list(arr.shape),
-        "image_dims": list(plan_img.image_dims),
-        "split_dims": list(plan_img.split_dims),
-        "name": arr.name,
-        "coords": coords,
-        "attrs": _jsonable(dict(arr.attrs)),
-        "settings": settings,
-        **provenance,  # store id, source digest, the entries written (all --overwrite deletes)
-    }
+    """The store's ``ndstack`` attributes (:class:`StoredAttrs`), as JSON."""
+    return StoredAttrs(
+        dims=tuple(map(str, arr.dims)),
+        shape=tuple(int(n) for n in arr.shape),
+        image_dims=tuple(plan_img.image_dims),
+        split_dims=tuple(plan_img.split_dims),
+        settings=settings,
+        coords={str(k): StoredCoord.of(c) for k, c in arr.coords.items()},
+        attrs=dict(arr.attrs),
+        name=None if arr.name is None else str(arr.name),
+        version=_version(),
+        store=provenance.get("store"),
+        written=tuple(provenance["written"]) if "written" in provenance else None,
+        source=provenance.get("source"),
+    ).to_json()
 
 
 def _omero(plan_img: ImagePlan, arr: Any, plan: Plan, img: int) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, DamagedStoreError, NdstackError
 from .layout import METADATA_FILES, UNFINISHED, chunk_path, chunk_shape
+from .schema import StoredAttrs
 
 __all__ = [
     "StoredArray",
@@ -145,8 +146,7 @@ def level_paths(path: str) -> list[str]:
     images = [path]
     ome = ome_attrs(node[1], node[3])
     if isinstance(ome, dict) and "multiscales" not in ome and "bioformats2raw.layout" in ome:
-        nd = node[1].get("ndstack")
-        count = _layout_images(nd, path)
+        count = _layout_images(path)
         images = [os.path.join(path, str(i)) for i in range(count)]
     out = []
     for image in images:
@@ -182,17 +182,24 @@ def _multiscale_paths(image: str) -> list[str]:
     return [_dataset_path(p, where) for p in paths]
 
 
-def _layout_images(nd: Any, path: str) -> int:
+def stored_attrs(path: str) -> StoredAttrs | None:
+    """The checked ``ndstack`` attributes of the node at ``path``, if it has any."""
+    node = read_node(path)
+    if node is None or "ndstack" not in node[1]:
+        return None
+    where = os.path.join(path, "zarr.json" if node[3] == 3 else ".zattrs")
+    return StoredAttrs.from_json(node[1]["ndstack"], where)
+
+
+def _layout_images(path: str) -> int:
     """How many images a bioformats2raw layout written by ndstack holds."""
-    where = os.path.join(path, "zarr.json")
-    try:
-        sizes = [nd["shape"][nd["dims"].index(d)] for d in nd["split_dims"]]
-        count = int(np.prod(sizes))
-    except (KeyError, ValueError, TypeError, IndexError):
+    stored = stored_attrs(path)
+    if stored is None:
         raise DamagedStoreError(
-            f"{where}: a bioformats2raw layout without ndstack's description of its images"
-        ) from None
-    return count
+            f"{os.path.join(path, 'zarr.json')}: a bioformats2raw layout without ndstack's "
+            "description of its images"
+        )
+    return stored.n_images
 
 
 def store_levels(path: str) -> int:
@@ -245,17 +252,6 @@ def is_store(source: Any) -> bool:
     return os.path.isdir(path) and any(
         os.path.isfile(os.path.join(path, f)) for f in METADATA_FILES
     )
-
-
-def _coord_values(c: dict[str, Any]) -> np.ndarray:
-    kind = c.get("kind")
-    values = c["values"]
-    if kind == "str":
-        return np.asarray(values, dtype=str)
-    if kind == "float":
-        return np.asarray([np.nan if v is None else v for v in np.ravel(values).tolist()],
-                          dtype=float).reshape(np.shape(values))  # fmt: skip
-    return np.asarray(values, dtype=np.int64)
 
 
 #: Dask chunks for reading a store hold whole storage chunks up to about this many bytes
@@ -482,9 +478,7 @@ def _open_store(path: str, level: int, storage_chunks: bool, on_error: str) -> A
     if node is None:
         raise NdstackError(f"{path} holds no Zarr metadata (zarr.json, .zgroup or .zarray)")
     kind, attrs, meta, fmt = node
-    nd = attrs.get("ndstack")
-    if nd is not None and not isinstance(nd, dict):
-        raise DamagedStoreError(f"{path}: its ndstack attributes are not an object")
+    nd = stored_attrs(path)
     ome = ome_attrs(attrs, fmt)
     n_levels = 1 if kind == "array" else store_levels(path)
     if not 0 <= level < n_levels:
@@ -499,32 +493,39 @@ def _open_store(path: str, level: int, storage_chunks: bool, on_error: str) -> A
         if nd is None:
             names = meta.get("dimension_names") or [f"dim_{i}" for i in range(arr.ndim)]
             return xr.DataArray(arr, dims=[str(n) for n in names])
-        return _rebuild(arr, nd, nd["dims"])
+        return _rebuild(arr, nd, nd.dims)
     if "multiscales" in ome:
         ms = ome["multiscales"][0]
         arr = read(os.path.join(path, _multiscale_paths(path)[level]))
         if nd is None:
             dims = [a["name"].upper() if len(a["name"]) == 1 else a["name"] for a in ms["axes"]]
             return xr.DataArray(arr, dims=dims, attrs={"source": path})
-        return _rebuild(arr, nd, nd["image_dims"])
+        return _rebuild(arr, nd, nd.image_dims)
     # bioformats2raw layout: one image per index of the split dims
-    split = nd["split_dims"]
-    sizes = [nd["shape"][nd["dims"].index(d)] for d in split]
-    per_image = len(arrays) // max(1, _layout_images(nd, path))
-    images = [read(arrays[i * per_image + level]) for i in range(int(np.prod(sizes)))]
+    if nd is None:
+        raise DamagedStoreError(f"{path}: a bioformats2raw layout without ndstack attributes")
+    split = nd.split_dims
+    sizes = [nd.shape[nd.dims.index(d)] for d in split]
+    per_image = len(arrays) // max(1, nd.n_images)
+    images = [read(arrays[i * per_image + level]) for i in range(nd.n_images)]
     if any(im.shape != images[0].shape or im.dtype != images[0].dtype for im in images):
         raise DamagedStoreError(f"{path}: the images of the layout differ in shape or dtype")
     stacked = da.stack(images).reshape(tuple(sizes) + images[0].shape)
-    return _rebuild(stacked, nd, list(split) + nd["image_dims"])
+    return _rebuild(stacked, nd, (*split, *nd.image_dims))
 
 
-def _rebuild(arr: Any, nd: dict[str, Any], stored_dims: list[str]) -> Any:
+def _rebuild(arr: Any, nd: StoredAttrs, stored_dims: tuple[str, ...]) -> Any:
     import xarray as xr
 
-    coords = {}
-    for name, c in nd.get("coords", {}).items():
-        coords[name] = (tuple(c["dims"]), _coord_values(c), c.get("attrs", {}))
-    out = xr.DataArray(
-        arr, dims=stored_dims, coords=coords, attrs=nd.get("attrs", {}), name=nd.get("name")
-    )
-    return out.transpose(*nd["dims"])
+    if len(stored_dims) != arr.ndim or any(  # pyramid levels are smaller in Y and X only
+        arr.shape[i] != nd.shape[nd.dims.index(d)]
+        for i, d in enumerate(stored_dims)
+        if d not in ("Y", "X")
+    ):
+        raise DamagedStoreError(
+            f"the ndstack attributes describe dims {nd.dims} of shape {nd.shape}; the arrays "
+            f"hold {arr.shape}"
+        )
+    coords = {name: (c.dims, c.array(), c.attrs) for name, c in nd.coords.items()}
+    out = xr.DataArray(arr, dims=stored_dims, coords=coords, attrs=nd.attrs, name=nd.name)
+    return out.transpose(*nd.dims)

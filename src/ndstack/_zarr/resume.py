@@ -9,7 +9,6 @@ once the store is complete; a complete store records its settings in its own met
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import uuid
@@ -25,7 +24,8 @@ from ..errors import (
 from .files import atomic_write
 from .layout import METADATA_FILES, UNFINISHED
 from .lock import beside
-from .read import read_node
+from .read import stored_attrs
+from .schema import StoredAttrs
 from .sources import _unstamped, source_digest
 
 __all__ = ["finish_store", "record_dir"]
@@ -54,14 +54,15 @@ def _load_json(path: str) -> dict[str, Any] | None:
     return value
 
 
-def _completed(dest: str) -> dict[str, Any] | None:
-    """The ``ndstack`` attributes of a complete store ndstack wrote, if ``dest`` is one."""
+def _completed(dest: str) -> StoredAttrs | None:
+    """The checked ``ndstack`` attributes of a complete store ndstack wrote, if ``dest`` is
+    one (damaged ones raise, naming the file: such a folder is nobody's to delete)."""
     try:
-        node = read_node(dest)
+        return stored_attrs(dest)
+    except DamagedStoreError:
+        raise
     except NdstackError:
         return None
-    nd = node[1].get("ndstack") if node is not None else None
-    return nd if isinstance(nd, dict) and isinstance(nd.get("settings"), dict) else None
 
 
 def _safe_entries(entries: Any, where: str) -> list[str]:
@@ -78,20 +79,16 @@ def _safe_entries(entries: Any, where: str) -> list[str]:
     return list(entries)
 
 
-def _owned_of_complete(nd: dict[str, Any], dest: str) -> list[str]:
+def _owned_of_complete(stored: StoredAttrs) -> list[str]:
     """What a complete store lists as written by ndstack (older stores: from their
     settings: one folder per level, or per image of a bioformats2raw layout)."""
-    if "written" in nd:
-        return _safe_entries(nd["written"], os.path.join(dest, "zarr.json"))
-    settings = nd["settings"]
+    if stored.written is not None:
+        return list(stored.written)
     names = list(METADATA_FILES)
-    if settings.get("format") == "zarr":
+    if stored.settings.get("format") == "zarr":
         return [*names, "c"]
-    try:
-        split = [nd["shape"][nd["dims"].index(d)] for d in nd.get("split_dims", [])]
-        count = int(math.prod(split)) if split else int(settings.get("levels", 1))
-    except (KeyError, ValueError, TypeError):
-        raise DamagedStoreError(f"{dest}: its ndstack metadata is damaged") from None
+    levels = stored.settings.get("levels", 1)
+    count = stored.n_images if stored.split_dims else levels if isinstance(levels, int) else 1
     return [*names, *(str(i) for i in range(count))]
 
 
@@ -143,16 +140,16 @@ def _prepare_destination(
                 return "resume", str(marker["store"])
         else:
             assert complete is not None
-            owned_before = _owned_of_complete(complete, dest)
+            owned_before = _owned_of_complete(complete)
             if not overwrite:
-                recorded = (complete.get("source") or {}).get("digest")
+                recorded = (complete.source or {}).get("digest")
                 if recorded is not None and recorded != digest:
                     raise DestinationError(
                         f"the destination {dest} holds a complete ndstack store made from "
                         "another source (or the source changed since); pass --overwrite to "
                         "replace it"
                     )
-                _same_settings(dest, complete.get("settings"), settings, "a complete")
+                _same_settings(dest, complete.settings, settings, "a complete")
                 if recorded != digest or _unstamped(fingerprint):
                     what = (
                         "does not record its source"
@@ -165,7 +162,7 @@ def _prepare_destination(
                         f"the destination {dest} holds a complete ndstack store that {what}; "
                         "pass --overwrite to replace it"
                     )
-                return "complete", str(complete.get("store", ""))
+                return "complete", complete.store or ""
             _remove_store(dest, owned_before)
         taken = [e for e in owned if os.path.lexists(os.path.join(dest, e))]
         if taken:
