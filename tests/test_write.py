@@ -614,3 +614,25 @@ def test_verify_counts_differences_in_batches_and_nan_equals_nan(tmp_path, monke
     other = xr.DataArray(da.from_array(changed, chunks=(1, 16, 16)), dims=["T", "Y", "X"])
     with pytest.raises(VerifyError, match=r"1 differing block.*T=5, Y=0:16, X=0:16: 3 values"):
         ndstack.verify(other, str(dest), sample="all")
+
+
+def test_results_are_typed_and_read_as_dicts(lls, tmp_path: Path, capsys) -> None:
+    folder, _ = lls
+    arr = ndstack.open(folder)
+    summary = ndstack.to_zarr(arr, tmp_path / "t.zarr")
+    assert isinstance(summary, ndstack.WriteSummary) and summary.tasks == summary["tasks"] == 12
+    assert dict(summary)["skipped"] == 0 and not summary.complete_before
+    again = ndstack.to_zarr(arr, tmp_path / "t.zarr")
+    assert again.complete_before and again.tasks == 0 and again.skipped == 12
+    report = ndstack.verify(arr, str(tmp_path / "t.zarr"))
+    assert isinstance(report, ndstack.VerifyReport) and report.blocks == 12
+    assert report["differences"] == [] and set(report) == {
+        "blocks",
+        "checked",
+        "missing_chunks",
+        "differences",
+    }
+    from ndstack.cli import main
+
+    assert main(["convert", str(folder), str(tmp_path / "t.zarr"), "--quiet"]) == 0
+    assert "is complete already" in capsys.readouterr().out

@@ -13,11 +13,14 @@ from ._info import format_info, info
 from ._names import parse_names
 from ._open import MissingFilesWarning, open
 from ._preview import preview
+from ._zarr.results import VerifyReport, WriteSummary
 from ._zarr.verify import verify
 from ._zarr.write import to_zarr
 
 __all__ = [
     "MissingFilesWarning",
+    "VerifyReport",
+    "WriteSummary",
     "__version__",
     "cluster",
     "errors",

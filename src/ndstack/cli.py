@@ -300,7 +300,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary_line(s: dict[str, Any]) -> str:
+def _summary_line(s: Any) -> str:
+    if s["complete_before"]:
+        return f"{s['dest']} is complete already (same source, same settings): nothing to do"
     resumed = f", {s['skipped']} done before" if s["skipped"] else ""
     return (
         f"wrote {redact(str(s['dest']))}: {s['bytes_in'] / 1e9:.3f} GB in, "

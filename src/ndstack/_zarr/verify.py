@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import VerifyError
 from .layout import chunk_path
 from .read import array_meta, level_paths
+from .results import VerifyReport
 
 __all__ = ["verify"]
 
@@ -123,8 +124,9 @@ def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0)
 
     Returns
     -------
-    dict
-        ``blocks``, ``checked``, ``missing_chunks`` and ``differences`` (empty when equal).
+    VerifyReport
+        ``blocks`` and ``checked`` (readable as a dict too; its ``missing_chunks`` and
+        ``differences`` are always empty: a difference raises).
 
     Raises
     ------
@@ -174,19 +176,13 @@ def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0)
         for r, n in zip(regions, counts)
         if n != 0
     ]
-    report = {
-        "blocks": len(blocks),
-        "checked": len(chosen),
-        "missing_chunks": missing,
-        "differences": differences,
-    }
     if missing or differences:
         first = f"chunk {missing[0]} is missing" if missing else differences[0]
         raise VerifyError(
             f"{dest} differs from its source: {len(missing)} missing chunk(s), "
             f"{len(differences)} differing block(s) of {len(chosen)} checked; first: {first}"
         )
-    return report
+    return VerifyReport(blocks=len(blocks), checked=len(chosen))
 
 
 def _differing(a: np.ndarray, c: np.ndarray) -> int:

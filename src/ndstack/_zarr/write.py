@@ -57,6 +57,7 @@ from .plan import (
     _shard_blocks,
     _zarr_chunks,
 )
+from .results import WriteSummary
 from .resume import (
     _prepare_destination,
     _read_marker,
@@ -138,7 +139,8 @@ def to_zarr(
     dict
         Summary: ``dest``, ``bytes_in``, ``bytes_out``, ``ratio``, ``seconds``,
         ``gb_per_s``, ``tasks`` (written now) and ``skipped`` (already done earlier);
-        ``complete_before`` (and ``skipped="all"``) when the store was already complete. With
+        ``complete_before`` when the store was already complete (``skipped``: all its
+        blocks). A :class:`~ndstack.WriteSummary`, which reads as that dict too. With
         ``compute=False`` the delayed result has the same keys less ``seconds`` and
         ``gb_per_s`` (and ``written_now``, the bytes written by this run).
     """
@@ -208,8 +210,8 @@ def to_zarr(
         raise
     if state == "complete":
         lock.release()
-        return {"dest": dest, "bytes_in": 0, "bytes_out": 0, "ratio": 1.0, "seconds": 0.0,
-                "gb_per_s": 0.0, "tasks": 0, "skipped": "all", "complete_before": True}  # fmt: skip
+        return WriteSummary(dest, 0, 0, 1.0, 0.0, 0.0, tasks=0,
+                            skipped=int(np.prod(data.numblocks)), complete_before=True)  # fmt: skip
     provenance = {"store": store_id, "written": owned,
                   "source": {"digest": source_digest(fingerprint),
                              "files": len(fingerprint.get("files", []))}}  # fmt: skip
@@ -348,9 +350,10 @@ def _run(
         for w in rec:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     seconds = time.perf_counter() - t0
-    summary["seconds"] = seconds
-    summary["gb_per_s"] = summary.pop("written_now") / seconds / 1e9 if seconds else 0.0
-    return summary
+    written_now = summary.pop("written_now")
+    return WriteSummary(
+        **summary, seconds=seconds, gb_per_s=written_now / seconds / 1e9 if seconds else 0.0
+    )
 
 
 def _local_destination(dest: str) -> str:
