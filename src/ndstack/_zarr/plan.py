@@ -165,7 +165,8 @@ def _choose_levels(
     return n
 
 
-def _make_plan(
+def make_plan(
+    *,
     dest: str,
     format: str,
     plan_img: ImagePlan,
@@ -177,9 +178,14 @@ def _make_plan(
     codec: str,
     clevel: int,
     arr: Any,
-    *,
     sharded: bool = False,
 ) -> Plan:
+    """The plan of a conversion: every level's shape, chunks and shards per image.
+
+    ``shape`` and ``blocks`` are the image's (without the split dims), ``zchunks`` the Zarr
+    chunks of level 0; lower levels halve Y and X and keep chunks that tile each task's
+    block, so that every task writes its own chunks at every level.
+    """
     n_images = (
         int(np.prod([arr.sizes[d] for d in plan_img.split_dims])) if plan_img.split_dims else 1
     )

@@ -6,7 +6,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,9 +31,19 @@ __all__ = [
 _MAX_METADATA_BYTES = 64 << 20
 
 
-def read_node(path: str) -> tuple[str, dict[str, Any], dict[str, Any], int] | None:
-    """A Zarr node's (type, attributes, metadata, format): v3 ``zarr.json`` or v2
-    ``.zarray``/``.zgroup`` + ``.zattrs``. None when ``path`` holds no Zarr node.
+class Node(NamedTuple):
+    """A Zarr node's metadata: ``kind`` ("array" or "group"), its attributes, the whole
+    metadata document and the Zarr format (2 or 3)."""
+
+    kind: str
+    attrs: dict[str, Any]
+    meta: dict[str, Any]
+    zarr_format: int
+
+
+def read_node(path: str) -> Node | None:
+    """A Zarr node: v3 ``zarr.json`` or v2 ``.zarray``/``.zgroup`` + ``.zattrs``; None when
+    ``path`` holds no Zarr node.
 
     Raises
     ------
@@ -80,7 +90,7 @@ def read_node(path: str) -> tuple[str, dict[str, Any], dict[str, Any], int] | No
         raise DamagedStoreError(f"{where}: node_type {kind!r}, expected 'array' or 'group'")
     if not isinstance(attrs, dict):
         raise DamagedStoreError(f"{where}: attributes are {type(attrs).__name__}, not an object")
-    return kind, attrs, meta, fmt
+    return Node(kind, attrs, meta, fmt)
 
 
 def ome_attrs(attrs: dict[str, Any], zarr_format: int) -> dict[str, Any]:
@@ -115,9 +125,9 @@ def array_meta(path: str) -> tuple[dict[str, Any], int, list[int], list[int]]:
     """An array's metadata, format, shape and chunk (or shard) shape, checked."""
     node = read_node(path)
     where = os.path.join(path, "zarr.json")
-    if node is None or node[0] != "array":
+    if node is None or node.kind != "array":
         raise DamagedStoreError(f"{path}: expected a Zarr array here, found none")
-    meta, fmt = node[2], node[3]
+    meta, fmt = node.meta, node.zarr_format
     where = os.path.join(path, "zarr.json" if fmt == 3 else ".zarray")
     shape = _ints(meta.get("shape"), where, "shape", 0)
     try:
@@ -140,11 +150,11 @@ def level_paths(path: str) -> list[str]:
     node = read_node(path)
     if node is None:
         raise NdstackError(f"{path} holds no Zarr metadata (zarr.json, .zgroup or .zarray)")
-    if node[0] == "array":
+    if node.kind == "array":
         array_meta(path)
         return [path]
     images = [path]
-    ome = ome_attrs(node[1], node[3])
+    ome = ome_attrs(node.attrs, node.zarr_format)
     if isinstance(ome, dict) and "multiscales" not in ome and "bioformats2raw.layout" in ome:
         count = _layout_images(path)
         images = [os.path.join(path, str(i)) for i in range(count)]
@@ -167,8 +177,8 @@ def _multiscale_paths(image: str) -> list[str]:
     node = read_node(image)
     if node is None:
         raise DamagedStoreError(f"{image}: an image of the store is missing")
-    where = os.path.join(image, "zarr.json" if node[3] == 3 else ".zattrs")
-    ome = ome_attrs(node[1], node[3])
+    where = os.path.join(image, "zarr.json" if node.zarr_format == 3 else ".zattrs")
+    ome = ome_attrs(node.attrs, node.zarr_format)
     try:
         datasets = ome["multiscales"][0]["datasets"]
         paths = [d["path"] for d in datasets]
@@ -185,10 +195,10 @@ def _multiscale_paths(image: str) -> list[str]:
 def stored_attrs(path: str) -> StoredAttrs | None:
     """The checked ``ndstack`` attributes of the node at ``path``, if it has any."""
     node = read_node(path)
-    if node is None or "ndstack" not in node[1]:
+    if node is None or "ndstack" not in node.attrs:
         return None
-    where = os.path.join(path, "zarr.json" if node[3] == 3 else ".zattrs")
-    return StoredAttrs.from_json(node[1]["ndstack"], where)
+    where = os.path.join(path, "zarr.json" if node.zarr_format == 3 else ".zattrs")
+    return StoredAttrs.from_json(node.attrs["ndstack"], where)
 
 
 def _layout_images(path: str) -> int:
@@ -205,9 +215,9 @@ def _layout_images(path: str) -> int:
 def store_levels(path: str) -> int:
     """How many pyramid levels the store's images have (1 for a plain array)."""
     node = read_node(path)
-    if node is None or node[0] == "array":
+    if node is None or node.kind == "array":
         return 1
-    ome = ome_attrs(node[1], node[3])
+    ome = ome_attrs(node.attrs, node.zarr_format)
     if isinstance(ome, dict) and "multiscales" not in ome and "bioformats2raw.layout" in ome:
         return len(_multiscale_paths(os.path.join(path, "0")))  # every image alike
     return len(_multiscale_paths(path))
@@ -230,7 +240,7 @@ def _owning_store(path: str) -> str | None:
             return None
         if node is None:
             return None
-        if isinstance(node[1].get("ndstack"), dict):
+        if isinstance(node.attrs.get("ndstack"), dict):
             return here
     return None
 

@@ -52,10 +52,10 @@ from .plan import (
     Plan,
     _aligned,
     _choose_levels,
-    _make_plan,
     _owned_entries,
     _shard_blocks,
     _zarr_chunks,
+    make_plan,
 )
 from .results import WriteSummary
 from .resume import (
@@ -170,20 +170,11 @@ def to_zarr(
             data, ordered.dims, zchunks, dict(shards), len(plan_img.split_dims)
         )
     n_levels = _choose_levels(format, levels, plan_img, image_shape, image_blocks)
-    plan = _make_plan(
-        dest,
-        format,
-        plan_img,
-        image_shape,
-        image_blocks,
-        zchunks,
-        n_levels,
-        dtype,
-        codec,
-        clevel,
-        da_arr,
-        sharded=bool(shards),
-    )
+    plan = make_plan(
+        dest=dest, format=format, plan_img=plan_img, shape=image_shape, blocks=image_blocks,
+        zchunks=zchunks, n_levels=n_levels, dtype=dtype, codec=codec, clevel=clevel,
+        arr=da_arr, sharded=bool(shards),
+    )  # fmt: skip
     settings = {
         "format": format, "codec": codec, "clevel": clevel, "chunks": list(zchunks),
         "levels": n_levels, "dims": list(da_arr.dims), "shape": list(da_arr.shape),
