@@ -7,7 +7,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -32,6 +32,14 @@ class MissingFilesWarning(UserWarning):
     """Some positions of the grid have no file (or an unreadable one) and are filled."""
 
 
+#: What to do with a file that cannot be read or differs: stop, or fill it and record it.
+OnError = Literal["raise", "fill"]
+#: How much of every file's headers :func:`open` reads before building the array.
+Check = Literal["auto", "headers", "none"]
+#: x/y tile indices in names: stitched into one plane, or kept as dims.
+Tiles = Literal["stitch", "axes"]
+
+
 def open(
     source: Any,
     pattern: str | None = None,
@@ -39,9 +47,9 @@ def open(
     reader: Callable[[str], Any] | None = None,
     chunks: Mapping[str, int] | None = None,
     fill_value: float = 0,
-    on_error: str = "raise",
-    check: str = "auto",
-    tiles: str = "stitch",
+    on_error: OnError = "raise",
+    check: Check = "auto",
+    tiles: Tiles = "stitch",
     file_axes: str | None = None,
     file_shape: Sequence[int] | None = None,
     dtype: Any = None,

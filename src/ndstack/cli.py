@@ -16,9 +16,11 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
+from ._open import OnError, Tiles
 from ._redact import for_output, redact
+from ._zarr.plan import CODECS, FORMATS
 from .errors import NdstackError, ParameterError
 
 EXIT_BAD_INPUT = 2
@@ -44,13 +46,13 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pattern", help="name template, e.g. '{name}_ch{C}_stack{T}_*.tif'")
     p.add_argument(
         "--on-error",
-        choices=["raise", "fill"],
+        choices=get_args(OnError),
         default="raise",
         help="unreadable or mismatched files: stop (default) or fill and record",
     )
     p.add_argument(
         "--tiles",
-        choices=["stitch", "axes"],
+        choices=get_args(Tiles),
         default="stitch",
         help="x/y tile indices: stitch into one plane (default) or keep as dims",
     )
@@ -138,13 +140,13 @@ def _cluster(args: argparse.Namespace) -> Any:
 def _add_write_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
-        choices=["ome-zarr", "ome-zarr-0.4", "zarr"],
+        choices=FORMATS,
         default="ome-zarr",
         help="OME-Zarr 0.5 on Zarr v3 (default); 0.4 on Zarr v2 for older viewers; plain Zarr",
     )
     p.add_argument(
         "--codec",
-        choices=["zstd", "lz4", "lz4hc", "zlib", "blosclz", "none"],
+        choices=CODECS,
         default="zstd",
         help="Blosc compressor with bit-shuffle (default: zstd)",
     )

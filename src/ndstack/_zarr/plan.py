@@ -10,17 +10,19 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from .._ngff import ImagePlan
 from .layout import METADATA_FILES, chunk_path
 
-CODECS = ("zstd", "lz4", "lz4hc", "zlib", "blosclz", "none")
-
-
-FORMATS = ("ome-zarr", "ome-zarr-0.4", "zarr")
+#: Store layouts: OME-Zarr 0.5 (Zarr v3), OME-Zarr 0.4 (Zarr v2), one plain Zarr v3 array.
+Format = Literal["ome-zarr", "ome-zarr-0.4", "zarr"]
+#: Blosc compressors (with bit-shuffle), or none.
+Codec = Literal["zstd", "lz4", "lz4hc", "zlib", "blosclz", "none"]
+FORMATS: tuple[str, ...] = get_args(Format)
+CODECS: tuple[str, ...] = get_args(Codec)
 
 
 TARGET_CHUNK_BYTES = 4 << 20

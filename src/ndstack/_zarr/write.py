@@ -32,7 +32,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,6 +49,8 @@ from .metadata import _create_arrays, _write_metadata
 from .plan import (
     CODECS,
     FORMATS,
+    Codec,
+    Format,
     Plan,
     _aligned,
     _choose_levels,
@@ -81,12 +83,12 @@ def to_zarr(
     dest: str | os.PathLike[str],
     *,
     dims: Sequence[str] | None = None,
-    format: str = "ome-zarr",
-    codec: str = "zstd",
+    format: Format = "ome-zarr",
+    codec: Codec = "zstd",
     clevel: int = 3,
     chunks: Mapping[str, int] | None = None,
     shards: Mapping[str, int] | None = None,
-    levels: int | str = "auto",
+    levels: int | Literal["auto"] = "auto",
     overwrite: bool = False,
     compute: bool = True,
     progress: bool | None = None,
