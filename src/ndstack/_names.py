@@ -11,7 +11,7 @@ Two ways in:
   share the same text skeleton are aligned, and every run that varies becomes a *field*.
   A field is named from the label beside its number (``ch1`` -> ``C``, ``0003t`` -> ``T``,
   ``560nm`` -> ``wavelength``, unknown labels keep their own text).
-* **pattern**: a template such as ``"{name}_ch{C}_stack{T}_{wl}nm_*.tif"`` or a regular
+* **pattern**: a template such as ``"{name}_ch{C:d}_{cam}_stack{T:d}_{wl}nm_*.tif"`` or a regular
   expression with named groups. A field named with one capital letter is an axis, others
   are coordinates or constants.
 

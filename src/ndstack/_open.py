@@ -67,7 +67,7 @@ def open(
         A folder (searched recursively), a glob, a list of paths, or an fsspec URL.
     pattern
         ``None`` to infer the axes from the names; else a template such as
-        ``"{name}_ch{C}_stack{T}_{wavelength}nm_*.tif"`` or a regular expression with
+        ``"{name}_ch{C:d}_{cam}_stack{T:d}_{wavelength}nm_*.tif"`` or a regular expression with
         named groups. Single capital letters (``T``, ``C``, ``Z``, ``P``; ``X``/``Y`` for
         tiles) are axes; other fields are coordinates of the axes they follow, or
         constants. Without ``/`` the pattern is matched against base names, with ``/``

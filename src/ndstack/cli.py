@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_open_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="folder, glob, file list (comma-free) or fsspec URL")
-    p.add_argument("--pattern", help="name template, e.g. '{name}_ch{C}_stack{T}_*.tif'")
+    p.add_argument("--pattern", help="name template, e.g. '{name}_ch{C:d}_{cam}_stack{T:d}_*.tif'")
     p.add_argument(
         "--on-error",
         choices=get_args(OnError),
@@ -219,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("source", nargs="?", help="folder, glob, file or URL")
     pp.add_argument("dest", nargs="?", help="the store to write")
     pp.add_argument("--list", action="store_true", help="list the steps and their parameters")
-    pp.add_argument("--pattern", help="name template, e.g. '{name}_ch{C}_stack{T}_*.tif'")
+    pp.add_argument("--pattern", help="name template, e.g. '{name}_ch{C:d}_{cam}_stack{T:d}_*.tif'")
     pp.add_argument(
         "--device",
         choices=["auto", "cpu", "gpu"],
@@ -252,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_cluster_options(pw)
     pn = sub.add_parser("view", help="open SOURCE in napari (pip install 'ndstack[viewer]')")
     pn.add_argument("source", help="folder, glob, file, URL or store")
-    pn.add_argument("--pattern", help="name template, e.g. '{name}_ch{C}_stack{T}_*.tif'")
+    pn.add_argument("--pattern", help="name template, e.g. '{name}_ch{C:d}_{cam}_stack{T:d}_*.tif'")
     pd = sub.add_parser("demo", help="write a small lattice light-sheet-like dataset and open it")
     pd.add_argument("--out", default="ndstack-demo", help="folder to write (default: %(default)s)")
     pd.add_argument("--timepoints", type=_whole, default=6, help="stacks per channel (default: 6)")

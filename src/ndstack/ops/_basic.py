@@ -66,7 +66,8 @@ def flatfield(arr: Any, flat: Any, dark: Any = None) -> Any:
 def power_spectrum(arr: Any, dim: str = "T", *, device: str = "auto") -> Any:
     """``|FFT|^2`` of every pixel's series along ``dim`` (float32), one chunk along ``dim``.
 
-    The result has a dim ``freq`` (cycles per sample) in place of ``dim``. ``device``:
+    The result has a dim ``freq`` (cycles per sample) last, instead of ``dim``; the other dims
+    keep their order (``(T, Y, X)`` gives ``(Y, X, freq)``). ``device``:
     ``"auto"`` (default) computes with ``cupy.fft`` on the GPU when CuPy sees one, else
     ``numpy.fft``; ``"cpu"``; ``"gpu"`` (an error without one). On the GPU each block
     moves there and back within its task, so the result is NumPy (CuPy blocks stay CuPy).
