@@ -445,33 +445,27 @@ def test_no_task_writes_after_a_run_failed_and_released_its_lock(tmp_path, monke
 def test_a_task_of_a_replaced_store_writes_nothing(tmp_path: Path) -> None:
     import dataclasses
 
-    planes(tmp_path / "src", n=2)
-    arr = ndstack.open(tmp_path / "src")
-    dest = tmp_path / "d.zarr"
-    ndstack.to_zarr(arr, dest, compute=False)  # prepared, not run: marker in place
-    marker = dest / ".ndstack-unfinished"
-    st = marker.stat()
     from ndstack._zarr.tasks import _check_marker
 
-    plan = type("P", (), {})()  # only dest and marker_stamp are read
-    plan = dataclasses.make_dataclass("P", ["dest", "marker_stamp"])(str(dest), (st.st_ino, 1))
+    dest = tmp_path / "d.zarr"
+    dest.mkdir()
+    (dest / ".ndstack-unfinished").write_text(json.dumps({"store": "new", "written": []}))
+    plan = dataclasses.make_dataclass("P", ["dest", "store_id"])
+    _check_marker(plan(str(dest), "new"))
     with pytest.raises(DestinationError, match="no longer the store"):
-        _check_marker(plan)
+        _check_marker(plan(str(dest), "old"))
+    (dest / ".ndstack-unfinished").unlink()  # completed since
+    with pytest.raises(DestinationError, match="no longer the store"):
+        _check_marker(plan(str(dest), "new"))
 
 
-def test_compute_false_holds_the_lock_until_run_or_dropped(tmp_path: Path) -> None:
-    import gc
-
+def test_compute_false_holds_the_lock_until_it_has_run(tmp_path: Path) -> None:
     planes(tmp_path / "src", n=2)
     arr = ndstack.open(tmp_path / "src")
     dest = tmp_path / "d.zarr"
     work = ndstack.to_zarr(arr, dest, compute=False)
     with pytest.raises(LockedError):
         ndstack.to_zarr(arr, dest)
-    del work
-    gc.collect()
-    assert not os.path.exists(lock_path(str(dest)))
-    work = ndstack.to_zarr(arr, dest, compute=False)
     work.compute()
     assert not os.path.exists(lock_path(str(dest)))
     ndstack.verify(arr, str(dest), sample="all")
@@ -603,3 +597,93 @@ def test_an_inner_chunk_missing_from_a_shard_is_an_error(tmp_path: Path) -> None
     assert (zarr.open_array(str(store / "0"))[2, 0] == 0).all()  # zarr reads it as fill
     with pytest.raises(CorruptFileError, match="lists inner chunks as missing"):
         ndstack.open(store).values
+
+
+def test_in_memory_arrays_are_told_apart(tmp_path: Path) -> None:
+    import xarray as xr
+
+    dest = tmp_path / "m.zarr"
+    zeros = xr.DataArray(np.zeros((2, 8, 8), np.uint16), dims=("T", "Y", "X"))
+    sevens = xr.DataArray(np.full((2, 8, 8), 7, np.uint16), dims=("T", "Y", "X"))
+    ndstack.to_zarr(zeros, dest)
+    assert ndstack.to_zarr(zeros, dest).get("complete_before")
+    with pytest.raises(DestinationError, match="another"):
+        ndstack.to_zarr(sevens, dest)
+
+
+@pytest.mark.parametrize("reader", ["ndstack", "dask", "xarray"])
+def test_a_store_source_rewritten_in_place_is_noticed(tmp_path: Path, reader: str) -> None:
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
+    planes(tmp_path / "src", n=2)
+    src = tmp_path / "s.zarr"
+    ndstack.to_zarr(ndstack.open(tmp_path / "src"), src, levels=1)
+    level0 = src / "0"
+
+    def opened():
+        if reader == "ndstack":
+            return ndstack.open(src)
+        if reader == "dask":
+            return xr.DataArray(da.from_zarr(str(level0)), dims=("T", "Z", "Y", "X"))
+        v = xr.open_zarr(src, consolidated=False)["0"]  # zarr behind xarray's adapters
+        return v.rename({d: d.upper() for d in v.dims})
+
+    dest = tmp_path / "d.zarr"
+    ndstack.to_zarr(opened(), dest)
+    time.sleep(0.01)
+    zarr.open_array(str(level0), mode="r+")[0, 0, 0, 0] = 999  # one chunk rewritten
+    with pytest.raises(DestinationError, match="another source"):
+        ndstack.to_zarr(opened(), dest)
+    with pytest.raises(DestinationError, match=r"(is|lies inside|holds) the source"):
+        ndstack.to_zarr(opened(), src, overwrite=True)
+    assert int(ndstack.open(src).max()) == 999  # the source is intact
+
+
+def test_verify_finds_holes_in_the_shards_of_every_level(tmp_path: Path) -> None:
+    import google_crc32c
+
+    planes(tmp_path / "src", n=4, shape=(2, 600, 40))
+    arr = ndstack.open(tmp_path / "src")
+    store = tmp_path / "s.zarr"
+    ndstack.to_zarr(arr, store, shards={"T": 2}, chunks={"Z": 1}, levels=2)
+    ndstack.verify(arr, str(store), sample="all")
+    shard = store / "1" / "c" / "0" / "0" / "0" / "0"  # level 1: only verify's walk sees it
+    raw = bytearray(shard.read_bytes())
+    n = 2 * 2  # inner chunks per shard: 2 timepoints x 2 planes
+    start = len(raw) - (16 * n + 4)
+    raw[start : start + 16] = b"\xff" * 16
+    raw[-4:] = google_crc32c.value(bytes(raw[start:-4])).to_bytes(4, "little")
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ndstack.errors.VerifyError, match=r"1/c/0/0/0/0 \(inner chunks\)"):
+        ndstack.verify(arr, str(store), sample="all")
+
+
+def test_on_a_cluster_a_failed_run_waits_for_its_tasks(tmp_path, monkeypatch) -> None:
+    from distributed import Client, LocalCluster
+
+    planes(tmp_path / "src", n=4)
+    arr = ndstack.open(tmp_path / "src")
+    real = ndstack._zarr.tasks._write_block
+    finished = []
+
+    def slow_or_failing(block, plan, image, offset, *args, **kw):
+        if offset[0] == 0:
+            raise OSError("the first block fails at once")
+        time.sleep(0.5)
+        out = real(block, plan, image, offset, *args, **kw)
+        finished.append(offset[0])
+        return out
+
+    monkeypatch.setattr("ndstack._zarr.tasks._write_block", slow_or_failing)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        with pytest.raises(OSError, match="fails at once"):
+            ndstack.to_zarr(arr, tmp_path / "d.zarr")
+        assert len(finished) == 3  # the others had ended before to_zarr returned
+    assert not os.path.exists(lock_path(str(tmp_path / "d.zarr")))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._axes import NAME_AXES, is_tiff_name, rank
+from ._axes import NAME_AXES, OTHER_RANK, is_tiff_name, rank
 from ._match import compile_pattern, template_to_regex
 from .errors import DuplicatePositionError, LayoutError, PatternError
 
@@ -314,6 +314,12 @@ def _pattern_fields(
     return fields, constants, used, unmatched
 
 
+def _name_rank(name: str) -> float:
+    """Order of axes found in names: the known ones in OME order, any other first (as
+    before _axes existed: Y, X, Q, S from names are no in-file axes)."""
+    return rank(name) if name in NAME_AXES else OTHER_RANK
+
+
 def _is_axis_name(name: str, mode: str) -> bool:
     if name in NAME_AXES:
         return True
@@ -425,7 +431,7 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
     # output order: P, other axes, tiles, T, C, Z
     order = sorted(
         range(len(axes)),
-        key=lambda i: (rank(axes[i][0].name), axes[i][0].position),
+        key=lambda i: (_name_rank(axes[i][0].name), axes[i][0].position),
     )
     axes = [axes[i] for i in order]
     remap = {old: new for new, old in enumerate(order)}

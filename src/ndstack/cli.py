@@ -303,7 +303,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _summary_line(s: Any) -> str:
-    if s["complete_before"]:
+    if s.get("complete_before"):
         return f"{s['dest']} is complete already (same source, same settings): nothing to do"
     resumed = f", {s['skipped']} done before" if s["skipped"] else ""
     return (

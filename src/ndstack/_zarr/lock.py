@@ -162,7 +162,11 @@ class Lock:
 
 def check(dest: str, path: str, run_id: str) -> None:
     """Raise :class:`LockedError` unless ``run_id`` still holds the lock at ``path``."""
-    owner = _read(path)
+    for _ in range(5):  # a lock being rewritten, or a passing NFS error, reads as {}
+        owner = _read(path)
+        if owner is None or owner:
+            break
+        time.sleep(0.1)
     if owner is not None and owner and owner.get("run") == run_id:
         return
     raise LockedError(
@@ -173,7 +177,11 @@ def check(dest: str, path: str, run_id: str) -> None:
 
 def release(path: str, run_id: str) -> None:
     """Remove the lock at ``path`` if ``run_id`` holds it (callable from any process)."""
-    owner = _read(path)
+    for _ in range(5):
+        owner = _read(path)
+        if owner is None or owner:
+            break
+        time.sleep(0.1)
     if owner is not None and owner.get("run") == run_id:
         with contextlib.suppress(OSError):
             os.remove(path)

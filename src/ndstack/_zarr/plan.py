@@ -54,10 +54,10 @@ class Plan:
     x_axis: int | None
     n_split: int = 0  # leading dims of each block that index the image (length 1 each)
     zarr_format: int = 3  # 2 for OME-NGFF 0.4
-    #: (inode, mtime) of the store's unfinished marker when this run began: a task checks
+    #: the id of the store this run writes (its unfinished marker holds it): a task checks
     #: it before writing, so a task left running by a run that failed or lost its lock
     #: never writes into a store that another run has replaced since
-    marker_stamp: tuple[int, int] | None = None
+    store_id: str | None = None
 
     def array_dir(self, image: int, level: int) -> str:
         parts = [self.dest, self.image_paths[image], self.levels[level].path]

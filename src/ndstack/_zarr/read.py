@@ -442,8 +442,9 @@ def _from_zarr(
         path, tuple(shape), dtype, tuple(unit), fmt, require_chunks, on_error, store, inner
     )
     stamp = os.stat(where).st_mtime_ns
-    name = "ndstack-store-" + tokenize(os.path.abspath(path), stamp, chunks, require_chunks,
-                                       on_error)  # fmt: skip
+    # not on_error: like ndstack.open's, so that a run that stopped on a missing chunk
+    # resumes with on_error="fill" as the same array
+    name = "ndstack-store-" + tokenize(os.path.abspath(path), stamp, chunks, require_chunks)
     empty = np.empty((0,) * len(shape), dtype=dtype)
     return da.from_array(stored, chunks=chunks, name=name, asarray=False, fancy=True,
                          meta=empty, inline_array=False)  # fmt: skip

@@ -1,63 +1,38 @@
-"""What :func:`ndstack.to_zarr` and :func:`ndstack.verify` return: typed, and still
-readable as the dicts they used to be (``summary["tasks"]``, ``dict(report)``)."""
+"""What :func:`ndstack.to_zarr` and :func:`ndstack.verify` return: the dicts they always
+were (``summary["tasks"]``, ``json.dumps(summary)``), with their keys also readable as
+attributes (``summary.tasks``) and documented here."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["VerifyReport", "WriteSummary"]
 
 
-class _Record(Mapping[str, Any]):
-    """A frozen dataclass that also reads as a mapping of its fields."""
+class _Record(dict[str, Any]):
+    """A dict whose keys also read as attributes."""
 
-    def __getitem__(self, key: str) -> Any:
-        if key in self._names():
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def _names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
-@dataclasses.dataclass(frozen=True)
 class WriteSummary(_Record):
-    """One conversion: bytes read and written, speed, and what was done before.
+    """One conversion.
 
-    ``tasks`` blocks were written by this run and ``skipped`` by earlier ones (a resumed
-    run); ``complete_before`` means the store was already complete and nothing was done.
-    ``gb_per_s`` counts the bytes this run read.
+    Keys: ``dest``; ``bytes_in`` and ``bytes_out`` (all the store's blocks, earlier runs
+    included) and their ``ratio``; ``seconds``; ``gb_per_s`` (the bytes this run read);
+    ``tasks`` (blocks written by this run); ``skipped`` (blocks written by earlier runs);
+    and ``complete_before: True`` only when the store was complete already (nothing done).
     """
 
-    dest: str
-    bytes_in: int
-    bytes_out: int
-    ratio: float
-    seconds: float
-    gb_per_s: float
-    tasks: int
-    skipped: int
-    complete_before: bool = False
 
-
-@dataclasses.dataclass(frozen=True)
 class VerifyReport(_Record):
     """A verification that found nothing wrong: ``checked`` of ``blocks`` blocks compared.
 
     Any difference or missing chunk raises :class:`ndstack.errors.VerifyError` instead,
-    so ``missing_chunks`` and ``differences`` are always empty here; they stay for code
-    written against the dict this used to be.
+    so ``missing_chunks`` and ``differences`` are always empty lists here; they stay for
+    code written against the earlier dict.
     """
-
-    blocks: int
-    checked: int
-    missing_chunks: list[str] = dataclasses.field(default_factory=list)
-    differences: list[str] = dataclasses.field(default_factory=list)

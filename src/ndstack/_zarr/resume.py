@@ -119,7 +119,8 @@ def _prepare_destination(
             where = os.path.join(dest, UNFINISHED)
             owned_before = _safe_entries(marker.get("written"), where)
             if overwrite:
-                _remove_store(dest, owned_before)
+                _check_new_entries(dest, owned, owned_before)
+                _remove_store(dest, owned_before, str(marker.get("store", "")))
             else:
                 manifest = _load_json(manifest_file)
                 if manifest is None or manifest.get("store") != marker.get("store"):
@@ -135,7 +136,7 @@ def _prepare_destination(
                         f"({changed}); pass --overwrite to start again"
                     )
                 _same_settings(dest, manifest.get("settings"), settings, "an unfinished")
-                _refuse_links(dest)
+                _refuse_links(dest, owned_before)
                 _remove_partials(dest)
                 return "resume", str(marker["store"])
         else:
@@ -163,19 +164,13 @@ def _prepare_destination(
                         "pass --overwrite to replace it"
                     )
                 return "complete", complete.store or ""
-            _remove_store(dest, owned_before)
-        taken = [e for e in owned if os.path.lexists(os.path.join(dest, e))]
-        if taken:
-            raise DestinationError(
-                f"the destination {dest} holds {taken[0]!r}, which this conversion would "
-                "write and which ndstack did not write; move it away (nothing was changed)"
-            )
+            _check_new_entries(dest, owned, owned_before)
+            _remove_store(dest, owned_before, complete.store or "")
     store_id = uuid.uuid4().hex
     record = record_dir(dest)
     if os.path.islink(record):
         raise DestinationError(f"{record} is a symbolic link; ndstack will not write through it")
     shutil.rmtree(record, ignore_errors=True)  # stale: its store is gone
-    _refuse_links(dest)
     try:
         os.makedirs(dest, exist_ok=True)
         os.makedirs(os.path.join(record, "done"), exist_ok=True)
@@ -213,16 +208,35 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _refuse_links(dest: str) -> None:
-    """A store ndstack resumes holds no symbolic link: writes never leave it."""
-    for top in (dest, record_dir(dest)):
+def _check_new_entries(dest: str, owned: list[str], owned_before: list[str]) -> None:
+    """Before anything is deleted: the new store's entries are the old store's or free, and
+    no entry of either is a symbolic link (nothing is written through one)."""
+    taken = [e for e in owned if e not in owned_before and os.path.lexists(os.path.join(dest, e))]
+    if taken:
+        raise DestinationError(
+            f"the destination {dest} holds {taken[0]!r}, which this conversion would write "
+            "and which ndstack did not write; move it away (nothing was changed)"
+        )
+    _refuse_links(dest, sorted(set(owned) | set(owned_before)))
+
+
+def _refuse_links(dest: str, entries: list[str]) -> None:
+    """The store's own entries and its record hold no symbolic link: writes never leave
+    the destination (a user's links beside the store are none of its business)."""
+    tops = [os.path.join(dest, e) for e in entries] + [record_dir(dest)]
+    for top in tops:
+        if os.path.islink(top):
+            raise DestinationError(
+                f"{top} is a symbolic link where the store writes; ndstack writes only inside "
+                "the destination and will not write through it (nothing was changed)"
+            )
         for root, dirs, files in os.walk(top):
             for name in (*dirs, *files):
                 path = os.path.join(root, name)
                 if os.path.islink(path):
                     raise DestinationError(
                         f"{path} is a symbolic link inside the store; ndstack writes only "
-                        "inside the destination and will not resume through it"
+                        "inside the destination and will not write through it"
                     )
 
 
@@ -236,10 +250,9 @@ def finish_store(dest: str) -> None:
 
 
 def _first_change(old: dict, new: dict) -> str | None:
-    if "files" not in old or "files" not in new:
-        return None if old.get("token") == new.get("token") else "the array's graph differs"
-    old_files = {f[0]: f[1:] for f in old["files"]}
-    new_files = {f[0]: f[1:] for f in new["files"]}
+    """What differs between two source fingerprints, naming the file or source."""
+    old_files = {f[0]: f[1:] for f in old.get("files", [])}
+    new_files = {f[0]: f[1:] for f in new.get("files", [])}
     for name in sorted(set(old_files) | set(new_files)):
         if old_files.get(name) != new_files.get(name):
             if name not in new_files:
@@ -251,27 +264,37 @@ def _first_change(old: dict, new: dict) -> str | None:
                 f"{name} changed size or modification time: {size0} bytes, {stamp0} then; "
                 f"{size1} bytes, {stamp1} now"
             )
+    old_others, new_others = old.get("others", {}), new.get("others", {})
+    for key in sorted(set(old_others) | set(new_others)):
+        if old_others.get(key) != new_others.get(key):
+            return f"the source {key} changed (its files' sizes or times)"
+    if old.get("token") != new.get("token"):
+        return "the array differs"
     if _unstamped(new):
         name = next(f[0] for f in new["files"] if len(f) > 2 and f[2] is None)
         return f"{name} reports no modification time or ETag: a rewrite cannot be ruled out"
     return None
 
 
-def _remove_store(dest: str, owned: list[str]) -> None:
+def _remove_store(dest: str, owned: list[str], store_id: str) -> None:
     """Delete what ndstack wrote into ``dest``: the entries the store lists, its record.
 
-    The root metadata goes last, so that a kill in the middle leaves a store that is
-    still recognised as ndstack's. A symbolic link is removed as a link; what it points
-    to is never touched.
+    The store is first marked unfinished (its id, what it owns): a kill in the middle
+    leaves a store that is refused as unfinished, never one that looks complete, and a
+    later ``--overwrite`` can finish the job. The marker goes last. A symbolic link is
+    removed as a link; what it points to is never touched.
     """
+    marker = os.path.join(dest, UNFINISHED)
+    atomic_write(marker, json.dumps({"store": store_id, "written": owned}).encode())
     shutil.rmtree(record_dir(dest), ignore_errors=True)
-    last = [e for e in (*METADATA_FILES, UNFINISHED) if e in owned or e == UNFINISHED]
-    for entry in [*(e for e in owned if e not in last), *last]:
+    root_meta = [e for e in METADATA_FILES if e in owned]
+    for entry in [*(e for e in owned if e not in root_meta), *root_meta]:
         path = os.path.join(dest, entry)
         if os.path.islink(path) or os.path.isfile(path):
             os.remove(path)
         elif os.path.isdir(path):
             shutil.rmtree(path)
+    os.remove(marker)
 
 
 def _remove_partials(dest: str) -> None:

@@ -60,27 +60,46 @@ def _zarr_root(store: Any) -> str | None:
     return None
 
 
-def source_paths(arr: Any) -> list[str]:
-    """The local folders an array reads from: its file grid's root and its stores."""
-    from .._grid import FileGrid
-    from .read import StoredArray
-
-    graph = getattr(arr.data, "dask", None)
-    out = []
+def _graph_values(arr: Any) -> Any:
+    """The plain values in an array's graph (files grids, stores, arrays), unwrapped from
+    xarray's lazy-indexing adapters (``xarray.open_zarr`` hides its zarr array 5 deep)."""
+    graph = getattr(getattr(arr, "data", arr), "dask", None)
     for layer in graph.layers.values() if graph is not None else ():
         for v in dict(layer).values():
             v = getattr(v, "value", v)
-            if isinstance(v, FileGrid):
-                local = _local_path(v.root, v.fs)
-                if local is not None:
-                    out.append(local)
-            elif isinstance(v, StoredArray):
-                out.append(v.store or v.path)
-            elif type(v).__module__.startswith("zarr") and hasattr(v, "store"):
-                root = _zarr_root(v.store)  # a zarr array read by Dask (da.from_zarr)
-                if root is not None:
-                    out.append(os.path.join(root, getattr(v, "path", "") or ""))
-    return out
+            for _ in range(8):
+                inner = getattr(v, "array", None)
+                if inner is None:
+                    inner = getattr(v, "_array", None)
+                if inner is None or type(v).__module__.startswith("zarr"):
+                    break
+                v = inner
+            yield v
+
+
+def _sources(arr: Any) -> tuple[list[Any], list[str]]:
+    """The file grids an array reads, and the local folders of the stores it reads."""
+    from .._grid import FileGrid
+    from .read import StoredArray
+
+    grids, stores = [], []
+    for v in _graph_values(arr):
+        if isinstance(v, FileGrid):
+            grids.append(v)
+        elif isinstance(v, StoredArray):
+            stores.append(v.store or v.path)
+        elif type(v).__module__.startswith("zarr") and hasattr(v, "store"):
+            root = _zarr_root(v.store)  # a zarr array read by Dask or xarray
+            if root is not None:
+                stores.append(os.path.join(root, getattr(v, "path", "") or ""))
+    return grids, list(dict.fromkeys(stores))
+
+
+def source_paths(arr: Any) -> list[str]:
+    """The local folders an array reads from: its file grids' roots and its stores."""
+    grids, stores = _sources(arr)
+    local = [_local_path(g.root, g.fs) for g in grids]
+    return [p for p in local if p is not None] + stores
 
 
 def check_destination_against_source(dest: str, arr: Any) -> None:
@@ -98,29 +117,61 @@ def check_destination_against_source(dest: str, arr: Any) -> None:
             )
 
 
-def source_fingerprint(grid: Any, arr: Any) -> dict[str, Any]:
-    """Every source file with its size and modification stamp (ETag, version or mtime on
-    fsspec filesystems), or the array's graph token when it reads no file grid."""
-    if grid is None:
-        return {"token": str(arr.data.name) if hasattr(arr.data, "name") else None}
+def source_fingerprint(arr: Any) -> dict[str, Any]:
+    """What the array is read from, so that a resume or "all done before" is only ever
+    granted to the same source: the first file grid's files with their sizes and
+    modification stamps (ETag, version or mtime on fsspec filesystems), a digest of every
+    other grid's and of every store's files (sizes, mtimes), or, for an array that reads
+    nothing (NumPy, made in memory), Dask's name of it, a hash of its content."""
+    grids, stores = _sources(arr)
+    out: dict[str, Any] = {}
+    if grids:
+        out = {"root": redact(grids[0].root), "files": _grid_files(grids[0])}
+    others = {redact(g.root): _digest(_grid_files(g)) for g in grids[1:]}
+    others.update({redact(path): _digest(_store_files(path)) for path in stores})
+    if others:
+        out["others"] = others
+    if not grids and not stores:
+        data = getattr(arr, "data", arr)
+        out["token"] = str(data.name) if hasattr(data, "name") else None
+    return out
+
+
+def _grid_files(grid: Any) -> list[list[Any]]:
     names = sorted(n for n in grid.files.ravel().tolist() if n is not None)
     files = []
-    if grid.fs is None:
-        for name in names:
-            try:
+    for name in names:
+        try:
+            if grid.fs is None:
                 st = os.stat(grid.path(name))
                 files.append([name, st.st_size, st.st_mtime_ns])
-            except OSError:
-                files.append([name, None, None])
-    else:
-        for name in names:
-            try:
+            else:
                 info = grid.fs.info(grid.path(name))
-            except (OSError, ValueError):
-                files.append([name, None, None])
+                files.append([name, info.get("size"), _stamp(info)])
+        except (OSError, ValueError):
+            files.append([name, None, None])
+    return files
+
+
+def _store_files(path: str) -> list[list[Any]]:
+    """Every file of a local store with its size and mtime (its record and lock aside)."""
+    out = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for f in sorted(files):
+            try:
+                st = os.stat(os.path.join(root, f))
+            except OSError:
                 continue
-            files.append([name, info.get("size"), _stamp(info)])
-    return {"root": redact(grid.root), "files": files}
+            out.append([os.path.relpath(os.path.join(root, f), path), st.st_size,
+                        st.st_mtime_ns])  # fmt: skip
+    return out
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()
 
 
 def _stamp(info: dict[str, Any]) -> Any:

@@ -149,17 +149,17 @@ def _write_mapped(
 
 def _check_marker(plan: Plan) -> None:
     """Stop a task whose store was replaced by another run since its own run began."""
-    if plan.marker_stamp is None:
+    if plan.store_id is None:
         return
     try:
-        st = os.stat(os.path.join(plan.dest, UNFINISHED))
-        same = (st.st_ino, st.st_mtime_ns) == tuple(plan.marker_stamp)
-    except OSError:
+        with open(os.path.join(plan.dest, UNFINISHED), "rb") as f:
+            same = json.loads(f.read()).get("store") == plan.store_id
+    except (OSError, ValueError, AttributeError):
         same = False
     if not same:
         raise DestinationError(
             f"{plan.dest} is no longer the store this task was started for (another run "
-            "replaced or completed it); the task wrote nothing"
+            "replaced or completed it); the task wrote nothing more"
         )
 
 
@@ -183,6 +183,7 @@ def _write_block(
         off[plan.y_axis] //= 2
         off[plan.x_axis] //= 2
         out += _write_level(plan, image, level, current, off)
+    _check_marker(plan)  # again before the done marker: never record a block for another store
     record: dict[str, Any] = {"in": int(block.nbytes), "out": out}
     if filled:
         record["filled"] = list(filled)

@@ -30,7 +30,6 @@ import sys
 import time
 import uuid
 import warnings
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -42,7 +41,6 @@ from .._ngff import (
     plan_image,
 )
 from ..errors import DestinationError, NdstackError, ParameterError, WriteError
-from .layout import UNFINISHED
 from .lock import Lock, acquire, release
 from .lock import check as check_lock
 from .metadata import _create_arrays, _write_metadata
@@ -185,7 +183,7 @@ def to_zarr(
         # processing, the files' names and sizes), so that arr.isel(T=0) is not arr
         "array": str(getattr(da_arr.data, "name", "")),
     }  # fmt: skip
-    fingerprint = source_fingerprint(grid, da_arr)
+    fingerprint = source_fingerprint(da_arr)
     done_dir = os.path.join(record_dir(dest), "done")
     owned = _owned_entries(plan)
     try:
@@ -196,15 +194,15 @@ def to_zarr(
     try:
         state, store_id = _prepare_destination(dest, settings, fingerprint, overwrite, owned)
         if state != "complete":
-            st = os.stat(os.path.join(dest, UNFINISHED))
-            plan = dataclasses.replace(plan, marker_stamp=(st.st_ino, st.st_mtime_ns))
+            plan = dataclasses.replace(plan, store_id=store_id)
     except BaseException:
         lock.release()
         raise
     if state == "complete":
         lock.release()
-        return WriteSummary(dest, 0, 0, 1.0, 0.0, 0.0, tasks=0,
-                            skipped=int(np.prod(data.numblocks)), complete_before=True)  # fmt: skip
+        return WriteSummary(dest=dest, bytes_in=0, bytes_out=0, ratio=1.0, seconds=0.0,
+                            gb_per_s=0.0, tasks=0, skipped=int(np.prod(data.numblocks)),
+                            complete_before=True)  # fmt: skip
     provenance = {"store": store_id, "written": owned,
                   "source": {"digest": source_digest(fingerprint),
                              "files": len(fingerprint.get("files", []))}}  # fmt: skip
@@ -301,10 +299,10 @@ def _run(
 
     if not compute:
         delayed_blocks = written.to_delayed(optimize_graph=True)
-        work = dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
-        # the lock is held until the delayed runs; dropped unrun, it is released with it
-        weakref.finalize(work, release, lock_path, run_id)
-        return work
+        # the lock is held until the delayed has run (finish releases it), or until this
+        # process ends: dropping the delayed does not release it, since its tasks may be
+        # running on a cluster (client.compute, persist) after the object is gone
+        return dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
     from .._progress import progress_bar
 
     rec: list[warnings.WarningMessage] = []
@@ -315,21 +313,20 @@ def _run(
             client = _distributed_client()
             if client is not None:  # a cluster: its own progress bar, tasks on its workers
                 delayed_blocks = written.to_delayed(optimize_graph=True)
-                work = dask.delayed(finish, pure=False)([delayed_blocks[idx] for idx in pending])
-                future = client.compute(work)
+                futures = client.compute([delayed_blocks[idx] for idx in pending])
                 if progress or (progress is None and sys.stderr.isatty()):
                     from distributed import progress as show_progress
 
-                    show_progress(future)
+                    show_progress(futures)
                 try:
-                    summary = future.result()
+                    results = client.gather(futures)
                 except BaseException:
-                    # tasks already running on workers go on: wait for them to end
-                    # before the lock is released (they also check the marker)
-                    client.cancel(future)
-                    _wait_quietly(future)
+                    # tasks already running on workers go on after a failure: wait until
+                    # none runs before the lock is released (they also check the marker)
+                    client.cancel(futures)
+                    _wait_until_idle(client, written.name)
                     raise
-                lock.release()  # the heartbeat thread here stops too
+                summary = finish(results)  # here: the metadata, then the lock released
             else:
                 # Locally, one plain graph of the fused read+write tasks on the threaded
                 # scheduler, and the metadata after it: wrapping 600 tasks in Delayed objects
@@ -339,6 +336,7 @@ def _run(
                 with progress_bar(pending_in, len(pending), enabled=progress):
                     results = _threaded_get(graph, keys)
                 summary = finish(results, lost_workers_possible=False)
+            lock.release()  # stops the heartbeat thread (finish removed the lock file)
     finally:  # hand the warnings on to the caller, after recording them, even on error
         for w in rec:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -450,14 +448,23 @@ def _threaded_get(graph: dict, keys: list[Any]) -> list[Any]:
     return list(get(graph, keys))
 
 
-def _wait_quietly(future: Any) -> None:
-    """Wait until a cancelled distributed computation has stopped running anywhere."""
-    import contextlib
+def _executing(dask_worker: Any) -> list[str]:
+    """The keys a worker's threads are running now (cancelled ones too)."""
+    return [str(ts.key) for ts in getattr(dask_worker.state, "executing", ())]
 
-    with contextlib.suppress(Exception):
-        from distributed import wait
 
-        wait(future, timeout=600)
+def _wait_until_idle(client: Any, name: str, timeout: float = 600.0) -> None:
+    """Wait until no worker thread runs a task of this write (keys named ``name``): a
+    cancelled task goes on running on its worker, only its result is dropped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_executing)
+        except Exception:
+            return
+        if not any(name in key for keys in running.values() for key in keys):
+            return
+        time.sleep(0.1)
 
 
 def _as_dataarray(arr: Any, dims: Sequence[str] | None) -> Any:
@@ -465,6 +472,8 @@ def _as_dataarray(arr: Any, dims: Sequence[str] | None) -> Any:
     import xarray as xr
 
     if isinstance(arr, xr.DataArray):
+        if not isinstance(arr.data, da.Array):  # in memory: Dask names it by its content
+            arr = arr.chunk()
         return arr if dims is None else arr.rename(dict(zip(arr.dims, dims)))
     if dims is None:
         raise ValueError("a plain array needs dims=, e.g. ('T', 'C', 'Z', 'Y', 'X')")
