@@ -103,7 +103,7 @@ def to_zarr(
         holds an unfinished conversion of the same array with the same settings, the
         conversion resumes; a complete store of the same array and source is left as it
         is ("all done before"); anything else is refused unless ``overwrite``. One run at a
-        time owns it (a lock file beside it, see :mod:`ndstack._lock`).
+        time owns it (a lock file beside it, see :mod:`ndstack._zarr.lock`).
     format
         ``"ome-zarr"`` (default): an NGFF 0.5 image with a pyramid, or one image per
         position in the ``bioformats2raw.layout`` when the dims do not fit one image.
@@ -130,7 +130,7 @@ def to_zarr(
     compute
         ``False`` returns a ``dask.delayed`` object; computing it writes the chunks and
         then the metadata, on whatever scheduler the caller chooses. The destination stays
-        locked until it has run (or the object is dropped).
+        locked until it has run (or this process ends).
     progress
         Show a progress bar on stderr; default: when stderr is a terminal.
 
