@@ -276,3 +276,19 @@ def test_demo_writes_only_into_its_own_folder(tmp_path: Path, capsys) -> None:
     assert code == 2 and "not made by 'ndstack demo'" in err
     assert (mine / "preview.png").read_bytes() == b"my own picture"
     assert sorted(p.name for p in mine.iterdir()) == ["preview.png"]
+
+
+def test_library_deprecations_are_not_shown_to_users(tmp_path: Path, capsys, monkeypatch) -> None:
+    import warnings
+
+    from ndstack import cli
+
+    def noisy(args):
+        warnings.warn("old pydantic API", DeprecationWarning, stacklevel=1)
+        warnings.warn("a real problem with a file", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setitem(cli._COMMANDS, "info", noisy)
+    assert cli.main(["info", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "pydantic" not in err and "ndstack: warning: a real problem with a file" in err

@@ -330,3 +330,30 @@ def test_a_local_cluster_listens_on_this_machine_only() -> None:
         new = _listeners(me) - before
     assert len(new) >= 3  # scheduler, dashboard, nanny, worker
     assert {ip for ip, _ in new} == {"127.0.0.1"}, new
+
+
+def test_a_function_that_cannot_travel_to_workers_is_named_at_once() -> None:
+    import threading
+
+    import xarray as xr
+    from distributed import Client, LocalCluster
+
+    from ndstack import ops
+    from ndstack.errors import ParameterError
+
+    lock = threading.Lock()  # like a module-level ITK object: it cannot be pickled
+
+    def uses_the_lock(block):
+        with lock:
+            return block
+
+    arr = xr.DataArray(np.zeros((2, 4, 4)), dims=("Z", "Y", "X"))
+    ops.apply(uses_the_lock, arr)  # no cluster: fine, threads share the lock
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        with pytest.raises(ParameterError, match=r"'.*uses_the_lock' cannot be sent"):
+            ops.apply(uses_the_lock, arr)

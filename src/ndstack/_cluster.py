@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import ParameterError
 
-__all__ = ["check_cluster_options", "cluster"]
+__all__ = ["check_cluster_options", "cluster", "require_picklable"]
 
 #: Where a local cluster listens: this machine only.
 LOCAL_HOST = "127.0.0.1"
@@ -160,3 +160,27 @@ def _cluster(
         client.close()
         if local is not None:
             local.close()
+
+
+def require_picklable(obj: Any, what: str) -> None:
+    """On a Dask cluster, ``obj`` goes to worker processes: say now, in one line, if it
+    cannot (a function whose module holds an unpicklable object, such as ITK's), rather
+    than with a 124-line serialisation error when computing. Without a cluster: nothing."""
+    if "distributed" not in sys.modules:
+        return
+    from distributed import default_client
+
+    try:
+        default_client()
+    except ValueError:
+        return
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(obj)
+    except Exception as exc:
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0][:160]
+        raise ParameterError(
+            f"{what} cannot be sent to the cluster's worker processes ({reason}); import "
+            "what it needs inside the function, or compute without the cluster"
+        ) from None

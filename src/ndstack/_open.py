@@ -142,6 +142,10 @@ def open(
     sizes = [src.sizes[i] for i in layout.used]
 
     bad: dict[int, str] = {}
+    if reader is not None:
+        from ._cluster import require_picklable
+
+        require_picklable(reader, f"the reader {getattr(reader, '__qualname__', reader)!r}")
     if reader is not None and file_shape is not None and dtype is not None:
         first = 0
         file_reader = FunctionReader(

@@ -486,6 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores the caller's filters afterwards
             warnings.simplefilter("default")
+            # deprecations are messages for developers of the libraries ndstack uses
+            # (napari's pydantic printed 21 of them on `ndstack view`), not for its users
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             warnings.showwarning = one_line  # type: ignore[assignment]
             _check_args(args)
             return _COMMANDS[args.command](args)

@@ -75,6 +75,9 @@ def apply(
     """
     import xarray as xr
 
+    from .._cluster import require_picklable
+
+    require_picklable(func, f"the function {getattr(func, '__qualname__', func)!r}")
     core = tuple(core_dims)
     missing = [d for d in core if d not in arr.dims]
     if missing:
