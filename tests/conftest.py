@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import zarr
 
 LLS = (
     "ex6-2_CamA_ch{c}_CAM1_stack{s:04d}_{wl}nm_{msec:07d}msec_{abs:010d}msecAbs"
@@ -102,3 +103,52 @@ def fail_writes_after(monkeypatch):
         return lambda: monkeypatch.setattr(files, "_replace", real)
 
     return arm
+
+
+def chunk_files(store: Path) -> dict[str, bytes]:
+    """Every file under every array's chunk folder, by relative path: the array contents
+    (temporary leftovers included, so that they count as a difference)."""
+    out = {}
+    for root, dirs, files in os.walk(store):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if f"{os.sep}c" in root[len(str(store)) :] + os.sep:
+            for f in files:
+                p = Path(root) / f
+                out[str(p.relative_to(store))] = p.read_bytes()
+    return out
+
+
+def validate_ngff(store: Path) -> None:
+    from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
+    from ome_zarr_models.v05.image import Image
+
+    group = zarr.open_group(store, mode="r")
+    if "bioformats2raw.layout" in group.attrs["ome"]:
+        BioFormats2Raw.from_zarr(group)
+        for name in group.group_keys():
+            Image.from_zarr(group[name])
+    else:
+        Image.from_zarr(group)
+
+
+def positions(folder: Path) -> Path:
+    """Micro-Manager-like planes: 2 channels, 3 positions, 2 times, 2 z (P splits images)."""
+    names = [
+        f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}.tif"
+        for c in range(2)
+        for p in range(3)
+        for t in range(2)
+        for z in range(2)
+    ]
+    write_files(folder, names, lambda n: np.full((6, 8), sum(map(ord, n)) % 251, np.uint8))
+    return folder
+
+
+def mean2(a: np.ndarray) -> np.ndarray:
+    """Oracle: 2x2 mean of the last two axes, odd edges repeated, rounded."""
+    a = a.astype(np.float64)
+    if a.shape[-2] % 2:
+        a = np.concatenate([a, a[..., -1:, :]], axis=-2)
+    if a.shape[-1] % 2:
+        a = np.concatenate([a, a[..., :, -1:]], axis=-1)
+    return (a[..., ::2, ::2] + a[..., 1::2, ::2] + a[..., ::2, 1::2] + a[..., 1::2, 1::2]) / 4

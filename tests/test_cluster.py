@@ -16,8 +16,7 @@ import xarray as xr
 
 import ndstack
 
-from .conftest import write_files
-from .test_write import chunk_files
+from .conftest import chunk_files, write_files
 
 pytestmark = pytest.mark.timeout(240)
 
