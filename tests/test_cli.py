@@ -292,3 +292,15 @@ def test_library_deprecations_are_not_shown_to_users(tmp_path: Path, capsys, mon
     assert cli.main(["info", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "pydantic" not in err and "ndstack: warning: a real problem with a file" in err
+
+
+def test_info_is_a_dict_that_prints_as_the_report(lls) -> None:
+    import json
+
+    import ndstack
+
+    folder, _ = lls
+    d = ndstack.info(folder)
+    assert isinstance(d, ndstack.Info) and isinstance(d, dict)
+    assert d.dims == d["dims"] == ["T", "C", "Z", "Y", "X"]
+    assert str(d) == ndstack.format_info(d) and json.loads(json.dumps(d, default=str))["dims"]

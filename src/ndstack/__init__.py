@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import errors, ops
 from ._cluster import cluster
-from ._info import format_info, info
+from ._info import Info, format_info, info
 from ._names import parse_names
 from ._open import MissingFilesWarning, open
 from ._preview import preview
@@ -18,6 +18,7 @@ from ._zarr.verify import verify
 from ._zarr.write import to_zarr
 
 __all__ = [
+    "Info",
     "MissingFilesWarning",
     "VerifyReport",
     "WriteSummary",

@@ -8,11 +8,25 @@ import numpy as np
 
 from ._redact import redact
 
-__all__ = ["format_info", "info"]
+__all__ = ["Info", "format_info", "info"]
 
 
-def info(arr: Any, pattern: str | None = None, **options: Any) -> dict[str, Any]:
-    """Summarise what ``ndstack.open`` built (or would build) as a JSON-ready dict.
+class Info(dict[str, Any]):
+    """What :func:`info` returns: a dict (``json.dumps`` as it is) whose keys also read as
+    attributes, and whose ``str()`` is the :func:`format_info` text."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __str__(self) -> str:
+        return format_info(self)
+
+
+def info(arr: Any, pattern: str | None = None, **options: Any) -> Info:
+    """Summarise what ``ndstack.open`` built (or would build): an :class:`Info` (a dict).
 
     Credentials in the source's URL are redacted (see :func:`ndstack._redact.redact`).
 
@@ -53,27 +67,29 @@ def info(arr: Any, pattern: str | None = None, **options: Any) -> dict[str, Any]
                 "values": values,
                 "units": c.attrs.get("units"),
             }
-    return {
-        "source": _redacted(a.get("source")),
-        "pattern": a.get("pattern"),
-        "layout": a.get("layout"),
-        "dims": list(arr.dims),
-        "shape": list(arr.shape),
-        "dtype": str(arr.dtype),
-        "chunks": {d: max(c) if c else 0 for d, c in zip(arr.dims, chunks)},
-        "nchunks": int(np.prod([len(c) for c in chunks])),
-        "nbytes": int(arr.nbytes),
-        "files": a.get("files"),
-        "skipped": a.get("skipped", 0),
-        "missing": list(a.get("missing", [])),
-        "bad_files": [_redacted(b) for b in a.get("bad_files", [])],
-        "coords": coords,
-        "extra_coords": extra,
-        "axis_sources": dict(a.get("axis_sources", {})),
-        "pixel_size": dict(a.get("pixel_size", {})),
-        "pixel_unit": a.get("pixel_unit"),
-        "constants": dict(a.get("constants", {})),
-    }
+    return Info(
+        {
+            "source": _redacted(a.get("source")),
+            "pattern": a.get("pattern"),
+            "layout": a.get("layout"),
+            "dims": list(arr.dims),
+            "shape": list(arr.shape),
+            "dtype": str(arr.dtype),
+            "chunks": {d: max(c) if c else 0 for d, c in zip(arr.dims, chunks)},
+            "nchunks": int(np.prod([len(c) for c in chunks])),
+            "nbytes": int(arr.nbytes),
+            "files": a.get("files"),
+            "skipped": a.get("skipped", 0),
+            "missing": list(a.get("missing", [])),
+            "bad_files": [_redacted(b) for b in a.get("bad_files", [])],
+            "coords": coords,
+            "extra_coords": extra,
+            "axis_sources": dict(a.get("axis_sources", {})),
+            "pixel_size": dict(a.get("pixel_size", {})),
+            "pixel_unit": a.get("pixel_unit"),
+            "constants": dict(a.get("constants", {})),
+        }
+    )
 
 
 def _redacted(v: Any) -> Any:
