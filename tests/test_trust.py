@@ -421,12 +421,11 @@ def test_a_url_destination_is_never_written_as_a_local_folder(tmp_path, monkeypa
 
 
 # ------------------------------------------------------------------ review: the holes found
-def test_no_task_writes_after_a_run_failed_and_released_its_lock(tmp_path, monkeypatch):
-    """A failed run waits for its running tasks before it lets the next run in."""
-    planes(tmp_path / "src", n=4)
-    arr = ndstack.open(tmp_path / "src")
+def first_block_fails_others_are_slow(monkeypatch) -> list[int]:
+    """Block 0's write fails at once, the others take 0.5 s; returns the list of the
+    blocks (their T offsets) whose write had ended."""
     real = ndstack._zarr.tasks._write_block
-    finished = []
+    finished: list[int] = []
 
     def slow_or_failing(block, plan, image, offset, *args, **kw):
         if offset[0] == 0:
@@ -437,6 +436,14 @@ def test_no_task_writes_after_a_run_failed_and_released_its_lock(tmp_path, monke
         return out
 
     monkeypatch.setattr("ndstack._zarr.tasks._write_block", slow_or_failing)
+    return finished
+
+
+def test_no_task_writes_after_a_run_failed_and_released_its_lock(tmp_path, monkeypatch):
+    """A failed run waits for its running tasks before it lets the next run in."""
+    planes(tmp_path / "src", n=4)
+    arr = ndstack.open(tmp_path / "src")
+    finished = first_block_fails_others_are_slow(monkeypatch)
     with pytest.raises(OSError, match="fails at once"), dask.config.set(num_workers=4):
         ndstack.to_zarr(arr, tmp_path / "d.zarr")
     assert len(finished) == 3  # the others had ended before to_zarr returned
@@ -665,18 +672,7 @@ def test_on_a_cluster_a_failed_run_waits_for_its_tasks(tmp_path, monkeypatch) ->
 
     planes(tmp_path / "src", n=4)
     arr = ndstack.open(tmp_path / "src")
-    real = ndstack._zarr.tasks._write_block
-    finished = []
-
-    def slow_or_failing(block, plan, image, offset, *args, **kw):
-        if offset[0] == 0:
-            raise OSError("the first block fails at once")
-        time.sleep(0.5)
-        out = real(block, plan, image, offset, *args, **kw)
-        finished.append(offset[0])
-        return out
-
-    monkeypatch.setattr("ndstack._zarr.tasks._write_block", slow_or_failing)
+    finished = first_block_fails_others_are_slow(monkeypatch)
     with (
         LocalCluster(
             n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None
