@@ -683,3 +683,25 @@ def test_on_a_cluster_a_failed_run_waits_for_its_tasks(tmp_path, monkeypatch) ->
             ndstack.to_zarr(arr, tmp_path / "d.zarr")
         assert len(finished) == 3  # the others had ended before to_zarr returned
     assert not os.path.exists(lock_path(str(tmp_path / "d.zarr")))
+
+
+def test_every_error_class_also_inherits_a_builtin() -> None:
+    """`except ValueError` / `except OSError` keep working for callers who do not know
+    ndstack: no error is raised as the bare base class."""
+    import re
+
+    import ndstack.errors as errors
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if cls is not errors.NdstackError:
+            builtin = [b for b in cls.__mro__ if b.__module__ == "builtins"]
+            assert set(builtin) - {Exception, BaseException, object}, name
+    root = Path(ndstack.__file__).parent
+    bare = [
+        f"{p.relative_to(root)}:{i}"
+        for p in root.rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(r"raise NdstackError\(", line)
+    ]
+    assert bare == [], bare

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._axes import is_tiff_name
-from .errors import NdstackError
+from .errors import MissingDependencyError
 
 __all__ = ["get_reader", "layer_data", "view"]
 
@@ -130,7 +130,9 @@ def view(source: Any, pattern: str | None = None) -> None:  # pragma: no cover -
     try:
         import napari
     except ImportError:
-        raise NdstackError("ndstack view needs napari: pip install 'ndstack[viewer]'") from None
+        raise MissingDependencyError(
+            "ndstack view needs napari: pip install 'ndstack[viewer]'"
+        ) from None
     viewer = napari.Viewer()
     for data, meta, _ in layer_data(source, pattern):
         viewer.add_image(data, **meta)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._redact import redact
-from .errors import NdstackError
+from .errors import LayoutError
 
 __all__ = ["ImagePlan", "channel_colors", "plan_image", "redact"]
 
@@ -47,7 +47,7 @@ def plan_image(dims: Sequence[str]) -> ImagePlan:
     """
     space = [d for d in SPACE if d in dims]
     if "Y" not in space or "X" not in space:
-        raise NdstackError(f"an OME-NGFF image needs Y and X dims; the array has {tuple(dims)}")
+        raise LayoutError(f"an OME-NGFF image needs Y and X dims; the array has {tuple(dims)}")
     head = [d for d in ("T", "C") if d in dims]
     others = [d for d in dims if d not in space and d not in head]
     custom = None

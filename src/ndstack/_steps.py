@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NdstackError, ParameterError
+from .errors import CorruptFileError, NdstackError, ParameterError
 from .ops import _basic, _checks, _deconvolve, _deskew, _filters, _recenter
 
 __all__ = ["STEPS", "Step", "parse_params", "run_steps"]
@@ -27,7 +27,7 @@ def _read_image(path: str) -> np.ndarray:
     try:
         return np.asarray(tifffile.imread(path), dtype=np.float32)
     except Exception as exc:
-        raise NdstackError(f"{path}: cannot read it as a TIFF ({exc})") from None
+        raise CorruptFileError(f"{path}: cannot read it as a TIFF ({exc})") from None
 
 
 def _psf(text: str) -> Any:

@@ -364,9 +364,9 @@ def _cmd_process(args: argparse.Namespace) -> int:
         print(describe())
         return 0
     if not args.source or not args.dest:
-        raise NdstackError("process needs SOURCE and DEST (or --list)")
+        raise ParameterError("process needs SOURCE and DEST (or --list)")
     if not args.steps:
-        raise NdstackError("no step given; see 'ndstack process --list'")
+        raise ParameterError("no step given; see 'ndstack process --list'")
     steps = [(name, parse_params(name, text)) for name, text in args.steps]  # all checked first
     context = _cluster(args)
     result = run_steps(_open(args.source, pattern=args.pattern), steps, device=args.device)

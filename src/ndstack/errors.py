@@ -23,11 +23,13 @@ __all__ = [
     "FileMismatchError",
     "LayoutError",
     "LockedError",
+    "MissingDependencyError",
     "NdstackError",
     "NoImagesError",
     "ParameterError",
     "PatternError",
     "SourceChangedError",
+    "UnfinishedStoreError",
     "VerifyError",
     "WriteError",
 ]
@@ -78,6 +80,14 @@ class LockedError(DestinationError):
 
 class DamagedStoreError(CorruptFileError):
     """A store's metadata is damaged or untrustworthy (bad JSON, shapes, paths)."""
+
+
+class UnfinishedStoreError(NdstackError, OSError):
+    """The store is still being written, or its writing was interrupted: resume it first."""
+
+
+class MissingDependencyError(NdstackError, ImportError):
+    """An optional extra is needed (napari for viewing, matplotlib for previews, ...)."""
 
 
 class SourceChangedError(NdstackError, ValueError):

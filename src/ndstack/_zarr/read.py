@@ -10,7 +10,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import CorruptFileError, DamagedStoreError, NdstackError
+from ..errors import (
+    CorruptFileError,
+    DamagedStoreError,
+    NdstackError,
+    ParameterError,
+    UnfinishedStoreError,
+)
 from .layout import METADATA_FILES, UNFINISHED, chunk_path, chunk_shape
 from .schema import StoredAttrs
 
@@ -149,7 +155,7 @@ def level_paths(path: str) -> list[str]:
     """
     node = read_node(path)
     if node is None:
-        raise NdstackError(f"{path} holds no Zarr metadata (zarr.json, .zgroup or .zarray)")
+        raise DamagedStoreError(f"{path} holds no Zarr metadata (zarr.json, .zgroup or .zarray)")
     if node.kind == "array":
         array_meta(path)
         return [path]
@@ -248,7 +254,7 @@ def _owning_store(path: str) -> str | None:
 def check_finished(path: str) -> None:
     """Refuse a store that ndstack has not finished writing."""
     if os.path.exists(os.path.join(path, UNFINISHED)):
-        raise NdstackError(
+        raise UnfinishedStoreError(
             f"{path} is an unfinished conversion (it holds {UNFINISHED}): run the same "
             "conversion again to resume it before reading it"
         )
@@ -487,13 +493,13 @@ def _open_store(path: str, level: int, storage_chunks: bool, on_error: str) -> A
     arrays = level_paths(path)  # checks every level of every image first
     node = read_node(path)
     if node is None:
-        raise NdstackError(f"{path} holds no Zarr metadata (zarr.json, .zgroup or .zarray)")
+        raise DamagedStoreError(f"{path} holds no Zarr metadata (zarr.json, .zgroup or .zarray)")
     kind, attrs, meta, fmt = node
     nd = stored_attrs(path)
     ome = ome_attrs(attrs, fmt)
     n_levels = 1 if kind == "array" else store_levels(path)
     if not 0 <= level < n_levels:
-        raise NdstackError(f"{path}: level {level} asked for, the store has {n_levels}")
+        raise ParameterError(f"{path}: level {level} asked for, the store has {n_levels}")
     ours = nd is not None or owner is not None
 
     def read(array_dir: str) -> Any:

@@ -40,7 +40,7 @@ from .._ngff import (
     ImagePlan,
     plan_image,
 )
-from ..errors import DestinationError, NdstackError, ParameterError, WriteError
+from ..errors import DestinationError, ParameterError, WriteError
 from .lock import Lock, acquire, release
 from .lock import check as check_lock
 from .metadata import _create_arrays, _write_metadata
@@ -150,7 +150,7 @@ def to_zarr(
     _check_options(da_arr.dims, format, codec, clevel, chunks, shards, levels)
     dtype = np.dtype(da_arr.dtype)
     if dtype.kind not in "biufc":
-        raise NdstackError(f"cannot write dtype {dtype} with codec {codec}: numbers only")
+        raise ParameterError(f"cannot write dtype {dtype} with codec {codec}: numbers only")
     grid = file_grid(da_arr)
     check_destination_against_source(dest, da_arr)
 
