@@ -167,3 +167,24 @@ def test_unknown_step_is_a_parameter_error() -> None:
     with pytest.raises(ParameterError, match="unknown step 'blur'"):
         parse_params("blur", "")
     assert issubclass(ParameterError, NdstackError)
+
+
+def test_filters_take_arrays_in_memory_and_check_their_sigmas() -> None:
+    import numpy as np
+    import xarray as xr
+    from scipy import ndimage
+
+    from ndstack import ops
+    from ndstack.errors import ParameterError
+
+    data = np.random.default_rng(0).random((3, 20, 24)).astype(np.float32)
+    arr = xr.DataArray(data, dims=("Z", "Y", "X"))  # NumPy-backed, not Dask
+    got = ops.gaussian(arr, 1.5, device="cpu").values
+    ref = np.stack([ndimage.gaussian_filter(p, 1.5) for p in data])
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(
+        ops.median(arr, 3, device="cpu").values,
+        np.stack([ndimage.median_filter(p, size=3) for p in data]),
+    )
+    with pytest.raises(ParameterError, match="3 values for 2 dims"):
+        ops.gaussian(arr, (1, 2, 3), dims=("Y", "X"))

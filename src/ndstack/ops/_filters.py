@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ParameterError
 from . import _checks
 from ._xp import array_module, ndimage_module, on_device, use_gpu
 
@@ -14,9 +15,12 @@ __all__ = ["gaussian", "median"]
 
 
 def _overlap(arr: Any, dims: Sequence[str], depth: dict[str, int], kernel: Any, dtype: Any) -> Any:
+    import dask.array as da
     import xarray as xr
 
     data = arr.data
+    if not isinstance(data, da.Array):  # an array in memory: one block, computed lazily too
+        data = da.from_array(data, chunks=data.shape)
     meta = array_module(getattr(data, "_meta", data)).empty((0,) * data.ndim, dtype=dtype)
     axis_depth = {arr.dims.index(d): depth[d] for d in dims}
     for i in range(arr.ndim):
@@ -45,6 +49,11 @@ def gaussian(arr: Any, sigma: float | Sequence[float], *, dims: Sequence[str] = 
         sigmas = [float(sigma)] * len(dims)  # type: ignore[arg-type]
     else:
         sigmas = [float(s) for s in sigma]  # type: ignore[union-attr]
+        if len(sigmas) != len(dims):
+            raise ParameterError(
+                f"sigma: {len(sigmas)} values for {len(dims)} dims {tuple(dims)}; give one "
+                "value per dim, or a single one for all"
+            )
     depth = {d: int(truncate * s + 0.5) for d, s in zip(dims, sigmas)}
     axis_sigma = [0.0] * arr.ndim
     for d, s in zip(dims, sigmas):
