@@ -304,3 +304,18 @@ def test_info_is_a_dict_that_prints_as_the_report(lls) -> None:
     assert isinstance(d, ndstack.Info) and isinstance(d, dict)
     assert d.dims == d["dims"] == ["T", "C", "Z", "Y", "X"]
     assert str(d) == ndstack.format_info(d) and json.loads(json.dumps(d, default=str))["dims"]
+
+
+def test_info_says_why_an_imagej_calibration_in_pixels_gives_no_size(tmp_path, capsys) -> None:
+    folder = tmp_path / "px"
+    folder.mkdir()
+    for t in range(2):
+        tifffile.imwrite(
+            folder / f"img_t{t}.tif",
+            np.zeros((3, 8, 8), np.uint16),
+            imagej=True,
+            resolution=(1.0, 1.0),
+            metadata={"unit": "pixel", "axes": "ZYX"},
+        )
+    code, out, _ = run(["info", str(folder)], capsys)
+    assert code == 0 and "pixel size: none known: the files' ImageJ calibration is in pixels" in out

@@ -87,6 +87,7 @@ def info(arr: Any, pattern: str | None = None, **options: Any) -> Info:
             "axis_sources": dict(a.get("axis_sources", {})),
             "pixel_size": dict(a.get("pixel_size", {})),
             "pixel_unit": a.get("pixel_unit"),
+            "pixel_note": a.get("pixel_note"),
             "constants": dict(a.get("constants", {})),
         }
     )
@@ -151,6 +152,8 @@ def format_info(d: dict[str, Any]) -> str:
     for dim, how in sources.items():
         if dim not in d["dims"] and dim not in extra:
             lines.append(f"    {dim:<8} {'':>6}  {how}")
+    if d.get("pixel_note"):
+        lines.append(f"  pixel size: {d['pixel_note']}")
     if d.get("constants"):
         lines.append(
             "  constant in every name: " + ", ".join(f"{k}={v}" for k, v in d["constants"].items())

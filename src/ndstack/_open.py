@@ -425,6 +425,7 @@ def _to_xarray(
         "file_axes": info.axes,
         "pixel_size": dict(info.pixel_sizes),
         "pixel_unit": info.unit,
+        **({"pixel_note": info.pixel_note} if info.pixel_note else {}),
         "constants": {k: _jsonable(v) for k, v in layout.constants.items()},
         "missing": missing,
         "bad_files": bad_files,

@@ -60,6 +60,8 @@ class FileInfo:
     #: the bytes after the pixel data (the other pages' IFDs): with ``header``, every
     #: byte of the file that is not a pixel, so a file equal in both is laid out alike
     trailer: bytes | None = None
+    #: why the files give no pixel size although they carry a calibration (for ``info``)
+    pixel_note: str | None = None
 
 
 @contextmanager
@@ -141,6 +143,7 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
                 size=size,
                 header=header,
                 trailer=trailer,
+                pixel_note=_pixel_note(tif, sizes),
             )
     except CorruptFileError:
         raise
@@ -245,6 +248,16 @@ def _layout_header(tif: Any, page: Any, offset: int | None) -> bytes | None:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def _pixel_note(tif: Any, sizes: dict[str, float]) -> str | None:
+    """Why no pixel size came out of a calibrated file: ImageJ's ``unit=pixel``."""
+    if sizes:
+        return None
+    unit = str((tif.imagej_metadata or {}).get("unit", "")).strip()
+    if unit.lower() in ("pixel", "pixels", "px"):
+        return f"none known: the files' ImageJ calibration is in pixels (unit={unit})"
+    return None
 
 
 def _pixel_sizes(tif: Any, axes: str) -> tuple[dict[str, float], str | None]:
