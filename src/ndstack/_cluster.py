@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from ._redact import reason
 from .errors import ParameterError
 
 __all__ = ["check_cluster_options", "cluster", "require_picklable"]
@@ -179,8 +180,7 @@ def require_picklable(obj: Any, what: str) -> None:
     try:
         cloudpickle.dumps(obj)
     except Exception as exc:
-        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0][:160]
         raise ParameterError(
-            f"{what} cannot be sent to the cluster's worker processes ({reason}); import "
+            f"{what} cannot be sent to the cluster's worker processes ({reason(exc, 160)}); import "
             "what it needs inside the function, or compute without the cluster"
         ) from None

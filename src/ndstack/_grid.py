@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._discover import join_path
+from ._redact import reason
 from .errors import CorruptFileError, FileMismatchError
 
 __all__ = ["FileGrid", "FunctionReader", "ReadFailedWarning", "record_fill", "take_filled"]
@@ -65,8 +66,9 @@ class FunctionReader:
         try:
             data = np.asarray(self.func(path))
         except Exception as exc:
-            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise CorruptFileError(f"{path}: the reader {self.name} failed: {reason}") from None
+            raise CorruptFileError(
+                f"{path}: the reader {self.name} failed: {reason(exc)}"
+            ) from None
         if data.shape != self.shape or data.dtype != np.dtype(self.dtype):
             raise FileMismatchError(
                 f"{path}: expected shape {self.shape} dtype {self.dtype} like the first "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["for_output", "one_line", "redact"]
+__all__ = ["for_output", "one_line", "reason", "redact"]
 
 #: ``scheme://`` up to the last ``@`` before white space: the user info, whatever it holds
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s]*@")
@@ -93,6 +93,19 @@ def one_line(text: str) -> str:
     return "".join(
         c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
     )
+
+
+def reason(exc: BaseException, limit: int = 200) -> str:
+    """An exception in a few words for a one-line message: its first line, at most
+    ``limit`` characters, or its type's name when it says nothing.
+
+    >>> reason(ValueError("bad value\\nmore detail"))
+    'bad value'
+    >>> reason(KeyError())
+    'KeyError'
+    """
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]
 
 
 def for_output(text: str) -> str:

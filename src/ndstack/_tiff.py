@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ._redact import reason
 from .errors import CorruptFileError, FileMismatchError
 
 __all__ = ["FileInfo", "TiffReader", "probe_tiff"]
@@ -148,7 +149,7 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
     except CorruptFileError:
         raise
     except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error...
-        raise CorruptFileError(f"{path}: not a readable TIFF ({_reason(exc)})") from None
+        raise CorruptFileError(f"{path}: not a readable TIFF ({reason(exc)})") from None
 
 
 _MAX_HEADER = 1 << 20
@@ -243,11 +244,6 @@ def _layout_header(tif: Any, page: Any, offset: int | None) -> bytes | None:
     fh = tif.filehandle
     fh.seek(0)
     return bytes(fh.read(offset))
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def _pixel_note(tif: Any, sizes: dict[str, float]) -> str | None:
@@ -347,7 +343,7 @@ class TiffReader:
         except (CorruptFileError, FileMismatchError):
             raise
         except Exception as exc:
-            raise CorruptFileError(f"{path}: cannot read ({_reason(exc)})") from None
+            raise CorruptFileError(f"{path}: cannot read ({reason(exc)})") from None
         page_shape = info.shape[nlead:]
         data = data.reshape(tuple(len(s) for s in lead_sel) + page_shape)
         for ax in range(nlead, len(info.shape)):

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, get_args
 
 from ._open import OnError, Tiles
-from ._redact import for_output, redact
+from ._redact import for_output, reason, redact
 from ._zarr.plan import CODECS, FORMATS
 from .errors import NdstackError, ParameterError
 
@@ -503,9 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a dependency's own error, or a bug: still one line
         if os.environ.get("NDSTACK_DEBUG"):
             raise
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         print(
-            f"ndstack: error: {type(exc).__name__}: {for_output(reason)} "
+            f"ndstack: error: {type(exc).__name__}: {for_output(reason(exc, 300))} "
             "(unexpected; NDSTACK_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )

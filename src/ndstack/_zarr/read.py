@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._redact import reason
 from ..errors import (
     CorruptFileError,
     DamagedStoreError,
@@ -75,8 +76,8 @@ def read_node(path: str) -> Node | None:
         try:
             value = json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise DamagedStoreError(f"{file}: not valid JSON ({reason[:120]})") from None
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise DamagedStoreError(f"{file}: not valid JSON ({why[:120]})") from None
         if not isinstance(value, dict):
             raise DamagedStoreError(f"{file}: expected a JSON object, found {type(value).__name__}")
         return value
@@ -340,8 +341,9 @@ class StoredArray:
             plain = all(isinstance(k, (slice, int, np.integer)) for k in key)
             return np.asarray(z[key] if plain else z.oindex[key])
         except Exception as exc:
-            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
-            raise CorruptFileError(f"{self.path}: cannot read {_region(key)}: {reason}") from None
+            raise CorruptFileError(
+                f"{self.path}: cannot read {_region(key)}: {reason(exc)}"
+            ) from None
 
     def _check_chunks(self, key: tuple[Any, ...]) -> None:
         import itertools
@@ -438,8 +440,7 @@ def _from_zarr(
         z = zarr.open_array(path, mode="r")
         dtype = np.dtype(z.dtype)
     except Exception as exc:
-        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
-        raise DamagedStoreError(f"{where}: zarr cannot open the array ({reason})") from None
+        raise DamagedStoreError(f"{where}: zarr cannot open the array ({reason(exc)})") from None
     unit = list(getattr(z, "shards", None) or z.chunks)
     chunks = tuple(unit) if storage_chunks else read_chunks(tuple(shape), tuple(unit),
                                                             dtype.itemsize)  # fmt: skip
@@ -480,7 +481,7 @@ def open_store(
         node = "zarr.json" if os.path.exists(os.path.join(path, "zarr.json")) else ".zattrs"
         raise DamagedStoreError(
             f"{os.path.join(path, node)}: metadata that ndstack cannot use "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+            f"({type(exc).__name__}: {reason(exc, 120)})"
         ) from None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._redact import reason
 from ..errors import VerifyError
 from .layout import chunk_path
 from .read import _shard_index_holes, array_meta, level_paths
@@ -227,5 +228,5 @@ def _one_block(src: Any, out: Any, region: tuple[slice, ...]) -> int | str:
     try:
         a, c = dask.compute(src.data[region], out.data[region])
     except Exception as exc:
-        return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return reason(exc)
     return _differing(a, c)
