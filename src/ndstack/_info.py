@@ -7,19 +7,14 @@ from typing import Any
 import numpy as np
 
 from ._redact import redact
+from ._util import AttrDict
 
 __all__ = ["Info", "format_info", "info"]
 
 
-class Info(dict[str, Any]):
+class Info(AttrDict):
     """What :func:`info` returns: a dict (``json.dumps`` as it is) whose keys also read as
     attributes, and whose ``str()`` is the :func:`format_info` text."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
     def __str__(self) -> str:
         return format_info(self)

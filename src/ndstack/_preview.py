@@ -43,15 +43,16 @@ def _label(arr: Any, dim: str, i: int) -> str:
 def _local_folder(source: Any) -> str | None:
     """The local folder a source names (a file: its folder; a glob: its fixed part)."""
     from ._discover import _GLOB_CHARS, _glob_root
+    from ._util import local_path
 
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if not isinstance(source, str) or not source:
         return None
-    for scheme in ("file://", "local://"):
-        source = source.removeprefix(scheme)
-    if "://" in source:
+    local = local_path(source)
+    if local is None:
         return None  # another filesystem: nothing of it is a local path
+    source = local
     if not os.path.exists(source) and _GLOB_CHARS & set(source):
         source = _glob_root(source)
     if os.path.isfile(source):

@@ -169,10 +169,14 @@ def _refuse_forged_size(path: str, nbytes: int, size: int) -> None:
         )
 
 
+def _page_ndim(shape: tuple[int, ...], axes: str) -> int:
+    """How many trailing dims one page holds (Y, X and samples)."""
+    return 3 if axes.endswith(("YXS", "YXC")) and len(shape) >= 3 else 2
+
+
 def _page_count(shape: tuple[int, ...], axes: str) -> int:
     """Pages in a series: everything but the trailing Y, X (and samples) dims."""
-    page_ndim = 3 if axes.endswith(("YXS", "YXC")) and len(shape) >= 3 else 2
-    return int(np.prod(shape[: len(shape) - page_ndim])) if len(shape) > page_ndim else 1
+    return int(np.prod(shape[: max(0, len(shape) - _page_ndim(shape, axes))]))
 
 
 def contiguous_offset(tif: Any, nbytes: int, n_pages: int) -> int | None:
@@ -317,7 +321,7 @@ class TiffReader:
     @property
     def page_ndim(self) -> int:
         """How many trailing dims one page holds (Y, X and samples)."""
-        return 3 if self.info.axes.endswith(("YXS", "YXC")) and len(self.info.shape) >= 3 else 2
+        return _page_ndim(self.info.shape, self.info.axes)
 
     def read(self, path: str, sel: Sequence[np.ndarray]) -> np.ndarray:
         """Read ``sel`` (one index array per file axis) from ``path``.
@@ -383,7 +387,7 @@ class TiffReader:
         dtype = np.dtype(info.dtype).newbyteorder(info.byteorder)
         with tifffile.TiffFile(f) as tif:
             page = tif.pages.first
-            n_pages = int(np.prod(info.shape[: len(info.shape) - self.page_ndim]))
+            n_pages = _page_count(info.shape, info.axes)
             # Pages read straight from their offsets only where this file proves that its
             # pages lie in one block at the probed offset (every page checked).
             if (

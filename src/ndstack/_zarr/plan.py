@@ -142,6 +142,8 @@ def _shard_blocks(
     """Rechunk so that each Dask block is one shard: a whole number of Zarr chunks."""
     unknown = set(shards) - set(dims[n_split:])
     if unknown:
+        # reachable for dims that split the data into images (write._check_options
+        # checked that every named dim exists)
         raise ValueError(f"shards name unknown dims {sorted(unknown)}; dims are {list(dims)}")
     new = [1] * n_split
     for j, d in enumerate(dims[n_split:]):
@@ -158,8 +160,6 @@ def _choose_levels(
         return 1
     y, x = plan.image_dims.index("Y"), plan.image_dims.index("X")
     n = _auto_levels(shape[y], shape[x]) if levels == "auto" else int(levels)
-    if n < 1:
-        raise ValueError(f"levels must be at least 1, not {levels}")
     while n > 1 and not (
         _fits_levels(shape[y], blocks[y][0], n) and _fits_levels(shape[x], blocks[x][0], n)
     ):

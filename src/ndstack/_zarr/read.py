@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -387,22 +388,25 @@ class StoredArray:
         import itertools
 
         assert self.inner is not None
-        counts = [u // c for u, c in zip(self.unit, self.inner)]
         out = []
         for idx in itertools.product(*ranges):
-            present = [  # inner chunks of this shard that lie inside the array
-                min(k, -(-(n - i * u) // c)) for i, u, c, k, n in
-                zip(idx, self.unit, self.inner, counts, self.shape)
-            ]  # fmt: skip
             path = chunk_path(self.path, idx, self.zarr_format)
-            if _shard_index_holes(path, counts, present):
+            if shard_has_holes(path, idx, self.shape, self.unit, self.inner):
                 out.append(path)
         return out
 
 
-def _shard_index_holes(path: str, counts: list[int], present: list[int]) -> bool:
-    """Whether a shard's index (at its end: offset, size per inner chunk, then CRC32C)
-    marks an inner chunk inside the array as missing."""
+def shard_has_holes(
+    path: str, idx: Sequence[int], shape: Sequence[int], unit: Sequence[int],
+    inner: Sequence[int],
+) -> bool:  # fmt: skip
+    """Whether shard ``idx`` (of ``unit`` elements, inner chunks of ``inner``) lists an
+    inner chunk inside the array (``shape``) as missing in its index (at the end of the
+    file: offset and size per inner chunk, then CRC32C)."""
+    counts = [u // c for u, c in zip(unit, inner)]
+    present = [  # inner chunks of this shard that lie inside the array
+        min(k, -(-(n - i * u) // c)) for i, u, c, k, n in zip(idx, unit, inner, counts, shape)
+    ]
     n = math.prod(counts)
     try:
         with open(path, "rb") as f:

@@ -4,22 +4,12 @@ attributes (``summary.tasks``) and documented here."""
 
 from __future__ import annotations
 
-from typing import Any
+from .._util import AttrDict
 
 __all__ = ["VerifyReport", "WriteSummary"]
 
 
-class _Record(dict[str, Any]):
-    """A dict whose keys also read as attributes."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-class WriteSummary(_Record):
+class WriteSummary(AttrDict):
     """One conversion.
 
     Keys: ``dest``; ``bytes_in`` and ``bytes_out`` (all the store's blocks, earlier runs
@@ -29,7 +19,7 @@ class WriteSummary(_Record):
     """
 
 
-class VerifyReport(_Record):
+class VerifyReport(AttrDict):
     """A verification that found nothing wrong: ``checked`` of ``blocks`` blocks compared.
 
     Any difference or missing chunk raises :class:`ndstack.errors.VerifyError` instead,

@@ -5,33 +5,20 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._redact import redact
 from ..errors import DestinationError
 
 __all__ = [
+    "Sources",
     "check_destination_against_source",
     "file_grid",
     "source_digest",
     "source_fingerprint",
     "source_paths",
+    "sources_of",
 ]
-
-
-def file_grid(arr: Any) -> Any:
-    """The FileGrid behind an array opened by ndstack, if any (for source checks)."""
-    from .._grid import FileGrid
-
-    graph = getattr(arr.data, "dask", None)
-    if graph is None:
-        return None
-    for layer in graph.layers.values():
-        for v in dict(layer).values():
-            v = getattr(v, "value", v)
-            if isinstance(v, FileGrid):
-                return v
-    return None
 
 
 def _local_path(root: str, fs: Any) -> str | None:
@@ -77,8 +64,25 @@ def _graph_values(arr: Any) -> Any:
             yield v
 
 
-def _sources(arr: Any) -> tuple[list[Any], list[str]]:
-    """The file grids an array reads, and the local folders of the stores it reads."""
+class Sources(NamedTuple):
+    """What an array reads: the file grids, and the local folders of the stores."""
+
+    grids: list[Any]
+    stores: list[str]
+
+    @property
+    def grid(self) -> Any:
+        """The first file grid, or None."""
+        return self.grids[0] if self.grids else None
+
+    def paths(self) -> list[str]:
+        """The local folders read: the grids' roots (those on the local disk), the stores."""
+        local = [_local_path(g.root, g.fs) for g in self.grids]
+        return [p for p in local if p is not None] + self.stores
+
+
+def sources_of(arr: Any) -> Sources:
+    """The file grids and local stores an array reads (one walk of its graph)."""
     from .._grid import FileGrid
     from .read import StoredArray
 
@@ -92,20 +96,23 @@ def _sources(arr: Any) -> tuple[list[Any], list[str]]:
             root = _zarr_root(v.store)  # a zarr array read by Dask or xarray
             if root is not None:
                 stores.append(os.path.join(root, getattr(v, "path", "") or ""))
-    return grids, list(dict.fromkeys(stores))
+    return Sources(grids, list(dict.fromkeys(stores)))
+
+
+def file_grid(arr: Any) -> Any:
+    """The FileGrid behind an array opened by ndstack, if any."""
+    return sources_of(arr).grid
 
 
 def source_paths(arr: Any) -> list[str]:
     """The local folders an array reads from: its file grids' roots and its stores."""
-    grids, stores = _sources(arr)
-    local = [_local_path(g.root, g.fs) for g in grids]
-    return [p for p in local if p is not None] + stores
+    return sources_of(arr).paths()
 
 
-def check_destination_against_source(dest: str, arr: Any) -> None:
+def check_destination_against_source(dest: str, sources: Sources) -> None:
     """Refuse a destination that is, holds, or lies inside anything the array reads."""
     real = os.path.realpath(dest)
-    for src in source_paths(arr):
+    for src in sources.paths():
         src_real = os.path.realpath(src)
         inside = real == src_real or real.startswith(src_real.rstrip(os.sep) + os.sep)
         holds = src_real.startswith(real.rstrip(os.sep) + os.sep)
@@ -117,13 +124,13 @@ def check_destination_against_source(dest: str, arr: Any) -> None:
             )
 
 
-def source_fingerprint(arr: Any) -> dict[str, Any]:
+def source_fingerprint(arr: Any, sources: Sources | None = None) -> dict[str, Any]:
     """What the array is read from, so that a resume or "all done before" is only ever
     granted to the same source: the first file grid's files with their sizes and
     modification stamps (ETag, version or mtime on fsspec filesystems), a digest of every
     other grid's and of every store's files (sizes, mtimes), or, for an array that reads
     nothing (NumPy, made in memory), Dask's name of it, a hash of its content."""
-    grids, stores = _sources(arr)
+    grids, stores = sources if sources is not None else sources_of(arr)
     out: dict[str, Any] = {}
     if grids:
         out = {"root": redact(grids[0].root), "files": _grid_files(grids[0])}

@@ -11,7 +11,7 @@ import numpy as np
 from .._redact import reason
 from ..errors import VerifyError
 from .layout import chunk_path
-from .read import _shard_index_holes, array_meta, level_paths
+from .read import array_meta, level_paths, shard_has_holes
 from .results import VerifyReport
 
 __all__ = ["verify"]
@@ -75,7 +75,7 @@ def missing_chunks(dest: str, limit: int = 1000) -> list[str]:
         if inner is not None:  # a shard whose index lists an inner chunk as missing
             for idx in sorted(present):
                 path = chunk_path(root, idx, fmt)
-                if _shard_holes(path, shape, chunks, inner, idx):
+                if shard_has_holes(path, idx, shape, chunks, inner):
                     missing.append(os.path.relpath(path, dest) + " (inner chunks)")
         if len(present) >= expected:
             continue
@@ -95,16 +95,6 @@ def _inner_chunks(meta: dict[str, Any]) -> list[int] | None:
         return None
     inner = (first.get("configuration") or {}).get("chunk_shape")
     return list(inner) if isinstance(inner, list) else None
-
-
-def _shard_holes(
-    path: str, shape: list[int], unit: list[int], inner: list[int], idx: tuple[int, ...]
-) -> bool:
-    counts = [u // c for u, c in zip(unit, inner)]
-    present = [
-        min(k, -(-(n - i * u) // c)) for i, u, c, k, n in zip(idx, unit, inner, counts, shape)
-    ]
-    return _shard_index_holes(path, counts, present)
 
 
 def _chunk_files(root: str, fmt: int, counts: list[int]) -> set[tuple[int, ...]]:

@@ -67,9 +67,9 @@ from .resume import (
 )
 from .sources import (
     check_destination_against_source,
-    file_grid,
     source_digest,
     source_fingerprint,
+    sources_of,
 )
 from .tasks import _marker_name, _write_mapped
 
@@ -151,8 +151,9 @@ def to_zarr(
     dtype = np.dtype(da_arr.dtype)
     if dtype.kind not in "biufc":
         raise ParameterError(f"cannot write dtype {dtype} with codec {codec}: numbers only")
-    grid = file_grid(da_arr)
-    check_destination_against_source(dest, da_arr)
+    sources = sources_of(da_arr)  # one walk of the graph for the checks and the fingerprint
+    grid = sources.grid
+    check_destination_against_source(dest, sources)
 
     if format != "zarr":
         plan_img = plan_image(da_arr.dims)
@@ -183,7 +184,7 @@ def to_zarr(
         # processing, the files' names and sizes), so that arr.isel(T=0) is not arr
         "array": str(getattr(da_arr.data, "name", "")),
     }  # fmt: skip
-    fingerprint = source_fingerprint(da_arr)
+    fingerprint = source_fingerprint(da_arr, sources)
     done_dir = os.path.join(record_dir(dest), "done")
     owned = _owned_entries(plan)
     try:
@@ -350,20 +351,16 @@ def _run(
 def _local_destination(dest: str) -> str:
     """A local path for ``dest``: ``file://`` URLs become paths; other URLs are refused
     rather than written to a local folder named ``s3:/bucket/...``; empty is refused."""
-    import re
-    from urllib.parse import unquote, urlsplit
+    from .._util import local_path, url_scheme
 
     if not dest.strip():
         raise DestinationError("the destination is empty; name the store to write")
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", dest)
-    if match is None:
-        return dest
-    scheme = match.group(1).lower()
+    local = local_path(dest)
+    if local is not None:
+        return local
+    scheme = url_scheme(dest)
     if scheme in ("file", "local"):
-        parts = urlsplit(dest)
-        if parts.netloc not in ("", "localhost"):
-            raise DestinationError(f"the destination {dest} names another host")
-        return unquote(parts.path)
+        raise DestinationError(f"the destination {dest} names another host")
     raise DestinationError(
         f"the destination {dest} is a {scheme}:// URL; ndstack writes to local "
         "folders only for now (mount the storage, or write locally and copy)"
