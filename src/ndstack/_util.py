@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["AttrDict", "local_path", "url_scheme"]
+__all__ = ["AttrDict", "local_path", "url_scheme", "version"]
 
 
 class AttrDict(dict[str, Any]):
@@ -49,3 +49,10 @@ def local_path(text: str) -> str | None:
         return None
     parts = urlsplit(text)
     return unquote(parts.path) if parts.netloc in ("", "localhost") else None
+
+
+def version() -> str:
+    """ndstack's version (looked up when called: this module loads before the package)."""
+    from . import __version__
+
+    return __version__

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import uuid
+from typing import Any
 
 from ..errors import WriteError
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "read_json_object"]
 
 #: the rename that makes a written file appear (a hook: tests make it fail like a full disk)
 _replace = os.replace
@@ -38,3 +40,17 @@ def atomic_write(path: str, payload: bytes) -> None:
                 "command again to resume"
             ) from None
         raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def read_json_object(path: str) -> dict[str, Any]:
+    """The JSON object in ``path``. Raises FileNotFoundError when it is absent, another
+    OSError when it cannot be read, ValueError when it holds no JSON object."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: a JSON {type(value).__name__}, not an object")
+    return value

@@ -31,6 +31,7 @@ import uuid
 from typing import Any
 
 from ..errors import LockedError, WriteError
+from .files import read_json_object
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -60,13 +61,11 @@ def lock_path(dest: str) -> str:
 def _read(path: str) -> dict[str, Any] | None:
     """The lock's content; None when there is no lock, {} when it cannot be read now."""
     try:
-        with open(path) as f:
-            value = json.load(f)
+        return read_json_object(path)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
         return {}  # being written, damaged, or a transient error: judged by its age alone
-    return value if isinstance(value, dict) else {}
 
 
 def _machine() -> dict[str, Any]:

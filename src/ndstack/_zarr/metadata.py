@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale
+from .._util import version
 from .read import read_node
 from .schema import StoredAttrs, StoredCoord
 
@@ -15,12 +16,6 @@ if TYPE_CHECKING:
     from .plan import Plan
 
 __all__ = ["_create_arrays", "_write_metadata"]
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def _create_arrays(plan: Plan, plan_img: ImagePlan) -> None:
@@ -80,7 +75,7 @@ def _ndstack_attrs(
         coords={str(k): StoredCoord.of(c) for k, c in arr.coords.items()},
         attrs=dict(arr.attrs),
         name=None if arr.name is None else str(arr.name),
-        version=_version(),
+        version=version(),
         store=provenance.get("store"),
         written=tuple(provenance["written"]) if "written" in provenance else None,
         source=provenance.get("source"),

@@ -14,6 +14,7 @@ import shutil
 import uuid
 from typing import Any
 
+from .._util import version
 from ..errors import (
     DamagedStoreError,
     DestinationError,
@@ -21,8 +22,8 @@ from ..errors import (
     SourceChangedError,
     WriteError,
 )
-from .files import atomic_write
-from .layout import METADATA_FILES, UNFINISHED
+from .files import atomic_write, read_json_object
+from .layout import METADATA_FILES, UNFINISHED, entry_names
 from .lock import beside
 from .read import stored_attrs
 from .schema import StoredAttrs
@@ -43,15 +44,11 @@ def _manifest_path(dest: str) -> str:
 def _load_json(path: str) -> dict[str, Any] | None:
     """A JSON object from ``path``; None if absent; a one-line error if damaged."""
     try:
-        with open(path, "rb") as f:
-            value = json.loads(f.read())
+        return read_json_object(path)
     except FileNotFoundError:
         return None
-    except (ValueError, RecursionError):
+    except ValueError:
         raise DamagedStoreError(f"{path}: damaged (not JSON); delete it to start again") from None
-    if not isinstance(value, dict):
-        raise DamagedStoreError(f"{path}: damaged (not a JSON object)")
-    return value
 
 
 def _completed(dest: str) -> StoredAttrs | None:
@@ -67,11 +64,7 @@ def _completed(dest: str) -> StoredAttrs | None:
 
 def _safe_entries(entries: Any, where: str) -> list[str]:
     """Top-level names a store lists as its own: plain names, nothing that climbs out."""
-    ok = isinstance(entries, list) and all(
-        isinstance(e, str) and e not in ("", ".", "..") and "/" not in e and os.sep not in e
-        for e in entries
-    )
-    if not ok:
+    if not entry_names(entries):
         raise DamagedStoreError(
             f"{where}: the list of what ndstack wrote is damaged (found {_short(entries)}, "
             "expected plain names of entries of the store)"
@@ -176,7 +169,7 @@ def _prepare_destination(
         os.makedirs(os.path.join(record, "done"), exist_ok=True)
         # the record first, then the marker inside the store: a kill between the two
         # leaves a store with no marker (not ndstack's), never a marker without a record
-        manifest = {"ndstack": _version(), "store": store_id, "settings": settings,
+        manifest = {"ndstack": version(), "store": store_id, "settings": settings,
                     "source": fingerprint}  # fmt: skip
         atomic_write(manifest_file, json.dumps(manifest).encode())
         marker_body = {"store": store_id, "written": owned}
@@ -310,14 +303,8 @@ def _remove_partials(dest: str) -> None:
 
 
 def _read_marker(path: str) -> dict[str, Any]:
+    """A done marker's record; {} when it cannot be read (it then counts as not done)."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        return read_json_object(path)
     except (OSError, ValueError):
         return {}
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._redact import redact
 from ..errors import DamagedStoreError
+from .layout import entry_names
 
 __all__ = ["StoredAttrs", "StoredCoord", "jsonable"]
 
@@ -150,11 +151,7 @@ class StoredAttrs:
         attrs = value.get("attrs", {})
         written = value.get("written")
         if written is not None:
-            ok = isinstance(written, list) and all(
-                isinstance(e, str) and e not in ("", ".", "..") and "/" not in e and "\\" not in e
-                for e in written
-            )
-            if not ok:
+            if not entry_names(written):
                 raise bad(f"the list of what ndstack wrote, {written!r}, names more than entries")
         source = value.get("source")
         name = value.get("name")

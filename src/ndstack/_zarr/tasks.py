@@ -18,7 +18,7 @@ import numpy as np
 
 from .._grid import take_filled
 from ..errors import DestinationError
-from .files import atomic_write
+from .files import atomic_write, read_json_object
 from .layout import UNFINISHED
 from .plan import Plan
 
@@ -152,9 +152,8 @@ def _check_marker(plan: Plan) -> None:
     if plan.store_id is None:
         return
     try:
-        with open(os.path.join(plan.dest, UNFINISHED), "rb") as f:
-            same = json.loads(f.read()).get("store") == plan.store_id
-    except (OSError, ValueError, AttributeError):
+        same = read_json_object(os.path.join(plan.dest, UNFINISHED)).get("store") == plan.store_id
+    except (OSError, ValueError):
         same = False
     if not same:
         raise DestinationError(
