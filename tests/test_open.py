@@ -526,3 +526,13 @@ def test_import_ndstack_loads_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_version_has_one_source() -> None:
+    """pyproject reads the version from ndstack.__version__; the installed metadata agrees."""
+    import importlib.metadata
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert importlib.metadata.version("ndstack") == ndstack.__version__

@@ -14,7 +14,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -22,7 +22,64 @@ from ._discover import join_path
 from ._redact import reason
 from .errors import CorruptFileError, FileMismatchError
 
-__all__ = ["FileGrid", "FunctionReader", "ReadFailedWarning", "record_fill", "take_filled"]
+__all__ = [
+    "FileAxis",
+    "FileGrid",
+    "FunctionReader",
+    "GridAxis",
+    "Place",
+    "ReadFailedWarning",
+    "Reader",
+    "TileAxis",
+    "place_key",
+    "record_fill",
+    "take_filled",
+]
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """How a :class:`FileGrid` reads one file: the TIFF reader, a user's function, others.
+
+    A reader goes into the Dask graph, so it must pickle and hold no open handle: it
+    opens ``path`` inside :meth:`read`, reads what ``sel`` asks for and closes it.
+    ``sel`` holds one array of indices per in-file axis (in the file's axis order); the
+    result has shape ``tuple(len(s) for s in sel)``. A file that cannot be read raises
+    :class:`~ndstack.errors.CorruptFileError`, one of another shape or dtype
+    :class:`~ndstack.errors.FileMismatchError`, each naming the file.
+    """
+
+    def read(self, path: str, sel: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+class GridAxis(NamedTuple):
+    """An output dim that is axis ``grid`` of the file grid (one file per index)."""
+
+    grid: int
+
+
+class FileAxis(NamedTuple):
+    """An output dim that is axis ``file`` inside every file."""
+
+    file: int
+
+
+class TileAxis(NamedTuple):
+    """An output dim of tiles: grid axis ``grid`` stitched along in-file axis ``file``."""
+
+    grid: int
+    file: int
+
+
+Place = GridAxis | FileAxis | TileAxis
+"""Where an output dim of a :class:`FileGrid` comes from."""
+
+_KIND = {GridAxis: "grid", FileAxis: "file", TileAxis: "tile"}
+
+
+def place_key(place: Place) -> tuple[Any, ...]:
+    """A plain tuple naming a place, such as ``("tile", 1, 2)``: stable in graph names."""
+    return (_KIND[type(place)], *place)
 
 
 class ReadFailedWarning(UserWarning):
@@ -52,7 +109,7 @@ def record_fill(message: str) -> None:
 
 @dataclass(frozen=True)
 class FunctionReader:
-    """Adapts any ``path -> ndarray`` function to the reader interface (picklable)."""
+    """Adapts any ``path -> ndarray`` function to the :class:`Reader` protocol (picklable)."""
 
     func: Callable[[str], Any]
     shape: tuple[int, ...]
@@ -83,16 +140,16 @@ class FunctionReader:
 class FileGrid:
     """N-D array-like over a grid of files.
 
-    Each output dim comes from one of three places, listed in ``sources``:
-    ``("grid", i)`` an axis of the file grid, ``("file", j)`` an axis inside the files,
-    ``("tile", i, j)`` a grid axis of tiles stitched along the in-file axis ``j``.
+    Each output dim comes from one of three places, listed in ``sources``: a
+    :class:`GridAxis` of the file grid, a :class:`FileAxis` inside the files, or a
+    :class:`TileAxis`, a grid axis of tiles stitched along an in-file axis.
     """
 
     root: str
     files: np.ndarray  # object array over the grid: relative name, or None if missing
-    reader: Any  # has .read(path, sel) -> ndarray in the file's axis order
+    reader: Reader
     file_shape: tuple[int, ...]
-    sources: tuple[tuple[Any, ...], ...]
+    sources: tuple[Place, ...]
     dtype: np.dtype
     fill_value: Any = 0
     on_error: str = "raise"
@@ -102,12 +159,13 @@ class FileGrid:
     def shape(self) -> tuple[int, ...]:
         out = []
         for src in self.sources:
-            if src[0] == "grid":
-                out.append(self.files.shape[src[1]])
-            elif src[0] == "file":
-                out.append(self.file_shape[src[1]])
-            else:
-                out.append(self.files.shape[src[1]] * self.file_shape[src[2]])
+            match src:
+                case GridAxis(i):
+                    out.append(self.files.shape[i])
+                case FileAxis(j):
+                    out.append(self.file_shape[j])
+                case TileAxis(i, j):
+                    out.append(self.files.shape[i] * self.file_shape[j])
         return tuple(out)
 
     @property
@@ -130,19 +188,19 @@ class FileGrid:
         tile_of_file: dict[int, int] = {}
         for d, src in enumerate(self.sources):
             idx = sel[d]
-            if src[0] == "grid":
-                grid_dim[src[1]] = d
-                groups[src[1]] = _group(idx, np.arange(len(idx)), None)
-            elif src[0] == "file":
-                file_dim[src[1]] = d
-                file_sel[src[1]] = idx
-            else:
-                i, j = src[1], src[2]
-                n = self.file_shape[j]
-                grid_dim[i] = d
-                file_dim[j] = d
-                tile_of_file[j] = i
-                groups[i] = _group(idx // n, np.arange(len(idx)), idx % n)
+            match src:
+                case GridAxis(i):
+                    grid_dim[i] = d
+                    groups[i] = _group(idx, np.arange(len(idx)), None)
+                case FileAxis(j):
+                    file_dim[j] = d
+                    file_sel[j] = idx
+                case TileAxis(i, j):
+                    n = self.file_shape[j]
+                    grid_dim[i] = d
+                    file_dim[j] = d
+                    tile_of_file[j] = i
+                    groups[i] = _group(idx // n, np.arange(len(idx)), idx % n)
         # order of the in-file axes in the output
         file_order = sorted(range(nfile), key=lambda j: file_dim[j])
         combos = list(itertools.product(*groups))

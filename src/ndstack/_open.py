@@ -13,7 +13,7 @@ import numpy as np
 
 from ._axes import TIFF_EXTENSIONS, rank
 from ._discover import Source, discover
-from ._grid import FileGrid, FunctionReader
+from ._grid import FileAxis, FileGrid, FunctionReader, GridAxis, Place, TileAxis, place_key
 from ._names import TILE_AXES, Layout, parse_names
 from ._redact import redact
 from ._tiff import FileInfo, TiffReader, probe_tiff
@@ -284,8 +284,12 @@ def _check_files(
 
 def _arrangement(
     layout: Layout, info: FileInfo, tiles: str
-) -> tuple[list[str], tuple[tuple[Any, ...], ...], list[str]]:
-    """Output dims, where each comes from, and which name axes stay dims."""
+) -> tuple[list[str], tuple[Place, ...], list[str]]:
+    """Output dims, where each comes from, and which name axes stay dims.
+
+    Dims sort by their rank in the usual axis order; between equal ranks the name axes
+    come first (in name order), then the in-file axes (in file order).
+    """
     name_dims = list(layout.dims)
     file_axes = info.axes
     stitch = {}
@@ -299,17 +303,17 @@ def _arrangement(
                 f"axis '{d}' comes both from the file names and from inside the files "
                 f"(axes {file_axes}); pass pattern= and give the name field another name"
             )
-    entries: list[tuple[float, int, str, tuple[Any, ...]]] = []
+    entries: list[tuple[tuple[float, int, int], str, Place]] = []
     for i, d in enumerate(name_dims):
         if d not in stitch:
-            entries.append((rank(d), i, d, ("grid", i)))
+            entries.append(((rank(d), 0, i), d, GridAxis(i)))
     for j, ax in enumerate(file_axes):
         tile = next((t for t, a in stitch.items() if a == ax), None)
-        src = ("tile", name_dims.index(tile), j) if tile else ("file", j)
-        entries.append((rank(ax), 100 + j, ax, src))
-    entries.sort(key=lambda e: (e[0], e[1]))
+        src: Place = TileAxis(name_dims.index(tile), j) if tile else FileAxis(j)
+        entries.append(((rank(ax), 1, j), ax, src))
+    entries.sort(key=lambda e: e[0])
     grid_names = [d for d in name_dims if d not in stitch]
-    return [e[2] for e in entries], tuple(e[3] for e in entries), grid_names
+    return [e[1] for e in entries], tuple(e[2] for e in entries), grid_names
 
 
 def _token(
@@ -333,7 +337,7 @@ def _token(
 def _to_dask(
     grid: FileGrid,
     dims: list[str],
-    sources: tuple[tuple[Any, ...], ...],
+    sources: tuple[Place, ...],
     info: FileInfo,
     chunks: Mapping[str, int] | None,
     src: Source,
@@ -350,15 +354,16 @@ def _to_dask(
     shape = grid.shape
     out_chunks = []
     for d, s, n in zip(dims, sources, shape):
-        if s[0] == "grid":
-            out_chunks.append(1)
-        elif s[0] == "tile":
-            out_chunks.append(chunks.get(d, info.shape[s[2]]))
-        else:
-            out_chunks.append(chunks.get(d, n))
+        match s:
+            case GridAxis():
+                out_chunks.append(1)
+            case TileAxis(_, j):
+                out_chunks.append(chunks.get(d, info.shape[j]))
+            case FileAxis():
+                out_chunks.append(chunks.get(d, n))
     extra = (
         dims,
-        sources,
+        tuple(place_key(s) for s in sources),  # plain tuples: the same name as before
         out_chunks,
         grid.fill_value,
         # not on_error: it changes only what happens to unreadable files, and the array's
