@@ -26,6 +26,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -401,42 +402,74 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
     else:
         fields, constants, used, unmatched = _pattern_fields(names, pattern)
         mode = "pattern"
-    used_names = [names[i] for i in used]
-    n = len(used)
+    axes, dependents = _classify(fields, mode, len(used))
+    out_axes, index = _grid_index(axes, len(used))
+    _refuse_duplicates(index, out_axes, [names[i] for i in used], mode)
+    return Layout(
+        axes=out_axes,
+        index=index,
+        used=np.asarray(used, dtype=np.int64),
+        coords=tuple(_coord(d, index, out_axes) for d in dependents),
+        constants=constants,
+        unmatched=tuple(unmatched),
+        mode=mode,
+    )
 
-    # axes first (known axis names in name order), then the rest, in name order
+
+class _Coded(NamedTuple):
+    """A field's values as integer codes per file, and the distinct values they index."""
+
+    field: _Field
+    codes: np.ndarray
+    uniq: list[object]
+
+
+class _Dependent(NamedTuple):
+    """A field that is a function of some axes (``owners``): a coordinate, not an axis."""
+
+    coded: _Coded
+    owners: list[int]
+
+
+def _classify(fields: list[_Field], mode: str, n: int) -> tuple[list[_Coded], list[_Dependent]]:
+    """Split fields into axes (in output order) and coordinates that follow them.
+
+    Known axis names are tried first (in name order), then the rest: a field that is a
+    function of the axes found so far is a coordinate of them. The axes then sort
+    P, other axes, tiles, T, C, Z (ties in name order).
+    """
     ranked = sorted(fields, key=lambda f: (not _is_axis_name(f.name, mode), f.position))
-    axes: list[tuple[_Field, np.ndarray, list[object]]] = []
-    coord_fields: list[tuple[_Field, np.ndarray, list[object], list[int]]] = []
+    axes: list[_Coded] = []
+    dependents: list[_Dependent] = []
     for f in ranked:
-        codes, uniq = _codes(f.values)
-        owner = _owner_axes(codes, [(c, len(u)) for _, c, u in axes])
-        if owner is None:
-            if mode == "pattern" and not _is_axis_name(f.name, mode):
-                axis_names = ", ".join(a.name for a, _, _ in axes) or "none"
-                raise PatternError(
-                    f"pattern field '{f.name}' varies independently of the axes "
-                    f"({axis_names}): name it with an axis letter such as {{T}} to make it "
-                    "an axis, or replace it with * if it does not matter"
-                )
-            axes.append((f, codes, uniq))
-        else:
-            coord_fields.append((f, codes, uniq, owner))
+        coded = _Coded(f, *_codes(f.values))
+        owner = _owner_axes(coded.codes, [(a.codes, len(a.uniq)) for a in axes])
+        if owner is not None:
+            dependents.append(_Dependent(coded, owner))
+            continue
+        if mode == "pattern" and not _is_axis_name(f.name, mode):
+            axis_names = ", ".join(a.field.name for a in axes) or "none"
+            raise PatternError(
+                f"pattern field '{f.name}' varies independently of the axes "
+                f"({axis_names}): name it with an axis letter such as {{T}} to make it "
+                "an axis, or replace it with * if it does not matter"
+            )
+        axes.append(coded)
     if n > 1 and not axes:
         raise LayoutError(
             f"{n} files but no field of their names varies; pass pattern= to say how "
             "they are arranged"
         )
-
-    # output order: P, other axes, tiles, T, C, Z
-    order = sorted(
-        range(len(axes)),
-        key=lambda i: (_name_rank(axes[i][0].name), axes[i][0].position),
-    )
-    axes = [axes[i] for i in order]
+    order = sorted(range(len(axes)), key=lambda i: (_name_rank(axes[i].field.name),
+                                                     axes[i].field.position))  # fmt: skip
     remap = {old: new for new, old in enumerate(order)}
-    coord_fields = [(f, c, u, sorted(remap[o] for o in own)) for f, c, u, own in coord_fields]
+    return [axes[i] for i in order], [
+        _Dependent(d.coded, sorted(remap[o] for o in d.owners)) for d in dependents
+    ]
 
+
+def _grid_index(axes: list[_Coded], n: int) -> tuple[tuple[Axis, ...], np.ndarray]:
+    """The axes with their values, and each of ``n`` files' position on the grid."""
     out_axes: list[Axis] = []
     index = np.zeros((n, len(axes)), dtype=np.int64)
     for j, (f, codes, uniq) in enumerate(axes):
@@ -448,51 +481,52 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
             index[:, j] = np.asarray([pos[v] for v in uniq])[codes]
         else:
             index[:, j] = codes
-    shape = tuple(len(a.values) for a in out_axes)
+    return tuple(out_axes), index
 
-    flat = np.ravel_multi_index(index.T, shape) if axes else np.zeros(n, dtype=np.int64)
+
+def _refuse_duplicates(
+    index: np.ndarray, axes: tuple[Axis, ...], used_names: list[str], mode: str
+) -> None:
+    """Two files at one grid position: name both, and where."""
+    if not axes:
+        return
+    shape = tuple(len(a.values) for a in axes)
+    flat = np.ravel_multi_index(index.T, shape)
     uniq_flat, counts = np.unique(flat, return_counts=True)
-    if (counts > 1).any():
-        dup = uniq_flat[counts > 1][0]
-        a, b = (used_names[i] for i in np.flatnonzero(flat == dup)[:2])
-        where = ", ".join(
-            f"{ax.name}={ax.values[i]}" for ax, i in zip(out_axes, np.unravel_index(dup, shape))
-        )
-        hint = (
-            "name the part that differs in the pattern"
-            if mode == "pattern"
-            else "pass pattern= to say how they differ"
-        )
-        raise DuplicatePositionError(
-            f"files '{a}' and '{b}' map to the same position ({where}); {hint}"
-        )
-
-    coords = []
-    for f, codes, uniq, own in coord_fields:
-        dims = tuple(out_axes[o].name for o in own)
-        sub_shape = tuple(shape[o] for o in own)
-        per_file = np.asarray(uniq, dtype=object)[codes]
-        grid: np.ndarray
-        if all(isinstance(v, int) for v in uniq) and _complete(index, own, sub_shape):
-            grid = np.zeros(sub_shape, dtype=np.int64)
-        elif all(isinstance(v, (int, float)) for v in uniq):
-            grid = np.full(sub_shape, np.nan)  # cells without a file stay NaN
-        else:
-            grid = np.full(sub_shape, "", dtype=object)
-        grid[tuple(index[:, o] for o in own)] = per_file
-        if grid.dtype == object:
-            grid = grid.astype(str)
-        on = ", ".join(dims)
-        coords.append(Coord(f.name, dims, grid, f"{f.how}; follows {on}", f.units))
-    return Layout(
-        axes=tuple(out_axes),
-        index=index,
-        used=np.asarray(used, dtype=np.int64),
-        coords=tuple(coords),
-        constants=constants,
-        unmatched=tuple(unmatched),
-        mode=mode,
+    if not (counts > 1).any():
+        return
+    dup = uniq_flat[counts > 1][0]
+    a, b = (used_names[i] for i in np.flatnonzero(flat == dup)[:2])
+    where = ", ".join(
+        f"{ax.name}={ax.values[i]}" for ax, i in zip(axes, np.unravel_index(dup, shape))
     )
+    hint = (
+        "name the part that differs in the pattern"
+        if mode == "pattern"
+        else "pass pattern= to say how they differ"
+    )
+    raise DuplicatePositionError(
+        f"files '{a}' and '{b}' map to the same position ({where}); {hint}"
+    )
+
+
+def _coord(dep: _Dependent, index: np.ndarray, axes: tuple[Axis, ...]) -> Coord:
+    """A coordinate over its owner axes; cells without a file are NaN or ``""``."""
+    (f, codes, uniq), own = dep
+    dims = tuple(axes[o].name for o in own)
+    sub_shape = tuple(len(axes[o].values) for o in own)
+    per_file = np.asarray(uniq, dtype=object)[codes]
+    grid: np.ndarray
+    if all(isinstance(v, int) for v in uniq) and _complete(index, own, sub_shape):
+        grid = np.zeros(sub_shape, dtype=np.int64)
+    elif all(isinstance(v, (int, float)) for v in uniq):
+        grid = np.full(sub_shape, np.nan)  # cells without a file stay NaN
+    else:
+        grid = np.full(sub_shape, "", dtype=object)
+    grid[tuple(index[:, o] for o in own)] = per_file
+    if grid.dtype == object:
+        grid = grid.astype(str)
+    return Coord(f.name, dims, grid, f"{f.how}; follows {', '.join(dims)}", f.units)
 
 
 def _complete(index: np.ndarray, own: list[int], sub_shape: tuple[int, ...]) -> bool:
