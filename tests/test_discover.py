@@ -62,3 +62,24 @@ def test_urls_that_cannot_be_listed_are_one_line(url: str, message: str, capsys)
     assert main(["info", url]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "pa/ss" not in err
+
+
+def test_a_list_of_http_urls_opens_like_the_folder(tmp_path: Path) -> None:
+    """The EM analysis's input: a list of URLs (``//`` kept, names cut right)."""
+    pytest.importorskip("aiohttp")
+    from .conftest import serve_http, write_files
+
+    names = [f"sub{p}/img_t{t}.tif" for p in range(2) for t in range(3)]
+    write_files(tmp_path / "srv", names, lambda n: np.full((4, 5), len(n) + int(n[-5]), "u2"))
+    local = ndstack.open(tmp_path / "srv")
+    with serve_http(tmp_path / "srv") as url:
+        arr = ndstack.open([f"{url}/{n}" for n in names])
+        assert arr.dims == local.dims and arr.shape == local.shape
+        np.testing.assert_array_equal(arr.values, local.values)
+        with pytest.raises(NoImagesError, match=r"127\.0\.0\.1:\d+/sub0/gone\.tif does not exist"):
+            ndstack.open([f"{url}/{names[0]}", f"{url}/sub0/gone.tif"])
+
+
+def test_urls_of_two_filesystems_are_refused() -> None:
+    with pytest.raises(NoImagesError, match="another filesystem"):
+        ndstack.open(["memory://a/x.tif", "http://127.0.0.1:1/y.tif"])

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import pickle
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ from ndstack._redact import for_output, redact
 from ndstack.cli import main
 from ndstack.errors import CorruptFileError, NdstackError, NoImagesError
 
-from .conftest import write_files
+from .conftest import serve_http, write_files
 
 SECRET = "wJalrXUtnFEMI"  # in every secret below, so that a leak is easy to find
 
@@ -101,17 +98,8 @@ def http_source(tmp_path: Path):
     root = tmp_path / "srv"
     write_files(root / "data", [f"img_t{t}.tif" for t in range(2)], lambda n: np.ones((4, 5), "u1"))
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://user:pa%2Fss%40{SECRET}@127.0.0.1:{server.server_port}/data/"
-    server.shutdown()
-    server.server_close()
+    with serve_http(root) as url:
+        yield url.replace("http://", f"http://user:pa%2Fss%40{SECRET}@") + "/data/"
 
 
 def _files_holding(folder: Path, text: str) -> list[str]:

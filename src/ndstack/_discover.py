@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._axes import TIFF_EXTENSIONS
+from ._redact import redact
 from .errors import NoImagesError
 
 __all__ = ["Source", "discover"]
@@ -226,8 +227,16 @@ def _finish(
     if fs is None:
         sizes = [os.stat(os.path.join(root, n)).st_size for n in keep]
     else:
-        sizes = [int(fs.size(f"{root.rstrip('/')}/{n}")) for n in keep]
+        sizes = [_remote_size(fs, join_path(root, n, fs)) for n in keep]
     return _sorted(root, keep, sizes, fs, desc)
+
+
+def _remote_size(fs: Any, path: str) -> int:
+    """The size of one listed remote file; a missing one is named in ndstack's words."""
+    try:
+        return int(fs.size(path) or 0)
+    except FileNotFoundError:
+        raise NoImagesError(f"{redact(path)} does not exist") from None
 
 
 def _sorted(root: str, names: list[str], sizes: list[int], fs: Any, desc: str) -> Source:
@@ -293,7 +302,40 @@ def _list_fsspec_files(urls: list[str], extensions: Sequence[str] | None) -> Sou
     import fsspec
 
     fs, _ = fsspec.core.url_to_fs(urls[0])
-    full = [fsspec.core.url_to_fs(u)[1] for u in urls]
-    root = os.path.commonpath([p.rsplit("/", 1)[0] if "/" in p else "" for p in full])
-    names = [p[len(root) :].lstrip("/") for p in full]
+    full = []
+    for u in urls:
+        other, path = fsspec.core.url_to_fs(u)
+        if type(other) is not type(fs) or other.storage_options != fs.storage_options:
+            raise NoImagesError(
+                f"{u!r} is on another filesystem than {urls[0]!r}; list URLs of one "
+                "filesystem (one scheme, host and options)"
+            )
+        full.append(path)
+    root = common_dir(full)
+    names = [p[len(root) + 1 :] if root else p for p in full]
+    if any(join_path(root, n, fs) != p for n, p in zip(names, full)):
+        root, names = "", full  # e.g. URLs on two hosts: "http:/" is no folder
     return _finish(root, names, fs, extensions, f"{len(urls)} listed URLs")
+
+
+def common_dir(paths: Sequence[str]) -> str:
+    """The longest common folder of ``/``-separated paths, kept as written.
+
+    Unlike ``os.path.commonpath`` it keeps ``//`` (``http://host/...``) and never
+    normalizes, so that every path is ``root + "/" + name`` again.
+
+    >>> common_dir(["http://h:1/a/b/x.tif", "http://h:1/a/c/y.tif"])
+    'http://h:1/a'
+    >>> common_dir(["bucket/x.tif", "bucket/y.tif"]), common_dir(["x.tif", "y.tif"])
+    ('bucket', '')
+    >>> common_dir(["http://h1/x.tif", "http://h2/y.tif"])  # no common folder
+    ''
+    """
+    folders = [p.split("/")[:-1] for p in paths]
+    common: list[str] = []
+    for parts in zip(*folders):
+        if any(p != parts[0] for p in parts):
+            break
+        common.append(parts[0])
+    root = "/".join(common)
+    return "" if root.endswith(":/") else root
