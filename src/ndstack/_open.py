@@ -125,12 +125,13 @@ def open(
     >>> arr = ndstack.open("experiment/")  # doctest: +SKIP
     >>> arr.isel(T=0, C=1, Z=10).values  # one step: reads one plane of one file  # doctest: +SKIP
     """
+    from ._zarr.paths import as_local
     from ._zarr.read import is_store, open_store
 
     if on_error not in ("raise", "fill"):
         raise ValueError(f"on_error must be 'raise' or 'fill', not {on_error!r}")
     if is_store(source):  # a store written by ndstack.to_zarr: one line back
-        return open_store(os.fspath(source), on_error=on_error)
+        return open_store(as_local(os.fspath(source)), on_error=on_error)
     if check not in ("auto", "headers", "none"):
         raise ValueError(f"check must be 'auto', 'headers' or 'none', not {check!r}")
     if tiles not in ("stitch", "axes"):

@@ -21,6 +21,7 @@ from ..errors import (
     UnfinishedStoreError,
 )
 from .layout import METADATA_FILES, UNFINISHED, chunk_path, chunk_shape
+from .paths import as_local, exists, files_exist, is_url, join, parent, read_head, stamp, zarr_store
 from .schema import StoredAttrs
 
 __all__ = [
@@ -62,14 +63,13 @@ def read_node(path: str) -> Node | None:
     """
 
     def load(name: str) -> dict[str, Any] | None:
-        file = os.path.join(path, name)
+        file = join(path, name)
         try:
-            with open(file, "rb") as f:
-                raw = f.read(_MAX_METADATA_BYTES + 1)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+            raw = read_head(file, _MAX_METADATA_BYTES)
         except IsADirectoryError:
             raise DamagedStoreError(f"{file}: a folder where Zarr metadata should be") from None
+        if raw is None:
+            return None
         if len(raw) > _MAX_METADATA_BYTES:
             raise DamagedStoreError(
                 f"{file}: {len(raw)}+ bytes of metadata, more than the "
@@ -87,14 +87,15 @@ def read_node(path: str) -> Node | None:
     meta = load("zarr.json")
     if meta is not None:
         kind, attrs = meta.get("node_type", "group"), meta.get("attributes", {})
-        where, fmt = os.path.join(path, "zarr.json"), 3
+        where, fmt = join(path, "zarr.json"), 3
     else:
-        name = ".zarray" if os.path.exists(os.path.join(path, ".zarray")) else ".zgroup"
-        meta = load(name)
+        name, meta = ".zarray", load(".zarray")
+        if meta is None:
+            name, meta = ".zgroup", load(".zgroup")
         if meta is None:
             return None
         kind = "array" if name == ".zarray" else "group"
-        attrs, where, fmt = load(".zattrs") or {}, os.path.join(path, name), 2
+        attrs, where, fmt = load(".zattrs") or {}, join(path, name), 2
     if kind not in ("array", "group"):
         raise DamagedStoreError(f"{where}: node_type {kind!r}, expected 'array' or 'group'")
     if not isinstance(attrs, dict):
@@ -133,11 +134,10 @@ def _ints(value: Any, where: str, what: str, minimum: int) -> list[int]:
 def array_meta(path: str) -> tuple[dict[str, Any], int, list[int], list[int]]:
     """An array's metadata, format, shape and chunk (or shard) shape, checked."""
     node = read_node(path)
-    where = os.path.join(path, "zarr.json")
     if node is None or node.kind != "array":
         raise DamagedStoreError(f"{path}: expected a Zarr array here, found none")
     meta, fmt = node.meta, node.zarr_format
-    where = os.path.join(path, "zarr.json" if fmt == 3 else ".zarray")
+    where = join(path, "zarr.json" if fmt == 3 else ".zarray")
     shape = _ints(meta.get("shape"), where, "shape", 0)
     try:
         chunks = chunk_shape(meta, fmt)
@@ -166,10 +166,10 @@ def level_paths(path: str) -> list[str]:
     ome = ome_attrs(node.attrs, node.zarr_format)
     if isinstance(ome, dict) and "multiscales" not in ome and "bioformats2raw.layout" in ome:
         count = _layout_images(path)
-        images = [os.path.join(path, str(i)) for i in range(count)]
+        images = [join(path, str(i)) for i in range(count)]
     out = []
     for image in images:
-        levels = [os.path.join(image, p) for p in _multiscale_paths(image)]
+        levels = [join(image, p) for p in _multiscale_paths(image)]
         _, _, shape0, _ = array_meta(levels[0])
         for level in levels[1:]:
             _, _, shape, _ = array_meta(level)
@@ -186,7 +186,7 @@ def _multiscale_paths(image: str) -> list[str]:
     node = read_node(image)
     if node is None:
         raise DamagedStoreError(f"{image}: an image of the store is missing")
-    where = os.path.join(image, "zarr.json" if node.zarr_format == 3 else ".zattrs")
+    where = join(image, "zarr.json" if node.zarr_format == 3 else ".zattrs")
     ome = ome_attrs(node.attrs, node.zarr_format)
     try:
         datasets = ome["multiscales"][0]["datasets"]
@@ -206,7 +206,7 @@ def stored_attrs(path: str) -> StoredAttrs | None:
     node = read_node(path)
     if node is None or "ndstack" not in node.attrs:
         return None
-    where = os.path.join(path, "zarr.json" if node.zarr_format == 3 else ".zattrs")
+    where = join(path, "zarr.json" if node.zarr_format == 3 else ".zattrs")
     return StoredAttrs.from_json(node.attrs["ndstack"], where)
 
 
@@ -215,7 +215,7 @@ def _layout_images(path: str) -> int:
     stored = stored_attrs(path)
     if stored is None:
         raise DamagedStoreError(
-            f"{os.path.join(path, 'zarr.json')}: a bioformats2raw layout without ndstack's "
+            f"{join(path, 'zarr.json')}: a bioformats2raw layout without ndstack's "
             "description of its images"
         )
     return stored.n_images
@@ -228,20 +228,20 @@ def store_levels(path: str) -> int:
         return 1
     ome = ome_attrs(node.attrs, node.zarr_format)
     if isinstance(ome, dict) and "multiscales" not in ome and "bioformats2raw.layout" in ome:
-        return len(_multiscale_paths(os.path.join(path, "0")))  # every image alike
+        return len(_multiscale_paths(join(path, "0")))  # every image alike
     return len(_multiscale_paths(path))
 
 
 def _owning_store(path: str) -> str | None:
     """The ndstack store that ``path`` lies inside (an image or a level of it), if any;
     refuses it when that store is unfinished."""
-    here = os.path.abspath(path)
+    here = path if is_url(path) else os.path.abspath(path)
     for _ in range(3):
-        parent = os.path.dirname(here)
-        if parent == here:
+        above = parent(here)
+        if above == here:
             return None
-        here = parent
-        if os.path.exists(os.path.join(here, UNFINISHED)):
+        here = above
+        if exists(join(here, UNFINISHED)):
             check_finished(here)
         try:
             node = read_node(here)
@@ -256,7 +256,7 @@ def _owning_store(path: str) -> str | None:
 
 def check_finished(path: str) -> None:
     """Refuse a store that ndstack has not finished writing."""
-    if os.path.exists(os.path.join(path, UNFINISHED)):
+    if exists(join(path, UNFINISHED)):
         raise UnfinishedStoreError(
             f"{path} is an unfinished conversion (it holds {UNFINISHED}): run the same "
             "conversion again to resume it before reading it"
@@ -264,10 +264,15 @@ def check_finished(path: str) -> None:
 
 
 def is_store(source: Any) -> bool:
-    """Whether ``source`` is a local folder holding a Zarr store (v3, or v2 for NGFF 0.4)."""
+    """Whether ``source`` is a Zarr store (v3, or v2 for NGFF 0.4): a local folder, or a
+    URL (``s3://``, ``http(s)://``, ...) whose ``zarr.json`` (or v2 metadata) exists."""
     if isinstance(source, (list, tuple)):
         return False
-    path = os.fspath(source)
+    path = as_local(os.fspath(source))
+    if is_url(path):
+        if set(path) & set("*?["):
+            return False
+        return any(files_exist([join(path, f) for f in METADATA_FILES]))
     return os.path.isdir(path) and any(
         os.path.isfile(os.path.join(path, f)) for f in METADATA_FILES
     )
@@ -327,8 +332,9 @@ class StoredArray:
     store: str = ""  # the root of the store this array belongs to
     #: inner chunk shape of a sharded array (index at the end), or None
     inner: tuple[int, ...] | None = None
-    #: the mtime of the array's metadata when opened: a rewritten array is opened anew
-    stamp: int = 0
+    #: the mtime (or ETag) of the array's metadata when opened: a rewritten array is
+    #: opened anew
+    stamp: str = ""
 
     @property
     def ndim(self) -> int:
@@ -336,44 +342,33 @@ class StoredArray:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
-        if self.require_chunks:
-            self._check_chunks(key)
+        missing: list[str] = []  # chunk keys zarr asked for and found missing
         try:
             z = _zarr_array(self.path, self.stamp)
+            if self.require_chunks:
+                z = _recording(z, missing)
             plain = all(isinstance(k, (slice, int, np.integer)) for k in key)
-            return np.asarray(z[key] if plain else z.oindex[key])
+            data = np.asarray(z[key] if plain else z.oindex[key])
         except Exception as exc:
             raise CorruptFileError(
                 f"{self.path}: cannot read {_region(key)}: {reason(exc)}"
             ) from None
+        if self.require_chunks:
+            self._refuse_damage(key, sorted(missing))
+        return data
 
-    def _check_chunks(self, key: tuple[Any, ...]) -> None:
-        import itertools
-
-        ranges: list[Any] = []
-        for k, u, n in zip(key, self.unit, self.shape):
-            if isinstance(k, slice):
-                start, stop, _ = k.indices(n)
-                ranges.append(range(start // u, -(-stop // u)) if stop > start else range(0))
-            else:  # an integer or an index array (Dask pushes selections into the read)
-                idx = np.asarray(k).ravel()
-                idx = np.where(idx < 0, idx + n, idx)
-                ranges.append(np.unique(idx // u).tolist())
-        missing = [
-            idx
-            for idx in itertools.product(*ranges)
-            if not os.path.isfile(chunk_path(self.path, idx, self.zarr_format))
-        ]
-        holes = [] if missing or self.inner is None else self._shard_holes(ranges)
-        if not missing and not holes:
-            return
+    def _refuse_damage(self, key: tuple[Any, ...], missing: list[str]) -> None:
+        """Missing chunk files (zarr read them as the fill value) or, in a sharded array,
+        inner chunks a shard's index lists as missing: raise, or record the fill."""
         if missing:
-            first = chunk_path(self.path, missing[0], self.zarr_format)
             message = (
-                f"{first}: chunk file missing ({len(missing)} in this block); ndstack "
-                "writes every chunk, so the store is damaged"
+                f"{join(self.path, missing[0])}: chunk file missing ({len(missing)} in this "
+                "block); ndstack writes every chunk, so the store is damaged"
             )
         else:
+            holes = [] if self.inner is None else self._shard_holes(self._chunk_ranges(key))
+            if not holes:
+                return
             message = (
                 f"{holes[0]}: the shard lists inner chunks as missing; ndstack writes every "
                 "chunk, so the store is damaged"
@@ -383,6 +378,19 @@ class StoredArray:
         from .._grid import record_fill
 
         record_fill(message)
+
+    def _chunk_ranges(self, key: tuple[Any, ...]) -> list[Any]:
+        """The chunk (or shard) indices a selection touches, per dim."""
+        ranges: list[Any] = []
+        for k, u, n in zip(key, self.unit, self.shape):
+            if isinstance(k, slice):
+                start, stop, _ = k.indices(n)
+                ranges.append(range(start // u, -(-stop // u)) if stop > start else range(0))
+            else:  # an integer or an index array (Dask pushes selections into the read)
+                idx = np.asarray(k).ravel()
+                idx = np.where(idx < 0, idx + n, idx)
+                ranges.append(np.unique(idx // u).tolist())
+        return ranges
 
     def _shard_holes(self, ranges: list[Any]) -> list[str]:
         """Shards of the block whose index lists an inner chunk inside the array as missing."""
@@ -397,13 +405,35 @@ class StoredArray:
         return out
 
 
+def _recording(z: Any, missing: list[str]) -> Any:
+    """``z`` over the same metadata, its store wrapped to record the keys of missing
+    chunks in ``missing``: no request more than the read itself (a check per chunk
+    before each read doubled the requests to object storage)."""
+    import zarr
+    from zarr.storage import StorePath, WrapperStore
+
+    class Recording(WrapperStore):  # type: ignore[type-arg]
+        def _with_store(self, store: Any) -> Any:
+            return type(self)(store)
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            value = await self._store.get(key, prototype, byte_range)
+            if value is None:
+                missing.append(key)
+            return value
+
+    a = z.async_array
+    store = StorePath(Recording(a.store_path.store), a.store_path.path)
+    return zarr.Array(zarr.AsyncArray(a.metadata, store, a.config))
+
+
 @functools.lru_cache(maxsize=64)
-def _zarr_array(path: str, stamp: int) -> Any:
+def _zarr_array(path: str, stamp: str) -> Any:
     """The zarr array at ``path``, opened once per process (not once per block read: that
     cost 7% of the read speed), and again when its metadata changed (``stamp``)."""
     import zarr
 
-    return zarr.open_array(path, mode="r")
+    return zarr.open_array(store=zarr_store(path), mode="r")
 
 
 def shard_has_holes(
@@ -419,9 +449,15 @@ def shard_has_holes(
     ]
     n = math.prod(counts)
     try:
-        with open(path, "rb") as f:
-            f.seek(-(16 * n + 4), os.SEEK_END)
-            raw = f.read(16 * n)
+        if is_url(path):
+            from .paths import filesystem
+
+            fs, p = filesystem(path)
+            raw = fs.tail(p, 16 * n + 4)[: 16 * n]
+        else:
+            with open(path, "rb") as f:
+                f.seek(-(16 * n + 4), os.SEEK_END)
+                raw = f.read(16 * n)
     except OSError:
         return True
     if len(raw) != 16 * n:
@@ -449,9 +485,9 @@ def _from_zarr(
     from dask.base import tokenize
 
     _, fmt, shape, unit = array_meta(path)
-    where = os.path.join(path, "zarr.json" if fmt == 3 else ".zarray")
+    where = join(path, "zarr.json" if fmt == 3 else ".zarray")
     try:
-        z = zarr.open_array(path, mode="r")
+        z = zarr.open_array(store=zarr_store(path), mode="r")
         dtype = np.dtype(z.dtype)
     except Exception as exc:
         raise DamagedStoreError(f"{where}: zarr cannot open the array ({reason(exc)})") from None
@@ -459,13 +495,14 @@ def _from_zarr(
     chunks = tuple(unit) if storage_chunks else read_chunks(tuple(shape), tuple(unit),
                                                             dtype.itemsize)  # fmt: skip
     inner = tuple(z.chunks) if getattr(z, "shards", None) else None
-    stamp = os.stat(where).st_mtime_ns
+    when = stamp(where)
     stored = StoredArray(
-        path, tuple(shape), dtype, tuple(unit), fmt, require_chunks, on_error, store, inner, stamp
+        path, tuple(shape), dtype, tuple(unit), fmt, require_chunks, on_error, store, inner, when
     )
     # not on_error: like ndstack.open's, so that a run that stopped on a missing chunk
     # resumes with on_error="fill" as the same array
-    name = "ndstack-store-" + tokenize(os.path.abspath(path), stamp, chunks, require_chunks)
+    where_id = path if is_url(path) else os.path.abspath(path)
+    name = "ndstack-store-" + tokenize(where_id, when, chunks, require_chunks)
     empty = np.empty((0,) * len(shape), dtype=dtype)
     return da.from_array(stored, chunks=chunks, name=name, asarray=False, fancy=True,
                          meta=empty, inline_array=False)  # fmt: skip
@@ -492,9 +529,9 @@ def open_store(
     except NdstackError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        node = "zarr.json" if os.path.exists(os.path.join(path, "zarr.json")) else ".zattrs"
+        node = "zarr.json" if exists(join(path, "zarr.json")) else ".zattrs"
         raise DamagedStoreError(
-            f"{os.path.join(path, node)}: metadata that ndstack cannot use "
+            f"{join(path, node)}: metadata that ndstack cannot use "
             f"({type(exc).__name__}: {reason(exc, 120)})"
         ) from None
 
@@ -528,7 +565,7 @@ def _open_store(path: str, level: int, storage_chunks: bool, on_error: str) -> A
         return _rebuild(arr, nd, nd.dims)
     if "multiscales" in ome:
         ms = ome["multiscales"][0]
-        arr = read(os.path.join(path, _multiscale_paths(path)[level]))
+        arr = read(join(path, _multiscale_paths(path)[level]))
         if nd is None:
             dims = [a["name"].upper() if len(a["name"]) == 1 else a["name"] for a in ms["axes"]]
             return xr.DataArray(arr, dims=dims, attrs={"source": path})
