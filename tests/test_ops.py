@@ -9,6 +9,7 @@ import xarray as xr
 from scipy import ndimage
 
 from ndstack import ops
+from ndstack.errors import ParameterError
 
 
 def lazy(data: np.ndarray, dims: tuple[str, ...], chunks: tuple[int, ...], **attrs) -> xr.DataArray:
@@ -161,8 +162,8 @@ def test_crop_project_background_flatfield() -> None:
     np.testing.assert_array_equal(
         ops.crop(arr, Y=(2, 8), X=slice(1, 5)).values, data[:, :, 2:8, 1:5]
     )
-    np.testing.assert_array_equal(ops.project(arr, "Z", "max").values, data.max(axis=1))
-    np.testing.assert_allclose(ops.project(arr, "Z", "mean").values, data.mean(axis=1))
+    np.testing.assert_array_equal(ops.project(arr, "Z", how="max").values, data.max(axis=1))
+    np.testing.assert_allclose(ops.project(arr, "Z", how="mean").values, data.mean(axis=1))
     bg = ops.subtract_background(arr, 300).values
     np.testing.assert_array_equal(bg, np.clip(data.astype(np.float32) - 300, 0, None))
     p = ops.subtract_background(arr, percentile=10).values
@@ -213,3 +214,182 @@ def test_gpu_request_without_a_gpu_is_a_clear_error() -> None:
         pytest.skip("a GPU is present: the GPU path runs instead")
     with pytest.raises(ValueError, match="needs CuPy and a CUDA GPU"):
         ops.deconvolve(arr, psf3d(1, 1, r=1), device="gpu")
+
+
+# --- the public API: keyword-only options, kwargs=, flat fields by dim name, docs ---------
+
+
+def test_options_after_the_first_argument_are_keyword_only_with_a_deprecation() -> None:
+    import inspect
+
+    rng = np.random.default_rng(11)
+    data = rng.integers(100, 1000, size=(2, 3, 8, 10)).astype(np.uint16)
+    arr = lazy(data, ("T", "Z", "Y", "X"), (1, 2, 8, 10))
+    with pytest.warns(DeprecationWarning, match="project: passing how positionally") as rec:
+        old = ops.project(arr, "Z", "mean")
+    assert "how=" in str(rec[0].message) and rec[0].filename == __file__  # the caller's line
+    np.testing.assert_allclose(old.values, data.mean(axis=1))
+    xr.testing.assert_identical(old, ops.project(arr, "Z", how="mean"))
+
+    flat = rng.uniform(0.5, 1.5, (8, 10)).astype(np.float32)
+    dark = rng.uniform(0, 0.2, (8, 10)).astype(np.float32)
+    with pytest.warns(DeprecationWarning, match="flatfield: passing dark positionally"):
+        old = ops.flatfield(arr, flat, dark)
+    gain = flat - dark
+    np.testing.assert_allclose(old.values, (data - dark) / gain * gain.mean(), rtol=1e-5)
+    xr.testing.assert_identical(old, ops.flatfield(arr, flat, dark=dark))
+
+    # the first argument stays positional, without a warning (warnings are errors here)
+    ops.project(arr, "Z")
+    ops.flatfield(arr, flat)
+    ops.recenter(arr, (4, 4))
+    ops.power_spectrum(arr, "T")
+    for func, name in [(ops.project, "how"), (ops.flatfield, "dark")]:
+        assert inspect.signature(func).parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+    with pytest.raises(TypeError, match="positional arguments"):
+        ops.project(arr, "Z", "max", "sum")
+    with pytest.raises(TypeError, match="multiple values for 'how'"):
+        ops.project(arr, "Z", "max", how="sum")
+
+
+def test_apply_takes_the_functions_keywords_in_kwargs() -> None:
+    """Keywords named like apply's own options reach the function through kwargs=."""
+    rng = np.random.default_rng(12)
+    data = rng.random((2, 3, 6, 8)).astype(np.float32)
+    arr = lazy(data, ("T", "C", "Y", "X"), (1, 2, 6, 8))
+    offset = xr.DataArray(np.array([1.0, 10.0, 100.0]), dims=("C",))  # one per channel
+
+    def scale(block, *, dtype, core_dims, kwargs, offset):
+        return block.astype(dtype) * core_dims + kwargs + offset
+
+    out = ops.apply(
+        scale,
+        arr,
+        core_dims=("Y", "X"),
+        kwargs={"dtype": np.float64, "core_dims": 2.0, "kwargs": 0.5, "offset": offset},
+    )
+    assert out.dims == arr.dims and out.dtype == np.float64
+    ref = data.astype(np.float64) * 2 + 0.5 + np.array([1, 10, 100])[None, :, None, None]
+    np.testing.assert_allclose(out.values, ref)
+
+    def shift(block, *, by):
+        return block + by
+
+    with pytest.warns(DeprecationWarning, match=r"apply: .*\(by\).* deprecated; use kwargs="):
+        old = ops.apply(shift, arr, core_dims=("Y", "X"), by=offset)
+    xr.testing.assert_identical(
+        old, ops.apply(shift, arr, core_dims=("Y", "X"), kwargs={"by": offset})
+    )
+    with pytest.raises(TypeError, match="'by' given both"):
+        ops.apply(shift, arr, core_dims=("Y", "X"), kwargs={"by": 1}, by=2)
+
+
+def test_apply_keeps_positional_and_keyword_array_arguments_apart() -> None:
+    """The 101st positional DataArray and the first keyword one: each its own core dims."""
+    data = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5)
+    arr = lazy(data, ("T", "Y", "X"), (1, 4, 5))
+    ones = [xr.DataArray(np.ones(1, np.float32), dims=("X",))] * 101
+    weights = xr.DataArray(np.arange(5, dtype=np.float32), dims=("X",))
+
+    def weigh(block, *rest, weights):
+        assert len(rest) == 101 and all(r.shape == (1,) for r in rest)
+        return block * weights
+
+    out = ops.apply(weigh, arr, *ones, core_dims=("Y", "X"), kwargs={"weights": weights})
+    np.testing.assert_array_equal(out.values, data * np.arange(5))
+
+
+def test_flatfield_broadcasts_dataarrays_by_dim_name() -> None:
+    rng = np.random.default_rng(13)
+    data = rng.integers(100, 1000, size=(2, 2, 3, 8, 10)).astype(np.uint16)
+    arr = lazy(data, ("T", "C", "Z", "Y", "X"), (1, 1, 2, 4, 5), units="counts")
+    arr = arr.assign_coords(C=["488", "561"]).rename("cells")
+    flat = rng.uniform(0.5, 1.5, (2, 8, 10)).astype(np.float32)  # one per channel
+    dark = np.array([0.1, 0.2], np.float32)
+    flat_da = xr.DataArray(flat, dims=("C", "Y", "X")).transpose("X", "C", "Y")  # any order
+    out = ops.flatfield(arr, flat_da, dark=xr.DataArray(dark, dims=("C",)))
+    gain = flat - dark[:, None, None]
+    ref = (data - dark[:, None, None, None]) / gain[:, None] * gain.mean()
+    assert out.dims == arr.dims and out.dtype == np.float32 and isinstance(out.data, da.Array)
+    assert out.name == "cells" and out.attrs == {"units": "counts"}
+    assert list(out.C.values) == ["488", "561"]
+    np.testing.assert_allclose(out.values, ref, rtol=1e-5)
+
+    # bare arrays broadcast against the last dims, as before, length-1 axes too
+    column = flat[0, :, :1]
+    out = ops.flatfield(arr, column, dark=0.1)
+    np.testing.assert_allclose(out.values, (data - 0.1) / (column - 0.1) * (column - 0.1).mean(),
+                               rtol=1e-5)  # fmt: skip
+
+    elsewhere = xr.DataArray(flat, dims=("C", "Y", "X"), coords={"C": ["488", "640"]})
+    with pytest.raises(ParameterError, match="coords differ"):
+        ops.flatfield(arr, elsewhere)  # not silently cut to the channel both have
+
+
+def test_every_public_function_documents_its_parameters_and_result() -> None:
+    import inspect
+    import re
+
+    from ndstack.ops import kernels
+
+    funcs = {n: getattr(ops, n) for n in ops.__all__ if callable(getattr(ops, n))}
+    funcs |= {n: getattr(kernels, n) for n in kernels.__all__}
+    assert {"apply", "deskew", "flatfield", "richardson_lucy_tiled", "recenter_plane"} <= set(funcs)
+    for name, func in funcs.items():
+        doc = inspect.getdoc(func) or ""
+        assert "\nParameters\n----------\n" in doc and "\nReturns\n-------\n" in doc, name
+        section = doc.split("\nParameters\n----------\n")[1].split("\nReturns\n")[0]
+        documented = set()
+        for line in section.splitlines():
+            if line and not line.startswith(" "):
+                names = line.split(" : ")[0]
+                documented |= {n.strip().lstrip("*") for n in names.split(",")}
+        wanted = set(inspect.signature(func).parameters)
+        assert wanted <= documented, (name, wanted - documented)
+    assert re.search(r"then ``freq`` last", inspect.getdoc(ops.power_spectrum) or "")
+
+
+class _Block(np.ndarray):
+    """A NumPy array that says it is CuPy's (what the dispatch looks at)."""
+
+
+_Block.__module__ = "cupy"
+
+
+@pytest.mark.parametrize("op", ["gaussian", "median"])
+def test_filters_use_the_ndimage_of_the_blocks_module(monkeypatch, op: str) -> None:
+    """On a CuPy block, cupyx.scipy.ndimage (SciPy stands in, spied on), never scipy's."""
+    import types
+
+    from ndstack.ops import _xp
+
+    calls = []
+
+    def spy(name):
+        def run(block, *args, **kwargs):
+            calls.append((name, type(block)))
+            return getattr(ndimage, name)(np.asarray(block), *args, **kwargs).view(_Block)
+
+        return run
+
+    cp = types.ModuleType("cupy")
+    cp.__getattr__ = lambda name: getattr(np, name)  # type: ignore[attr-defined]
+    cp.asarray = lambda a: np.array(a).view(_Block)  # type: ignore[attr-defined]
+    cp.asnumpy = lambda a: np.array(a).view(np.ndarray)  # type: ignore[attr-defined]
+    cupyx_ndimage = types.SimpleNamespace(gaussian_filter=spy("gaussian_filter"),
+                                          median_filter=spy("median_filter"))  # fmt: skip
+    monkeypatch.setattr(_xp, "cupy_module", lambda: cp)
+    monkeypatch.setattr(_xp, "cupyx_module", lambda name: cupyx_ndimage)
+    monkeypatch.setattr(_xp, "gpu_available", lambda: True)
+    rng = np.random.default_rng(14)
+    data = rng.random((2, 20, 22)).astype(np.float32)
+    arr = lazy(data, ("T", "Y", "X"), (1, 10, 11))
+    if op == "gaussian":
+        got = ops.gaussian(arr, 1.5, device="gpu").values
+        ref = np.stack([ndimage.gaussian_filter(p, 1.5) for p in data])
+    else:
+        got = ops.median(arr, 3, device="gpu").values
+        ref = np.stack([ndimage.median_filter(p, size=3) for p in data])
+    assert calls and {t for _, t in calls} == {_Block}  # every block, with CuPy's module
+    assert type(got) is np.ndarray
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)

@@ -188,3 +188,70 @@ def test_filters_take_arrays_in_memory_and_check_their_sigmas() -> None:
     )
     with pytest.raises(ParameterError, match="3 values for 2 dims"):
         ops.gaussian(arr, (1, 2, 3), dims=("Y", "X"))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda a: ops.flatfield(a, xr.DataArray(np.ones((2, 8)), dims=("Q", "X"))),
+            "flat: no dim 'Q' in the array; its dims are T, Z, Y, X",
+        ),
+        (
+            lambda a: ops.flatfield(a, xr.DataArray(np.ones((5, 8)), dims=("Y", "X"))),
+            "flat: its sizes Y=5 differ from the array's (Y=6)",
+        ),
+        (
+            lambda a: ops.flatfield(a, np.ones((5, 8))),
+            "flat: an array of shape (5, 8) does not broadcast against the last dims",
+        ),
+        (
+            lambda a: ops.flatfield(a, np.ones((6, 8)), dark=xr.DataArray([0.0], dims=("C",))),
+            "dark: no dim 'C' in the array; its dims are T, Z, Y, X",
+        ),
+        (
+            lambda a: ops.flatfield(a, np.ones((6, 8)), dark=np.ones((6, 8))),
+            "flat - dark must be positive everywhere",
+        ),
+        (
+            lambda a: ops.deskew(a.isel(Z=0), dz=0.4, dx=0.1),
+            "deskew: no dim 'Z' in the array; its dims are T, Y, X",
+        ),
+        (
+            lambda a: ops.deconvolve(a.rename(X="Q"), PSF),
+            "deconvolve: no dim 'X' in the array; its dims are T, Z, Y, Q",
+        ),
+        (
+            lambda a: ops.apply(np.abs, a, core_dims=("Y", "Q")),
+            "core_dims: no dim 'Q' in the array; its dims are T, Z, Y, X",
+        ),
+        (
+            lambda a: ops.crop(a, Q=(0, 1)),
+            "cannot crop unknown dims 'Q'; the array's dims are T, Z, Y, X",
+        ),
+        (
+            lambda a: ops.median(a, 3, dims=("Y", "Q")),
+            "dims: no dim 'Q' in the array; its dims are T, Z, Y, X",
+        ),
+        (lambda a: ops.gaussian(a, 1.0, dims=("Y", "Y")), "dims: dim 'Y' given twice"),
+        (
+            lambda a: ops.gaussian(a, [1, 2, 3], dims=("Y", "X")),
+            "sigma: 3 values for 2 dims ('Y', 'X')",
+        ),
+        (
+            lambda a: ops.subtract_background(a, 1.0, dims=("Q",)),
+            "dims: no dim 'Q' in the array; its dims are T, Z, Y, X",
+        ),
+        (
+            lambda a: ops.recenter(a.isel(X=0), (2, 2)),
+            "recenter: no dim 'X' in the array; its dims are T, Z, Y",
+        ),
+    ],
+)
+def test_dims_and_shapes_are_checked_by_name_at_the_call(call, message: str) -> None:
+    """A ParameterError that names the dim and the array's dims, before any computing."""
+    import re
+
+    with pytest.raises(ParameterError, match=re.escape(message)) as err:
+        call(_arr())
+    assert "\n" not in str(err.value)

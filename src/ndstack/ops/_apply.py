@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from . import _checks
 from ._xp import array_module
 
 __all__ = ["apply"]
@@ -44,7 +45,8 @@ def apply(
     output_sizes: dict[str, int] | None = None,
     dtype: Any = None,
     keep_attrs: bool = True,
-    **kwargs: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    **func_kwargs: Any,
 ) -> Any:
     """Run ``func`` on blocks that hold exactly ``core_dims``, lazily, over all other dims.
 
@@ -54,47 +56,84 @@ def apply(
 
     Parameters
     ----------
-    func
-        ``func(block, *args, **kwargs) -> ndarray``.
-    arr
-        The input DataArray.
-    core_dims
-        The dims ``func`` works on; they are made one chunk each (with a warning; an error
-        when a block would exceed 512 MB).
-    output_core_dims, output_sizes, dtype
-        What ``func`` returns. By default the output has the same core dims; sizes and
-        dtype come from one call of ``func`` on the first block.
-    keep_attrs
+    func : callable
+        ``func(block, *args, **kwargs) -> ndarray``; picklable (it may run in another
+        process).
+    arr : xarray.DataArray
+        The input.
+    *args
+        More positional arguments of ``func``. A DataArray among them is cut per block
+        along its loop dims (its core dims it keeps whole: a PSF's ``Z`` is not the
+        image's); anything else passes as is.
+    core_dims : sequence of str, keyword-only
+        The dims ``func`` works on (default ``("Z", "Y", "X")``); they are made one chunk
+        each (with a warning; an error when a block would exceed 512 MB).
+    output_core_dims : sequence of str, optional, keyword-only
+        The core dims of ``func``'s result, in its axis order; default ``core_dims``.
+    output_sizes : dict of str to int, optional, keyword-only
+        Their sizes; by default from one call of ``func`` on the first block.
+    dtype : numpy dtype, optional, keyword-only
+        The result's dtype; by default from that same call.
+    keep_attrs : bool, keyword-only
         Keep the input's attrs (default).
+    kwargs : mapping, optional, keyword-only
+        Keyword arguments of ``func``, DataArrays broadcast as in ``args``, as
+        ``xarray.apply_ufunc``'s ``kwargs=``: the way to pass a keyword named like one of
+        apply's own (``kwargs={"dtype": ...}``).
+    **func_kwargs
+        Deprecated (a DeprecationWarning): ``func``'s keyword arguments given directly;
+        use ``kwargs=`` instead.
 
     Returns
     -------
     xarray.DataArray
-        Lazy, with the input's dims and coords (core dims the function resized lose
-        their coordinates).
+        Lazy: the dims of ``arr`` that remain, in their order, then output core dims
+        that are new, in ``func``'s order; coords kept, but core dims the function
+        resized lose their coordinates.
+
+    Raises
+    ------
+    ParameterError
+        A core dim that ``arr`` lacks.
     """
     import xarray as xr
 
     from .._cluster import require_picklable
 
     require_picklable(func, f"the function {getattr(func, '__qualname__', func)!r}")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise TypeError(f"apply: kwargs must be a mapping (a dict), not {type(kwargs).__name__}")
+    if func_kwargs:
+        twice = sorted(set(func_kwargs) & set(kwargs or {}))
+        if twice:
+            raise TypeError(f"apply: {twice[0]!r} given both in kwargs= and as a keyword")
+        warnings.warn(
+            f"apply: passing the function's keyword arguments ({', '.join(func_kwargs)}) "
+            "directly is deprecated; use kwargs={...}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    kwargs = {**(kwargs or {}), **func_kwargs}
     core = tuple(core_dims)
-    missing = [d for d in core if d not in arr.dims]
-    if missing:
-        raise ValueError(f"core dims {missing} are not dims of the array {arr.dims}")
+    _checks.dims(arr, core, "core_dims")
     arr = _core_single_chunk(arr, core)
     out_core = tuple(output_core_dims) if output_core_dims is not None else core
 
-    # Arguments' core dims get private names (a PSF's Z is not the image's Z: no
-    # alignment), and their loop dims the array's chunks (a PSF per channel block).
-    def prepare(i: int, a: Any) -> Any:
-        a = a.rename({d: f"{d}__arg{i}" for d in core if d in a.dims})
+    # Arguments' core dims get private names, one suffix per argument (a PSF's Z is not
+    # the image's Z: no alignment), and their loop dims the array's chunks (a PSF per
+    # channel block).
+    def prepare(tag: str, a: Any) -> tuple[Any, list[str]]:
+        names = {d: f"{d}__{tag}" for d in core if d in a.dims}
+        a = a.rename(names)
         loop = {d: arr.chunksizes[d] for d in a.dims if d in arr.chunksizes and d not in core}
-        return a.chunk(loop) if loop else a
+        return (a.chunk(loop) if loop else a), [names[d] for d in core if d in names]
 
-    arr_args = [prepare(i, a) for i, a in enumerate(args) if isinstance(a, xr.DataArray)]
-    kw_arrays = {k: prepare(100 + i, v) for i, (k, v) in enumerate(kwargs.items())
-                 if isinstance(v, xr.DataArray)}  # fmt: skip
+    prepared = [prepare(f"arg{i}", a) for i, a in enumerate(args) if isinstance(a, xr.DataArray)]
+    kw_prepared = {k: prepare(f"kwarg{i}", v) for i, (k, v) in enumerate(kwargs.items())
+                   if isinstance(v, xr.DataArray)}  # fmt: skip
+    arr_args = [a for a, _ in prepared]
+    kw_arrays = {k: a for k, (a, _) in kw_prepared.items()}
+    arg_cores = [c for _, c in prepared] + [c for _, c in kw_prepared.values()]
     plain_kwargs = {k: v for k, v in kwargs.items() if k not in kw_arrays}
     if output_sizes is None or dtype is None:
         sample = _first_call(func, arr, core, args, kwargs)
@@ -106,7 +145,7 @@ def apply(
     out_core_names = tuple(renamed.get(d, d) for d in out_core)
 
     kw_names = list(kw_arrays)
-    n_core_in = [len(core)] + [len(_arg_core(a, core)) for a in (*arr_args, *kw_arrays.values())]
+    n_core_in = [len(core)] + [len(c) for c in arg_cores]
     out_core_shape = tuple(output_sizes[d] for d in out_core)
 
     def call(block: Any, *rest: Any) -> Any:
@@ -121,9 +160,7 @@ def apply(
         arr,
         *arr_args,
         *kw_arrays.values(),
-        input_core_dims=[list(core)]
-        + [_arg_core(a, core) for a in arr_args]
-        + [_arg_core(a, core) for a in kw_arrays.values()],
+        input_core_dims=[list(core), *arg_cores],
         output_core_dims=[list(out_core_names)],
         dask="parallelized",
         output_dtypes=[np.dtype(dtype)],
@@ -171,12 +208,6 @@ def _looped(
         return out
 
     return run
-
-
-def _arg_core(a: Any, core: tuple[str, ...]) -> list[str]:
-    """An argument's (renamed) core dims, in the order of ``core``."""
-    names = [str(d) for d in a.dims if "__arg" in str(d)]
-    return sorted(names, key=lambda n: core.index(n.split("__arg")[0]))
 
 
 def _first_call(

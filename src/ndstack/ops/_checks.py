@@ -78,10 +78,18 @@ def choice(value: Any, name: str, options: Iterable[Any]) -> Any:
 
 
 def dims(arr: Any, names: Iterable[str], name: str) -> None:
-    """Every name is a dim of ``arr``."""
+    """Every name is a dim of ``arr``, and none is given twice.
+
+    The message names the dims that are not there and the array's dims: not a
+    ``tuple.index(x): x not in tuple`` from deep inside an operation.
+    """
+    names = list(names)
     unknown = [d for d in names if d not in arr.dims]
     if unknown:
         raise ParameterError(
             f"{name}: no dim {', '.join(map(repr, unknown))} in the array; its dims are "
             f"{', '.join(map(str, arr.dims))}"
         )
+    twice = sorted({str(d) for d in names if names.count(d) > 1})
+    if twice:
+        raise ParameterError(f"{name}: dim {', '.join(map(repr, twice))} given twice")

@@ -78,6 +78,28 @@ def richardson_lucy_tiled(
     ``kernel`` (default :func:`richardson_lucy`), and only its core is kept. The output is
     of the image's kind (NumPy or CuPy) whatever the kernel returns: with a kernel that
     moves each tile to the GPU and back, a NumPy image larger than GPU memory still runs.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or cupy.ndarray
+        The block to deconvolve.
+    psf : array_like
+        The PSF, with as many dims as ``image``.
+    iterations : int
+        Richardson-Lucy iterations (default 10).
+    tile : tuple of int, keyword-only
+        The tile's core shape, one length per axis.
+    overlap : tuple of int, optional, keyword-only
+        The context read on each side of a tile; default ``OVERLAP_PSFS`` PSF sizes.
+    kernel : callable, optional, keyword-only
+        ``kernel(window, psf, iterations, **kwargs)``; default :func:`richardson_lucy`.
+    **kwargs
+        Passed to ``kernel`` (``background``, ``eps``, ``workers``).
+
+    Returns
+    -------
+    numpy.ndarray or cupy.ndarray
+        float32, ``image``'s shape and array module.
     """
     xp = array_module(image)
     run = kernel or richardson_lucy
@@ -167,13 +189,34 @@ def richardson_lucy(
     image: Any, psf: Any, iterations: int = 10, *, background: float = 0.0,
     eps: float = 1e-12, workers: int | None = None,
 ) -> Any:  # fmt: skip
-    """Richardson-Lucy deconvolution of one block (NumPy), float32.
+    """Richardson-Lucy deconvolution of one block (NumPy or CuPy), float32.
 
     The same iteration as ``skimage.restoration.richardson_lucy(clip=False)``: start from
     0.5 everywhere, ``estimate *= conv(image / conv(estimate, psf), psf[::-1])``, each
     convolution zero-padded to its full linear size and cropped as ``mode="same"``, so
     edges are handled as there. The PSF is normalised to sum 1, and its transform (and
-    its mirror's) is computed once per PSF and block shape, not per iteration.
+    its mirror's) is computed once per PSF and block shape, not per iteration. A CuPy
+    block is deconvolved with cuFFT, with the same padding, FFT sizes and crop.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or cupy.ndarray
+        The block, any number of dims.
+    psf : array_like
+        The PSF, as many dims as ``image`` and no larger along any; normalised here.
+    iterations : int
+        The number of iterations (default 10).
+    background : float, keyword-only
+        A constant subtracted from ``image`` first, clipped at 0 (default 0).
+    eps : float, keyword-only
+        Where the blurred estimate is below this, the ratio is 0 (no division by ~0).
+    workers : int, optional, keyword-only
+        SciPy FFT threads (NumPy blocks); default: every core.
+
+    Returns
+    -------
+    numpy.ndarray or cupy.ndarray
+        The estimate: float32, ``image``'s shape and array module.
     """
     xp = array_module(image)
     if xp is not np:
@@ -248,23 +291,39 @@ def deconvolve(
 
     Parameters
     ----------
-    arr
+    arr : xarray.DataArray
         A DataArray with ``Y``, ``X`` (and ``Z``) dims; other dims are looped over.
-    psf
+    psf : array_like or xarray.DataArray
         One PSF (ndarray with the same spatial dims), or a DataArray with dims
         ``(C, Z, Y, X)``: each channel gets its own PSF.
-    iterations, background
-        Number of iterations; a constant subtracted first (clipped at 0).
-    device
+    iterations : int, keyword-only
+        Number of iterations, from 1 (default 10).
+    background : float, keyword-only
+        A constant subtracted first (clipped at 0), from 0 (default 0).
+    device : {"auto", "cpu", "gpu"}, keyword-only
         ``"auto"`` (default): the GPU through CuPy when one is present, else the CPU;
         ``"cpu"``; ``"gpu"`` (an error without one). On the GPU each block moves there
         and back within its task (the result is NumPy), and a block that does not fit in
         half the free GPU memory is deconvolved in overlapping tiles, one on the GPU at a
         time. CuPy blocks are computed on the GPU and stay CuPy, whatever the device.
-    tile
+    tile : tuple of int, optional, keyword-only
         Deconvolve each block in overlapping tiles of this size (on the GPU too), so
         that memory is bounded by a tile (results within ~1e-5 of untiled).
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy, float32, the dims, sizes and attrs of ``arr``.
+
+    Raises
+    ------
+    ParameterError
+        ``arr`` without ``Y`` or ``X``, iterations not from 1, a negative background.
+    ValueError
+        A PSF whose dims do not match the image's, not finite or not positive in sum,
+        larger than the block, or one per channel for another number of channels.
     """
+    _checks.dims(arr, ["Y", "X"], "deconvolve")
     _checks.whole(iterations, "iterations")
     _checks.number(background, "background", at_least=0)
     for t in tile or ():
@@ -298,4 +357,4 @@ def deconvolve(
         if gpu:
             extra["kernel"] = on_device(richardson_lucy, True)
     return apply(kernel, arr, psf, iterations, core_dims=core, dtype=np.float32,
-                 output_sizes={d: arr.sizes[d] for d in core}, **extra)  # fmt: skip
+                 output_sizes={d: arr.sizes[d] for d in core}, kwargs=extra)  # fmt: skip

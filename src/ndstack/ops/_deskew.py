@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks
 from ._apply import apply
 from ._xp import array_module, cupy_module, is_cupy, on_device, use_gpu
 
@@ -15,7 +16,20 @@ __all__ = ["deskew", "deskew_block", "deskew_shift"]
 
 
 def deskew_shift(angle: float, dz: float, dx: float) -> float:
-    """Pixels along X that each successive Z slice moves: ``dz cos(angle) / dx``."""
+    """Pixels along X that each successive Z slice moves: ``dz cos(angle) / dx``.
+
+    Parameters
+    ----------
+    angle : float
+        The light-sheet angle to the coverslip, in degrees.
+    dz, dx : float
+        The stage step and the pixel size, in one unit.
+
+    Returns
+    -------
+    float
+        The shift per slice, in pixels.
+    """
     return dz * math.cos(math.radians(angle)) / dx
 
 
@@ -26,9 +40,24 @@ def deskew_block(stack: Any, shift: float, *, direction: int = 1) -> Any:
     for ``direction=-1``), linearly interpolated: with ``s = i + f``, ``(1 - f) in[x - i]
     + f in[x - i - 1]``, i.e. two shifted, weighted copies of each slice. The same values
     as ``scipy.ndimage.affine_transform(order=1, mode="constant")`` with the shear
-    matrix, without a general resampler. NumPy or CuPy in, the same out; float32, wider
-    in X by ``ceil(shift * (Z - 1))``, zero where no input falls. On CuPy it is one fused
-    kernel (:func:`_deskew_cupy`) with the same float32 arithmetic, so the same values.
+    matrix, without a general resampler. On CuPy it is one fused kernel
+    (:func:`_deskew_cupy`) with the same float32 arithmetic, so the same values.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray or cupy.ndarray
+        One ``(Z, Y, X)`` stack, any real dtype.
+    shift : float
+        Pixels along X that each successive slice moves, from 0 (see
+        :func:`deskew_shift`).
+    direction : {1, -1}, keyword-only
+        The scan direction: ``-1`` shifts the last slice least.
+
+    Returns
+    -------
+    numpy.ndarray or cupy.ndarray
+        float32, of the input's array module, shape ``(Z, Y, X + ceil(shift * (Z - 1)))``;
+        zero where no input falls.
     """
     if is_cupy(stack):
         return _deskew_cupy(stack, shift, direction=direction)
@@ -122,15 +151,15 @@ def deskew(
 
     Parameters
     ----------
-    arr
+    arr : xarray.DataArray
         A DataArray with dims ``Z``, ``Y``, ``X`` (others are looped over lazily).
-    angle
+    angle : float, keyword-only
         The light-sheet angle to the coverslip, in degrees (31.5 for the lattice).
-    dz, dx
+    dz, dx : float, optional, keyword-only
         Stage step and pixel size; default: ``attrs["pixel_size"]`` Z and X.
-    direction
-        ``1`` or ``-1``: the scan direction.
-    device
+    direction : {1, -1}, keyword-only
+        The scan direction.
+    device : {"auto", "cpu", "gpu"}, keyword-only
         ``"auto"`` (default): on the GPU through CuPy when one is present, else the CPU;
         ``"cpu"``; ``"gpu"`` (an error without one). On the GPU each stack moves there
         and back within its task, so the result is NumPy (CuPy blocks stay CuPy); the
@@ -146,6 +175,7 @@ def deskew(
         raise ValueError(f"angle must be strictly between 0 and 90 degrees, not {angle}")
     if direction not in (1, -1):
         raise ValueError(f"direction must be 1 or -1, not {direction}")
+    _checks.dims(arr, ["Z", "Y", "X"], "deskew")
     gpu = use_gpu(device)
     px = dict(arr.attrs.get("pixel_size") or {})
     dz = float(dz if dz is not None else px.get("Z", float("nan")))
@@ -162,7 +192,7 @@ def deskew(
         core_dims=("Z", "Y", "X"),
         output_sizes={"Z": nz, "Y": arr.sizes["Y"], "X": width},
         dtype=np.float32,
-        direction=direction,
+        kwargs={"direction": direction},
     )
     px = {**px, "Z": dz * math.sin(math.radians(angle)), "X": dx}
     out.attrs = {**arr.attrs, "pixel_size": px,

@@ -34,11 +34,38 @@ def gaussian(arr: Any, sigma: float | Sequence[float], *, dims: Sequence[str] = 
              truncate: float = 4.0, device: str = "auto") -> Any:  # fmt: skip
     """``scipy.ndimage.gaussian_filter`` over ``dims``, identical across chunk borders.
 
-    The overlap between chunks is the kernel's radius, ``int(truncate * sigma + 0.5)``.
-    The output is float32 (float64 input stays float64). ``device``: ``"auto"`` (default)
-    runs ``cupyx.scipy.ndimage.gaussian_filter`` on the GPU when CuPy sees one, else
-    SciPy on the CPU; ``"cpu"``; ``"gpu"`` (an error without one). On the GPU each block
-    moves there and back within its task, so the result is NumPy (CuPy blocks stay CuPy).
+    Each block is filtered by the array module it is made of, as dask-image does:
+    ``scipy.ndimage`` for NumPy blocks, ``cupyx.scipy.ndimage`` for CuPy blocks.
+
+    Parameters
+    ----------
+    arr : xarray.DataArray
+        The array to filter (Dask-backed or in memory).
+    sigma : float or sequence of float
+        The standard deviation in pixels, above 0: one for all ``dims``, or one per dim
+        in the order of ``dims``.
+    dims : sequence of str, keyword-only
+        The dims to filter along (default ``("Y", "X")``); the others are not smoothed.
+    truncate : float, keyword-only
+        The kernel's radius in sigmas (default 4): the overlap between chunks is
+        ``int(truncate * sigma + 0.5)`` per dim.
+    device : {"auto", "cpu", "gpu"}, keyword-only
+        ``"auto"`` (default) runs ``cupyx.scipy.ndimage.gaussian_filter`` on the GPU when
+        CuPy sees one, else SciPy on the CPU; ``"cpu"``; ``"gpu"`` (an error without
+        one). On the GPU each block moves there and back within its task, so the result
+        is NumPy (CuPy blocks stay CuPy).
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy, the dims, coords, name and attrs of ``arr``; float32 (float64 input stays
+        float64).
+
+    Raises
+    ------
+    ParameterError
+        A dim ``arr`` lacks (the message names it and the array's dims), a sigma not
+        above 0, or a number of sigmas other than one or the number of ``dims``.
     """
     _checks.dims(arr, dims, "dims")
     for s in [sigma] if np.isscalar(sigma) else list(sigma):  # type: ignore[arg-type]
@@ -71,7 +98,30 @@ def gaussian(arr: Any, sigma: float | Sequence[float], *, dims: Sequence[str] = 
 def median(arr: Any, size: int, *, dims: Sequence[str] = ("Y", "X"), device: str = "auto") -> Any:
     """``scipy.ndimage.median_filter``, a ``size`` window over ``dims``; overlap ``size // 2``.
 
-    ``device`` as for :func:`gaussian` (``cupyx.scipy.ndimage.median_filter`` on the GPU).
+    Identical across chunk borders; each block is filtered by its own array module
+    (``scipy.ndimage`` or ``cupyx.scipy.ndimage``).
+
+    Parameters
+    ----------
+    arr : xarray.DataArray
+        The array to filter (Dask-backed or in memory).
+    size : int
+        The window's length along each of ``dims``, from 1.
+    dims : sequence of str, keyword-only
+        The dims of the window (default ``("Y", "X")``); along the others it is 1 long.
+    device : {"auto", "cpu", "gpu"}, keyword-only
+        As for :func:`gaussian` (``cupyx.scipy.ndimage.median_filter`` on the GPU).
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy, the dims, coords, name, attrs and dtype of ``arr``.
+
+    Raises
+    ------
+    ParameterError
+        A dim ``arr`` lacks (the message names it and the array's dims), or a size that
+        is not a whole number from 1.
     """
     _checks.dims(arr, dims, "dims")
     _checks.whole(size, "size")
