@@ -319,3 +319,174 @@ def test_info_says_why_an_imagej_calibration_in_pixels_gives_no_size(tmp_path, c
         )
     code, out, _ = run(["info", str(folder)], capsys)
     assert code == 0 and "pixel size: none known: the files' ImageJ calibration is in pixels" in out
+
+
+def test_a_library_deprecation_stays_hidden_when_the_library_turns_warnings_on(
+    lls, capsys, monkeypatch
+) -> None:
+    """A library that shows its warnings for a while (simplefilter("always") in a
+    catch_warnings block) still does not print its deprecations as ndstack's; ndstack's
+    own warnings (MissingFilesWarning) are still shown."""
+    import warnings
+
+    from ndstack import cli
+
+    folder, _ = lls
+    (folder / lls_name(0, 0)).unlink()
+    real = cli._COMMANDS["info"]
+
+    def noisy(args):
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+                warnings.warn_explicit(
+                    f"old pydantic API ({category.__name__})", category, "pydantic/main.py", 1
+                )
+        return real(args)
+
+    monkeypatch.setitem(cli._COMMANDS, "info", noisy)
+    assert cli.main(["info", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "pydantic" not in err
+    assert err.startswith("ndstack: warning: 1 of 12 grid positions") and err.count("\n") == 1
+
+
+#: ``ndstack view`` in a fresh process, without a window: napari.Viewer hidden and
+#: napari.run returning at once, patched when ndstack's view imports napari
+_VIEW_HIDDEN = """
+import builtins, sys
+
+real_import = builtins.__import__
+made = []
+
+def hooked(name, globals=None, locals=None, fromlist=(), level=0):
+    module = real_import(name, globals, locals, fromlist, level)
+    if name == "napari" and (globals or {}).get("__name__") == "ndstack._napari":
+        if not getattr(module, "_hidden_for_test", False):
+            class Hidden(module.Viewer):
+                def __init__(self, *args, **kwargs):
+                    super().__init__(*args, **{**kwargs, "show": False})
+                    made.append(self)
+
+            module.Viewer, module.run, module._hidden_for_test = Hidden, lambda: None, True
+    return module
+
+builtins.__import__ = hooked
+from ndstack.cli import main
+
+code = main(["view", sys.argv[1]])
+print("layers:", [layer.name for v in made for layer in v.layers])
+for v in made:
+    v.close()
+sys.exit(code)
+"""
+
+
+def test_ndstack_view_prints_ndstack_warnings_and_no_library_deprecations(lls) -> None:
+    """The whole ``ndstack view`` path in a fresh process (napari, npe2 and pydantic
+    imported there for the first time), with Python's warnings all on (PYTHONWARNINGS):
+    the one missing file is one ndstack warning, and no library's deprecation shows."""
+    import os
+
+    pytest.importorskip("napari")
+    folder, _ = lls
+    (folder / lls_name(0, 0)).unlink()
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    env.setdefault("QT_QPA_PLATFORM", "xcb" if env.get("DISPLAY") else "offscreen")
+    proc = subprocess.run(
+        [sys.executable, "-c", _VIEW_HIDDEN, str(folder)],
+        capture_output=True, text=True, check=False, env=env, timeout=240,
+    )  # fmt: skip
+    if "layers:" not in proc.stdout:
+        pytest.skip(f"napari cannot start here: {proc.stderr[-500:]}")
+    assert proc.returncode == 0, proc.stderr
+    assert "layers: ['488nm', '560nm', '642nm']" in proc.stdout
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("ndstack: warning:")]
+    assert len(ours) == 1 and "1 of 12 grid positions" in ours[0], proc.stderr
+    for word in ("Deprecat", "pydantic", "FutureWarning"):
+        assert word not in proc.stderr, proc.stderr
+
+
+def _forget_origin(store: Path) -> None:
+    """Make ``store`` look written by an ndstack from before provenance was recorded."""
+    meta = json.loads((store / "zarr.json").read_text())
+    src = meta["attributes"]["ndstack"]["source"]
+    meta["attributes"]["ndstack"]["source"] = {k: src[k] for k in ("digest", "files")}
+    (store / "zarr.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "older-store"])
+def test_info_of_a_processed_store_describes_the_store_not_the_source(
+    lls, tmp_path: Path, capsys, recorded: bool
+) -> None:
+    import ndstack
+    from ndstack import ops
+
+    folder, _ = lls
+    store = tmp_path / "projected.ome.zarr"
+    ndstack.to_zarr(ops.project(ndstack.open(folder), "Z"), store, progress=False)
+    if not recorded:
+        _forget_origin(store)
+    code, out, err = run(["info", str(store)], capsys)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == f"ndstack store: {store}  (ome-zarr, Zarr v3, zstd level 3, 1 level)"
+    steps = "shape 4x3x6x20x24 -> 4x3x20x24" if recorded else "yes"
+    assert lines[1] == f"  written from: folder {folder}  (12 files; processed: {steps})"
+    assert "T: 4  C: 3  Y: 20  X: 24" in out and "12 files," not in out
+    assert "missing 0" not in out  # the store misses nothing: the source's gaps are named so
+    code, out, _ = run(["info", str(store), "--json"], capsys)
+    d = json.loads(out)
+    assert d["kind"] == "store" and d["source"] == str(store) and d["files"] is None
+    assert d["store"]["path"] == str(store) and d["store"]["codec"] == "zstd"
+    assert d["dims"] == ["T", "C", "Y", "X"] and d["chunks"] == {"T": 1, "C": 1, "Y": 20, "X": 24}
+    assert d["provenance"] == {
+        "from": f"folder {folder}", "pattern": None, "files": 12, "processed": True,
+        "steps": [steps] if recorded else [],
+    }  # fmt: skip
+
+
+def test_info_of_a_store_from_ndstack_process_names_the_steps(lls, tmp_path, capsys) -> None:
+    folder, _ = lls
+    store = tmp_path / "deskewed.zarr"
+    args = ["process", str(folder), str(store), "--deskew", "angle=31.5", "--quiet"]
+    assert main(args) == 0
+    capsys.readouterr()
+    code, out, _ = run(["info", str(store)], capsys)
+    assert code == 0 and out.startswith(f"ndstack store: {store}  (")
+    assert (
+        f"  written from: folder {folder}  (12 files; processed: deskew angle=31.5, "
+        "shape 4x3x6x20x24 -> 4x3x6x20x41, dtype uint16 -> float32)"
+    ) in out
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "older-store"])
+def test_info_of_a_store_written_as_read_says_not_processed(
+    lls, tmp_path, capsys, recorded
+) -> None:
+    folder, _ = lls
+    store = tmp_path / "as-read.ome.zarr"
+    assert main(["convert", str(folder), str(store), "--quiet", "--format", "ome-zarr"]) == 0
+    if not recorded:
+        _forget_origin(store)
+    capsys.readouterr()
+    code, out, _ = run(["info", str(store)], capsys)
+    assert code == 0
+    assert f"  written from: folder {folder}  (12 files; not processed)" in out.splitlines()
+    assert "T: 4  C: 3  Z: 6  Y: 20  X: 24" in out
+
+
+def test_info_of_a_store_of_an_array_made_in_memory(tmp_path, capsys) -> None:
+    import dask.array as da
+    import xarray as xr
+
+    import ndstack
+
+    arr = xr.DataArray(da.zeros((3, 40, 50), dtype="uint8", chunks=(1, 40, 50)), dims=list("ZYX"))
+    ndstack.to_zarr(arr, tmp_path / "mem.zarr", format="zarr", codec="lz4", clevel=5)
+    code, out, _ = run(["info", str(tmp_path / "mem.zarr")], capsys)
+    assert code == 0
+    assert out.splitlines()[:2] == [
+        f"ndstack store: {tmp_path / 'mem.zarr'}  (zarr, Zarr v3, lz4 level 5, 1 level)",
+        "  written from: an array made in memory (no source files)",
+    ]

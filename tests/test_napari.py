@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -189,8 +190,10 @@ def test_ndstack_view_adds_the_reader_layers(lls, monkeypatch) -> None:
         finally:
             for v in made:
                 layers = [layer.name for layer in v.layers]
+                readers = {layer.source.reader_plugin for layer in v.layers}
                 v.close()
     assert layers == ["488nm", "560nm", "642nm"]
+    assert readers == {"ndstack"}  # napari knows them as ndstack's, as with plugin="ndstack"
 
 
 def test_the_manifest_names_every_ending_the_reader_takes() -> None:
@@ -205,3 +208,120 @@ def test_the_manifest_names_every_ending_the_reader_takes() -> None:
     patterns = set(manifest["contributions"]["readers"][0]["filename_patterns"])
     for ending in TIFF_EXTENSIONS:
         assert {f"*{ending}", f"*{ending.upper()}"} <= patterns
+
+
+def _hyperstacks(folder: Path, n_t: int = 3) -> None:
+    """A folder of multi-channel TIFFs: one ImageJ ZCYX hyperstack per timepoint."""
+    import tifffile
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for t in range(n_t):
+        tifffile.imwrite(
+            folder / f"cells_t{t:03d}.tif",
+            rng.integers(0, 1000, (5, 2, 16, 16), dtype=np.uint16),
+            imagej=True,
+            resolution=(1 / 0.25, 1 / 0.25),
+            metadata={"axes": "ZCYX", "spacing": 1.5, "unit": "um"},
+        )
+
+
+def _napari_viewer(monkeypatch):
+    """A hidden napari viewer with napari's settings in memory only (never the user's)."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        napari = pytest.importorskip("napari")
+        from napari import settings
+
+        monkeypatch.setattr(settings, "_SETTINGS", settings.NapariSettings(config_path=None))
+        try:
+            return napari.Viewer(show=False)
+        except Exception as exc:  # no Qt platform
+            pytest.skip(f"napari cannot start here: {exc}")
+
+
+def test_napari_opens_folders_and_stores_with_ndstack_once_chosen(tmp_path, monkeypatch) -> None:
+    """napari's own viewer.open, no plugin named: with the one-time choice the README
+    documents, a folder of multi-channel TIFFs and a store open with ndstack's reader."""
+    folder = tmp_path / "cells"
+    _hyperstacks(folder)
+    store = tmp_path / "cells.ome.zarr"
+    ndstack.to_zarr(ndstack.open(folder), store, progress=False)
+    viewer = _napari_viewer(monkeypatch)
+    from napari.errors import MultipleReaderError
+    from napari.settings import get_settings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # no choice made yet: napari offers ndstack's reader beside its own
+            with pytest.raises(MultipleReaderError, match="ndstack"):
+                viewer.open(str(folder), plugin=None)
+            plugins = get_settings().plugins
+            found, shapes = {}, []
+
+            def open_(key: str, path: str) -> None:
+                layers = viewer.open(path, plugin=None)
+                found[key] = [
+                    (layer.name, [float(s) for s in layer.scale], layer.source.reader_plugin)
+                    for layer in layers
+                ]
+                shapes.extend(layer.data.shape for layer in layers)
+                viewer.layers.clear()
+
+            plugins.extension2reader = {**plugins.extension2reader, "*/": "ndstack"}
+            open_("folder/", f"{folder}{os.sep}")
+            open_("folder", str(folder))
+            plugins.extension2reader = {"*.zarr/": "ndstack"}  # stores only
+            open_("store", str(store))
+    finally:
+        viewer.close()
+    scale = [1.0, 1.5, 0.25, 0.25]  # T, then Z, Y, X from the ImageJ calibration
+    want = [("0", scale, "ndstack"), ("1", scale, "ndstack")]  # one layer per channel
+    assert found == {"folder/": want, "folder": want, "store": want}
+    assert shapes == [(3, 5, 16, 16)] * 6
+
+
+def test_ndstack_view_layers_are_the_ndstack_readers(tmp_path, monkeypatch) -> None:
+    """``ndstack view`` gives what napari's open with plugin="ndstack" gives, and napari
+    records ndstack as the reader of each layer."""
+    from ndstack._napari import add_layers
+
+    folder = tmp_path / "cells"
+    _hyperstacks(folder)
+    viewer = _napari_viewer(monkeypatch)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+
+            def seen(layers):
+                out = [
+                    (layer.name, [float(s) for s in layer.scale], list(layer.contrast_limits),
+                     layer.source.reader_plugin, layer.source.path)
+                    for layer in layers
+                ]  # fmt: skip
+                viewer.layers.clear()
+                return out
+
+            mine_seen = seen(add_layers(viewer, f"{folder}{os.sep}"))
+            theirs_seen = seen(viewer.open(f"{folder}{os.sep}", plugin="ndstack"))
+    finally:
+        viewer.close()
+    assert mine_seen == theirs_seen
+    assert [s[3] for s in mine_seen] == ["ndstack", "ndstack"]
+
+
+def test_a_folder_without_channels_is_named_after_the_folder(tmp_path: Path) -> None:
+    """``viewer.open("folder/")``: the layer is named "folder", not "" (the trailing /)."""
+    import tifffile
+
+    folder = tmp_path / "plane"
+    folder.mkdir()
+    for t in range(2):
+        tifffile.imwrite(folder / f"img_t{t}.tif", np.zeros((8, 8), np.uint16))
+    for path in (f"{folder}{os.sep}", str(folder)):
+        ((_, meta, _),) = layer_data(path)
+        assert meta["name"] == "plane"

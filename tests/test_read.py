@@ -69,3 +69,25 @@ def test_sharded_store_reads_back_like_an_unsharded_one(tmp_path: Path) -> None:
     shard.write_bytes(shard.read_bytes()[:-8] + bytes(8))  # damage the shard index
     with pytest.raises(VerifyError):
         ndstack.verify(arr, str(tmp_path / "sharded.zarr"), sample="all")
+
+
+def test_info_of_a_store_read_back_is_the_store(tmp_path: Path, monkeypatch) -> None:
+    """ndstack.info of ndstack.open(store): the store's storage chunks and provenance, as
+    for the store's path, though open() reads several chunks at once; an array computed
+    from it is described as before."""
+    from ndstack._zarr import read as _store
+
+    values = np.zeros((3, 2, 8, 32, 32), dtype=np.uint16)
+    arr = xr.DataArray(da.from_array(values, chunks=(1, 1, 8, 32, 32)), dims=list("TCZYX"))
+    dest = tmp_path / "blocks.zarr"
+    ndstack.to_zarr(arr, dest, chunks={"Z": 2}, levels=1, progress=False)
+    monkeypatch.setattr(_store, "READ_CHUNK_BYTES", 2 * 8 * 32 * 32 * 2)
+    back = ndstack.open(dest)
+    assert back.data.chunksize == (1, 2, 8, 32, 32)
+    by_array, by_path = ndstack.info(back), ndstack.info(str(dest))
+    assert by_array == by_path
+    assert by_array["kind"] == "store" and by_array["source"] == str(dest)
+    assert by_array["chunks"] == {"T": 1, "C": 1, "Z": 2, "Y": 32, "X": 32}
+    assert by_array["nchunks"] == 3 * 2 * 4
+    assert by_array["provenance"]["from"] is None  # written from an array in memory
+    assert ndstack.info(back.isel(T=0))["kind"] == "array"

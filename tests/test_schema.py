@@ -56,3 +56,46 @@ def test_damaged_attributes_are_named(change, what) -> None:
     change(value)
     with pytest.raises(DamagedStoreError, match=rf"x/zarr\.json: .*{what}"):
         StoredAttrs.from_json(value, "x/zarr.json")
+
+
+def test_origin_round_trips_and_is_checked() -> None:
+    """What a store was written from: kept through JSON, redacted, and untrusted values
+    (a number for a path, a word for a flag) read as unknown, never shown as they are."""
+    stored = sample()
+    origin = {
+        "from": "glob s3://user:pw@bucket/*.tif", "pattern": "{C}.tif", "processed": True,
+        "steps": ["shape 2x3 -> 3"],
+    }  # fmt: skip
+    value = StoredAttrs(**{**stored.__dict__, "source": {"digest": "d", "files": 4, **origin}})
+    back = StoredAttrs.from_json(value.to_json(), "x/zarr.json")
+    assert back.origin() == {**origin, "from": "glob s3://***@bucket/*.tif", "files": 4}
+    assert back.source is not None and back.source["digest"] == "d"  # resume compares it
+    forged = value.to_json()
+    forged["source"].update({"from": 7, "processed": "yes", "steps": [1, "dtype a -> b"]})
+    assert StoredAttrs.from_json(forged, "x/zarr.json").origin() == {
+        "from": None, "pattern": "{C}.tif", "files": 4, "processed": None,
+        "steps": ["dtype a -> b"],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "array, attrs, processed",
+    [
+        ("ndstack-open-0123", {"source": "folder /data", "files": 12}, False),
+        ("ndstack-store-0123", {"source": "folder /data", "files": 12}, False),
+        ("max-aggregate-0123", {"source": "folder /data", "files": 12}, True),
+        ("array-0123", {}, None),  # made in memory: no source, nothing processed
+    ],
+)
+def test_origin_of_an_older_store_is_inferred(array, attrs, processed) -> None:
+    """Stores from before ndstack recorded where they came from: the source from the attrs
+    they kept of it, processed from the name of the array written."""
+    old = StoredAttrs(
+        dims=("Y", "X"), shape=(2, 3), image_dims=("Y", "X"), split_dims=(),
+        settings={"format": "ome-zarr", "array": array}, attrs=attrs,
+        source={"digest": "d", "files": 12 if attrs else 0},
+    )  # fmt: skip
+    assert StoredAttrs.from_json(old.to_json(), "x/zarr.json").origin() == {
+        "from": attrs.get("source"), "pattern": None, "files": 12 if attrs else None,
+        "processed": processed, "steps": [],
+    }  # fmt: skip

@@ -1,5 +1,10 @@
 """The napari plugin: a reader (npe2) and ``ndstack view``. napari is imported only here,
-and only by :func:`view`; the reader returns plain layer-data tuples."""
+and only by :func:`view` (and :func:`add_layers`, given a viewer); the reader returns
+plain layer-data tuples.
+
+npe2 has no reader priority: for a folder or a store napari offers its own reader and
+ndstack's, and picks ndstack's only when asked to (``plugin="ndstack"``, what ``ndstack
+view`` does) or told once in its settings (README, "napari")."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import numpy as np
 from ._axes import is_tiff_name
 from .errors import MissingDependencyError
 
-__all__ = ["get_reader", "layer_data", "view"]
+__all__ = ["add_layers", "get_reader", "layer_data", "view"]
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -87,10 +92,17 @@ def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
         meta["name"] = names
         meta["contrast_limits"] = [_contrast(arr, c) for c in range(n)]
     else:
-        meta["name"] = os.path.basename(os.fspath(path if not isinstance(path, list) else path[0]))
+        meta["name"] = _base_name(path)
         meta["contrast_limits"] = _contrast(arr, None)
     data = levels if len(levels) > 1 else levels[0]
     return [(data, meta, "image")]
+
+
+def _base_name(path: Any) -> str:
+    """The layer name of a source without channels: its last path part (``"cells/"``
+    gives ``"cells"``, not napari's fallback name for an empty one)."""
+    first = os.fspath(path[0] if isinstance(path, list) else path)
+    return os.path.basename(first.rstrip("/" + os.sep)) or first
 
 
 def _plane_chunks(arr: Any) -> Any:
@@ -126,7 +138,12 @@ def _plane_chunks(arr: Any) -> Any:
 
 
 def view(source: Any, pattern: str | None = None) -> None:  # pragma: no cover - needs a display
-    """Open ``source`` in a napari viewer with ndstack's layout; blocks until it closes."""
+    """Open ``source`` in a napari viewer with ndstack's reader; blocks until it closes.
+
+    Always ndstack's reader, whatever napari's reader preferences say (what
+    ``viewer.open(source, plugin="ndstack")`` does, and for globs, lists, URLs and
+    ``pattern`` too, which napari's ``open`` does not pass on).
+    """
     try:
         import napari
     except ImportError:
@@ -134,6 +151,24 @@ def view(source: Any, pattern: str | None = None) -> None:  # pragma: no cover -
             "ndstack view needs napari: pip install 'ndstack[viewer]'"
         ) from None
     viewer = napari.Viewer()
-    for data, meta, _ in layer_data(source, pattern):
-        viewer.add_image(data, **meta)
+    add_layers(viewer, source, pattern)
     napari.run()
+
+
+def add_layers(viewer: Any, source: Any, pattern: str | None = None) -> list[Any]:
+    """Add ndstack's layers of ``source`` to a napari viewer as napari adds a reader
+    plugin's: each layer's ``source`` records the path and ``reader_plugin="ndstack"``."""
+    from contextlib import nullcontext
+
+    try:
+        from napari.layers._source import layer_source
+    except ImportError:  # pragma: no cover - a napari without it: the layers, unlabelled
+        layer_source = None
+    path = None if isinstance(source, list) else os.fspath(source)
+    added: list[Any] = []
+    for data, meta, _ in layer_data(source, pattern):
+        labelled = layer_source(path=path, reader_plugin="ndstack") if layer_source else None
+        with labelled or nullcontext():
+            layers = viewer.add_image(data, **meta)
+        added.extend(layers if isinstance(layers, list) else [layers])
+    return added

@@ -190,7 +190,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"ndstack {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    pi = sub.add_parser("info", help="show what ndstack.open would build (reads headers only)")
+    pi = sub.add_parser(
+        "info",
+        help="show what ndstack.open would build (reads headers only); of a store: the "
+        "store, and what it was written from",
+    )
     _add_open_options(pi)
     pi.add_argument("--json", action="store_true", help="print one JSON object")
     pc = sub.add_parser("convert", help="write SOURCE to a Zarr / OME-Zarr store, resumably")
@@ -473,6 +477,21 @@ _COMMANDS = {
 }
 
 
+#: warnings that tell the developers who call a library about changes to come: the
+#: command line shows none of the libraries' (ndstack's own warnings, MissingFilesWarning
+#: and ReadFailedWarning, are UserWarnings and are shown)
+LIBRARY_NOTICES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def _library_notice(category: Any) -> bool:
+    """Whether a warning of ``category`` is another library's deprecation notice."""
+    return (
+        isinstance(category, type)
+        and issubclass(category, LIBRARY_NOTICES)
+        and category.__module__.partition(".")[0] != "ndstack"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -481,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
     def one_line(message: Any, category: Any, *_: Any, **__: Any) -> None:
+        if _library_notice(category):
+            return  # also when a library turned its warnings back on for a while
         print(f"ndstack: warning: {for_output(str(message))}", file=sys.stderr)
 
     try:
@@ -488,9 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("default")
             # deprecations are messages for developers of the libraries ndstack uses
             # (napari's pydantic printed 21 of them on `ndstack view`), not for its users
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", PendingDeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
+            for notice in LIBRARY_NOTICES:
+                warnings.simplefilter("ignore", notice)
             warnings.showwarning = one_line  # type: ignore[assignment]
             _check_args(args)
             return _COMMANDS[args.command](args)

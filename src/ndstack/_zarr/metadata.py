@@ -15,7 +15,7 @@ from .schema import StoredAttrs, StoredCoord
 if TYPE_CHECKING:
     from .plan import Plan
 
-__all__ = ["_create_arrays", "_write_metadata"]
+__all__ = ["_create_arrays", "_write_metadata", "origin"]
 
 
 def _create_arrays(plan: Plan, plan_img: ImagePlan) -> None:
@@ -78,8 +78,56 @@ def _ndstack_attrs(
         version=version(),
         store=provenance.get("store"),
         written=tuple(provenance["written"]) if "written" in provenance else None,
-        source=provenance.get("source"),
+        source={**provenance["source"], **origin(arr, settings)}
+        if "source" in provenance
+        else None,
     ).to_json()
+
+
+def origin(arr: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """What the written array was made from, for ``ndstack info``: ``from`` (the files
+    ndstack.open read, as it described them; ``store PATH``; or None: an array made in
+    memory), ``pattern``, ``processed`` (False: exactly what ndstack.open gave) and
+    ``steps`` (the changes the writer can tell: a deskew, the shape, the dtype)."""
+    from .read import stored_attrs
+    from .sources import sources_of
+
+    sources = sources_of(arr)
+    name = str(settings.get("array") or getattr(arr.data, "name", ""))
+    before: dict[str, Any] = {}
+    shape: tuple[int, ...] | None = None
+    dtype: np.dtype[Any] | None = None
+    if sources.grids:
+        grid = sources.grids[0]
+        out = {"from": arr.attrs.get("source") or grid.root, "pattern": arr.attrs.get("pattern")}
+        as_read = name.startswith("ndstack-open-")
+        shape, dtype = grid.shape, np.dtype(grid.dtype)
+    elif sources.stores:
+        out = {"from": f"store {sources.stores[0]}", "pattern": None}
+        as_read = name.startswith("ndstack-store-")
+        try:
+            nd = stored_attrs(sources.stores[0])
+            if nd is not None:
+                shape, before = nd.shape, dict(nd.attrs)
+                dtype = np.dtype(nd.settings["dtype"]) if "dtype" in nd.settings else None
+        except Exception:  # the source store changed, is out of reach or is not ndstack's
+            pass
+    else:
+        return {"from": None, "pattern": None, "processed": None, "steps": []}
+    steps = []
+    if not as_read:
+        geometry = arr.attrs.get("deskew")
+        if isinstance(geometry, dict) and geometry != before.get("deskew"):
+            steps.append(f"deskew angle={geometry.get('angle')}")
+        if shape is not None and tuple(shape) != tuple(arr.shape):
+            steps.append(f"shape {_x(shape)} -> {_x(arr.shape)}")
+        if dtype is not None and dtype != np.dtype(arr.dtype):
+            steps.append(f"dtype {dtype} -> {np.dtype(arr.dtype)}")
+    return {**out, "processed": not as_read, "steps": steps}
+
+
+def _x(shape: Any) -> str:
+    return "x".join(str(int(n)) for n in shape)
 
 
 def _omero(plan_img: ImagePlan, arr: Any, plan: Plan, img: int) -> dict[str, Any] | None:

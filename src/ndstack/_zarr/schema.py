@@ -109,8 +109,39 @@ class StoredAttrs:
         for key in ("store", "written", "source"):
             value = getattr(self, key)
             if value is not None:
-                out[key] = list(value) if key == "written" else value
+                out[key] = list(value) if key == "written" else jsonable(value)
         return out
+
+    def origin(self) -> dict[str, Any]:
+        """What the stored array was made from, checked (the metadata is untrusted):
+        ``from`` (the source as ndstack.open described it, ``store PATH``, or None for an
+        array made in memory), ``pattern``, ``files`` (how many source files), ``processed``
+        (True, False, or None when not known) and ``steps`` (what changed, as far as the
+        writer could tell). Stores written before ndstack recorded these get them from the
+        attrs they kept of the source and from the name of the array written."""
+        src = self.source or {}
+        recorded = "from" in src  # written by an ndstack that records where from
+
+        def text(value: Any) -> str | None:
+            return value if isinstance(value, str) and value else None
+
+        if recorded:
+            where, pattern = text(src.get("from")), text(src.get("pattern"))
+            processed = src.get("processed") if isinstance(src.get("processed"), bool) else None
+        else:
+            where, pattern = text(self.attrs.get("source")), text(self.attrs.get("pattern"))
+            array = str(self.settings.get("array") or "")
+            as_read = array.startswith(("ndstack-open-", "ndstack-store-"))
+            processed = False if as_read else (True if where and array else None)
+        files = src.get("files", self.attrs.get("files") if where else None)
+        steps = src.get("steps") if recorded else None
+        return {
+            "from": where,
+            "pattern": pattern,
+            "files": files if type(files) is int and files > 0 else None,
+            "processed": processed,
+            "steps": [s for s in steps if isinstance(s, str)] if isinstance(steps, list) else [],
+        }
 
     @classmethod
     def from_json(cls, value: Any, where: str) -> StoredAttrs:
