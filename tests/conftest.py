@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,3 +176,151 @@ def serve_http(directory: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real S3 API server (moto_server) on 127.0.0.1 for the whole session."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("s3fs")
+    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which(
+        "moto_server"
+    )
+    if exe is None:
+        pytest.skip("moto[server] is not installed")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3(moto_endpoint: str, monkeypatch) -> Iterator[str]:
+    """A fresh bucket on the local S3 server, credentials in the standard variables the
+    way users keep them; yields ``s3://BUCKET``. Other tests never see the variables."""
+    import uuid
+
+    import s3fs
+
+    for key, value in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()
+    bucket = f"b{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    yield f"s3://{bucket}"
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+class TcpRelay:
+    """A TCP relay on 127.0.0.1 in front of a server: it can be slowed down (``delay``
+    seconds before each piece sent on) and cut (every connection closed, new ones
+    refused), like a network or a server going away, then opened again on the same port.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+
+        self.target_port = target_port
+        self.delay = 0.0
+        self.port = _free_port()
+        self._socket = socket
+        self._conns: list[Any] = []
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self.open()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        srv = self._socket.socket()
+        srv.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        self._server = srv
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Close the listening socket and every connection: requests fail at once."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+            srv, self._server = self._server, None
+        for s in [srv, *conns]:
+            with contextlib.suppress(OSError):
+                s.shutdown(self._socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def _accept(self, srv: Any) -> None:
+        import time
+
+        while True:
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                upstream = self._socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._server is not srv:
+                    client.close()
+                    upstream.close()
+                    return
+                self._conns += [client, upstream]
+
+            def pump(a: Any, b: Any) -> None:
+                try:
+                    while data := a.recv(65536):
+                        if self.delay:
+                            time.sleep(self.delay)
+                        b.sendall(data)
+                except OSError:
+                    pass
+                finally:
+                    for s in (a, b):
+                        with contextlib.suppress(OSError):
+                            s.close()
+
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()

@@ -17,7 +17,7 @@ from ._grid import FileAxis, FileGrid, FunctionReader, GridAxis, Place, TileAxis
 from ._names import TILE_AXES, Layout, parse_names
 from ._redact import redact
 from ._tiff import FileInfo, TiffReader, probe_tiff
-from .errors import CorruptFileError, FileMismatchError, LayoutError
+from .errors import CorruptFileError, FileMismatchError, LayoutError, NoImagesError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -125,8 +125,11 @@ def open(
     >>> arr = ndstack.open("experiment/")  # doctest: +SKIP
     >>> arr.isel(T=0, C=1, Z=10).values  # one step: reads one plane of one file  # doctest: +SKIP
     """
-    from ._zarr.paths import as_local
+    from ._zarr.paths import as_local, refuse_credentials
     from ._zarr.read import is_store, open_store
+
+    if isinstance(source, str):
+        refuse_credentials(source, NoImagesError)
 
     if on_error not in ("raise", "fill"):
         raise ValueError(f"on_error must be 'raise' or 'fill', not {on_error!r}")

@@ -29,6 +29,7 @@ __all__ = [
     "ParameterError",
     "PatternError",
     "SourceChangedError",
+    "StorageError",
     "UnfinishedStoreError",
     "VerifyError",
     "WriteError",
@@ -100,3 +101,8 @@ class WriteError(NdstackError, OSError):
 
 class VerifyError(NdstackError, ValueError):
     """The destination differs from the source, or chunks are missing."""
+
+
+class StorageError(NdstackError, OSError):
+    """Object storage (or an HTTP server) could not be reached or refused a request: no
+    bucket, no permission, no credentials, the server went away. Resumable."""

@@ -8,7 +8,9 @@ import os
 import uuid
 from typing import Any
 
+from .._redact import reason, redact
 from ..errors import WriteError
+from .paths import get, is_url, put
 
 __all__ = ["atomic_write", "read_json_object"]
 
@@ -18,7 +20,14 @@ _replace = os.replace
 
 def atomic_write(path: str, payload: bytes) -> None:
     """Write ``payload`` under a temporary name, then rename it to ``path``; a full disk is
-    a :class:`WriteError` that says how to resume."""
+    a :class:`WriteError` that says how to resume. On object storage (a URL) one PUT,
+    which is atomic: readers see the old object or the new one, never a part."""
+    if is_url(path):
+        try:
+            put(path, payload)
+        except Exception as exc:
+            raise WriteError(f"cannot write {redact(path)}: {reason(exc)}") from None
+        return
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
     try:
         try:
@@ -45,8 +54,7 @@ def atomic_write(path: str, payload: bytes) -> None:
 def read_json_object(path: str) -> dict[str, Any]:
     """The JSON object in ``path``. Raises FileNotFoundError when it is absent, another
     OSError when it cannot be read, ValueError when it holds no JSON object."""
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = get(path)
     try:
         value = json.loads(raw)
     except RecursionError:

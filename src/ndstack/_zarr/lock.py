@@ -30,8 +30,10 @@ import time
 import uuid
 from typing import Any
 
+from .._redact import reason, redact
 from ..errors import LockedError, WriteError
 from .files import read_json_object
+from .paths import get, is_url, modified, put, put_new, remove
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -49,6 +51,9 @@ STALE_SECONDS = 300.0
 
 def beside(dest: str, suffix: str) -> str:
     """``.NAME<suffix>`` next to ``dest`` (links resolved): the lock, the record."""
+    if is_url(dest):
+        head, tail = dest.rstrip("/").rsplit("/", 1)
+        return f"{head}/.{tail}{suffix}"
     head, tail = os.path.split(os.path.realpath(dest).rstrip(os.sep))
     return os.path.join(head, f".{tail}{suffix}")
 
@@ -100,13 +105,20 @@ def _alive(owner: dict[str, Any]) -> bool:
     return started is None or _start_time(pid) in (None, started)
 
 
+#: run ids of the locks this process holds (a lock of this process's pid whose run is not
+#: here was left by a run that failed to remove it, e.g. while the storage was away)
+_HELD: set[str] = set()
+
+
 def _stale(path: str, owner: dict[str, Any]) -> bool:
     here = _machine()
     same_space = all(owner.get(k) == here.get(k) for k in ("host", "boot", "pidns"))
     if owner and same_space and "pid" in owner:
+        if owner.get("pid") == os.getpid() and owner.get("ticks") == _start_time(os.getpid()):
+            return owner.get("run") not in _HELD
         return not _alive(owner)
     try:
-        age = time.time() - os.stat(path).st_mtime
+        age = time.time() - modified(path)
     except FileNotFoundError:
         return True
     return age > STALE_SECONDS
@@ -121,6 +133,15 @@ def _describe(owner: dict[str, Any]) -> str:
 
 def _create(dest: str, path: str, run_id: str) -> bool:
     """Create the lock; False if it exists."""
+    owner = {**_machine(), "pid": os.getpid(), "ticks": _start_time(os.getpid()),
+             "run": run_id, "started": time.time()}  # fmt: skip
+    if is_url(path):  # a conditional PUT: created whole, or refused when it exists
+        try:
+            return put_new(path, json.dumps(owner).encode())
+        except Exception as exc:
+            raise WriteError(
+                f"cannot write to {redact(dest)}: its lock cannot be created ({reason(exc)})"
+            ) from None
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
@@ -129,11 +150,18 @@ def _create(dest: str, path: str, run_id: str) -> bool:
         raise WriteError(
             f"cannot write to {dest}: its lock {path} cannot be created ({exc.strerror or exc})"
         ) from None
-    owner = {**_machine(), "pid": os.getpid(), "ticks": _start_time(os.getpid()),
-             "run": run_id, "started": time.time()}  # fmt: skip
     with os.fdopen(fd, "w") as f:
         json.dump(owner, f)
     return True
+
+
+def _touch(path: str) -> None:
+    """Mark the lock alive: its modification time on disk; on object storage the same
+    object written again (objects have no mtime to set)."""
+    if is_url(path):
+        put(path, get(path))
+    else:
+        os.utime(path)
 
 
 class Lock:
@@ -141,6 +169,7 @@ class Lock:
 
     def __init__(self, dest: str, path: str, run_id: str) -> None:
         self.dest, self.path, self.run_id = dest, path, run_id
+        _HELD.add(run_id)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="ndstack-lock", daemon=True)
         self._thread.start()
@@ -150,12 +179,13 @@ class Lock:
             owner = _read(self.path)
             if owner is None or (owner and owner.get("run") != self.run_id):
                 return  # released, perhaps by a worker that finished the run; or lost
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
+            with contextlib.suppress(Exception):  # a passing network error: next beat
+                _touch(self.path)
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lock if it is still ours (idempotent)."""
         self._stop.set()
+        _HELD.discard(self.run_id)
         release(self.path, self.run_id)
 
 
@@ -183,7 +213,7 @@ def release(path: str, run_id: str) -> None:
         time.sleep(0.1)
     if owner is not None and owner.get("run") == run_id:
         with contextlib.suppress(OSError):
-            os.remove(path)
+            remove(path)
 
 
 def acquire(dest: str) -> Lock:
@@ -208,20 +238,28 @@ def acquire(dest: str) -> Lock:
 def _break(path: str, owner: dict[str, Any]) -> None:
     """Remove a stale lock, guarded so that a live one (made meanwhile) is never removed."""
     guard = path + ".break"
+    if not _create_guard(guard):
+        # another run is breaking it now; a guard left by a killed breaker expires
+        with contextlib.suppress(OSError):
+            if time.time() - modified(guard) > 60:
+                remove(guard)
+        time.sleep(0.05)
+        return
+    try:
+        if _read(path) == owner and _stale(path, owner):  # still the same stale lock
+            remove(path)
+    finally:
+        with contextlib.suppress(OSError):
+            remove(guard)
+
+
+def _create_guard(guard: str) -> bool:
+    """Create the break guard exclusively; False when it exists."""
+    if is_url(guard):
+        return put_new(guard, b"")
     try:
         fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
-        # another run is breaking it now; a guard left by a killed breaker expires
-        with contextlib.suppress(OSError):
-            if time.time() - os.stat(guard).st_mtime > 60:
-                os.remove(guard)
-        time.sleep(0.05)
-        return
+        return False
     os.close(fd)
-    try:
-        if _read(path) == owner and _stale(path, owner):  # still the same stale lock
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(guard)
+    return True

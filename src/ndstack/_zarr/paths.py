@@ -9,25 +9,44 @@ profiles and config files, read by the filesystem package), or from ``storage_op
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+import shutil
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .._redact import reason, redact
 from .._util import local_path, url_scheme
-from ..errors import DamagedStoreError, MissingDependencyError, NoImagesError
+from ..errors import (
+    MissingDependencyError,
+    NdstackError,
+    NoImagesError,
+    StorageError,
+)
 
 __all__ = [
+    "READ_ONLY_SCHEMES",
     "as_local",
     "exists",
     "files_exist",
     "filesystem",
+    "find",
+    "get",
+    "is_file",
     "is_url",
     "join",
+    "list_names",
+    "modified",
     "parent",
+    "put",
+    "put_new",
     "read_head",
+    "refuse_credentials",
+    "remove",
+    "remove_tree",
     "stamp",
+    "tail",
     "zarr_store",
 ]
 
@@ -49,19 +68,50 @@ def is_url(path: str) -> bool:
     return url_scheme(path) is not None and local_path(path) is None
 
 
+def refuse_credentials(url: str, error: type[Exception]) -> None:
+    """Refuse credentials written into an object-storage URL (``s3://KEY:SECRET@bucket``):
+    the cloud clients do not read them there, and error messages would carry them. Basic
+    authentication in ``http(s)://user:pass@host`` is the web's own, and is redacted."""
+    from urllib.parse import urlsplit
+
+    scheme = url_scheme(url)
+    if scheme in (None, "http", "https", "ftp", "file", "local"):
+        return
+    if "@" in urlsplit(url).netloc:
+        raise error(
+            f"{redact(url)} carries credentials in the URL, where they would be seen (logs, "
+            "shell history); give them in the environment (AWS_ACCESS_KEY_ID, ...), a "
+            "profile, storage_options= or --storage-option"
+        )
+
+
+@contextlib.contextmanager
+def _answering(path: str) -> Any:
+    """Errors of a request to ``path`` in ndstack's words: absent stays
+    :class:`FileNotFoundError` (and exists, :class:`FileExistsError`); anything else (no
+    connection, no permission, no credentials, a server error) is a :class:`StorageError`
+    naming the URL (redacted) and the first line of the reason."""
+    try:
+        yield
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, NdstackError):
+        raise
+    except Exception as exc:
+        raise StorageError(f"{redact(path)}: {reason(exc)}") from None
+
+
 def as_local(path: str) -> str:
     """A ``file://`` or ``local://`` URL as its path; anything else as it is."""
     local = local_path(path)
     return path if local is None else local
 
 
-def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
+def filesystem(url: str) -> tuple[Any, str]:
     """The fsspec filesystem of ``url`` and the path in it; a missing client package is a
     :class:`~ndstack.errors.MissingDependencyError` naming the extra to install."""
     import fsspec
 
     try:
-        return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        return fsspec.core.url_to_fs(url)
     except ImportError:
         scheme = url_scheme(url) or ""
         package, extra = _EXTRAS.get(scheme, (f"the fsspec driver for {scheme}://", ""))
@@ -89,9 +139,7 @@ def parent(path: str) -> str:
     return head + rest.rsplit("/", 1)[0] if "/" in rest else path
 
 
-def read_head(
-    path: str, limit: int, storage_options: Mapping[str, Any] | None = None
-) -> bytes | None:
+def read_head(path: str, limit: int) -> bytes | None:
     """Up to ``limit + 1`` bytes of the file at ``path``; None when there is none.
 
     A folder where a file should be raises :class:`IsADirectoryError`.
@@ -102,62 +150,179 @@ def read_head(
                 return f.read(limit + 1)
         except (FileNotFoundError, NotADirectoryError):
             return None
-    fs, p = filesystem(path, storage_options)
-    try:
-        info = fs.info(p)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise DamagedStoreError(f"{redact(path)}: cannot be read ({reason(exc)})") from None
-    if info.get("type") == "directory":
-        raise IsADirectoryError(path)
-    size = info.get("size")
-    if size is not None and size > limit:
-        return b"\0" * (limit + 1)  # too large: the caller refuses it by its length
-    return fs.cat_file(p)[: limit + 1]
+    fs, p = filesystem(path)
+    with _answering(path):
+        fs.invalidate_cache(p)  # another process may have written it since a listing
+        try:
+            info = fs.info(p)
+        except FileNotFoundError:
+            return None
+        if info.get("type") == "directory":
+            raise IsADirectoryError(path)
+        size = info.get("size")
+        if size is not None and size > limit:
+            return b"\0" * (limit + 1)  # too large: the caller refuses it by its length
+        return bytes(fs.cat_file(p))[: limit + 1]
 
 
-def exists(path: str, storage_options: Mapping[str, Any] | None = None) -> bool:
-    """Whether a file (or object) exists at ``path``."""
-    if not is_url(path):
-        return os.path.exists(path)
-    fs, p = filesystem(path, storage_options)
-    try:
-        return bool(fs.isfile(p))
-    except FileNotFoundError:
-        return False
+def exists(path: str) -> bool:
+    """Whether a file, folder or object exists at ``path``."""
+    return os.path.exists(path) if not is_url(path) else _remote_is_file(path)
 
 
-def files_exist(
-    paths: Sequence[str], storage_options: Mapping[str, Any] | None = None
-) -> list[bool]:
+def is_file(path: str) -> bool:
+    """Whether ``path`` is a file or an object (a prefix alone is not)."""
+    return os.path.isfile(path) if not is_url(path) else _remote_is_file(path)
+
+
+def _remote_is_file(url: str) -> bool:
+    fs, p = filesystem(url)
+    with _answering(url):
+        fs.invalidate_cache(p)  # another process may have written it since a listing
+        try:
+            return bool(fs.isfile(p))
+        except FileNotFoundError:
+            return False
+
+
+def files_exist(paths: Sequence[str]) -> list[bool]:
     """Whether each file exists: a stat each on disk, concurrent requests for URLs
     (object storage answers in milliseconds, many at once)."""
-    if not paths or not is_url(paths[0]):
-        return [os.path.isfile(p) for p in paths]
-    if len(paths) == 1:
-        return [exists(paths[0], storage_options)]
+    if len(paths) < 2 or not is_url(paths[0]):
+        return [is_file(p) for p in paths]
     with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
-        return list(pool.map(lambda p: exists(p, storage_options), paths))
+        return list(pool.map(is_file, paths))
 
 
-def stamp(path: str, storage_options: Mapping[str, Any] | None = None) -> str:
+def stamp(path: str) -> str:
     """What changes when the file at ``path`` is rewritten: its mtime on disk, its ETag
     (or modification time and size) on object storage."""
     if not is_url(path):
         return str(os.stat(path).st_mtime_ns)
-    fs, p = filesystem(path, storage_options)
-    info = fs.info(p)
+    fs, p = filesystem(path)
+    with _answering(path):
+        info = fs.info(p)
     parts = [info.get(k) for k in ("ETag", "etag", "LastModified", "mtime", "last_modified")]
     return repr([str(v) for v in parts if v is not None] + [str(info.get("size"))])
 
 
-def zarr_store(path: str, storage_options: Mapping[str, Any] | None = None) -> Any:
+def zarr_store(path: str) -> Any:
     """What ``zarr.open_array(store=...)`` takes for ``path``: the path itself on disk,
     zarr's own ``FsspecStore`` (read-only) for a URL."""
     if not is_url(path):
         return path
     from zarr.storage import FsspecStore
 
-    filesystem(path, storage_options)  # a missing client package: ndstack's one line
-    return FsspecStore.from_url(path, storage_options=dict(storage_options or {}), read_only=True)
+    filesystem(path)  # a missing client package: ndstack's one line
+    with _answering(path):
+        return FsspecStore.from_url(path, read_only=True)
+
+
+# ------------------------------------------------------------------------ writing
+#: URL schemes that can be read but never written
+READ_ONLY_SCHEMES = ("http", "https")
+
+
+def put(path: str, payload: bytes) -> None:
+    """Write one object whole (a PUT is atomic on object storage)."""
+    fs, p = filesystem(path)
+    with _answering(path):
+        fs.pipe_file(p, payload)
+
+
+def put_new(path: str, payload: bytes) -> bool:
+    """Create ``path`` only if it does not exist (a conditional PUT, ``If-None-Match: *``,
+    where the store supports it); False when it exists."""
+    fs, p = filesystem(path)
+    with _answering(path):
+        try:
+            fs.pipe_file(p, payload, mode="create")
+        except FileExistsError:
+            return False
+    return True
+
+
+def get(path: str) -> bytes:
+    """The bytes of ``path``; FileNotFoundError when it is absent."""
+    if not is_url(path):
+        with open(path, "rb") as f:
+            return f.read()
+    fs, p = filesystem(path)
+    with _answering(path):
+        return bytes(fs.cat_file(p))
+
+
+def modified(path: str) -> float:
+    """When ``path`` was last written (seconds since the epoch); FileNotFoundError."""
+    if not is_url(path):
+        return os.stat(path).st_mtime
+    fs, p = filesystem(path)
+    with _answering(path):
+        fs.invalidate_cache(p)
+        return float(fs.modified(p).timestamp())
+
+
+def remove(path: str) -> None:
+    """Remove one file or object; nothing happens when it is absent."""
+    if not is_url(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        return
+    fs, p = filesystem(path)
+    with _answering(path), contextlib.suppress(FileNotFoundError):
+        fs.rm_file(p)
+
+
+def remove_tree(path: str) -> None:
+    """Remove a folder (every object under a prefix) and what it holds, if any."""
+    if not is_url(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    fs, p = filesystem(path)
+    with _answering(path):
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(p.rstrip("/") + "/", recursive=True)
+        fs.invalidate_cache(p)
+
+
+def list_names(path: str) -> list[str]:
+    """The names directly inside folder (or prefix) ``path``; [] when there is none."""
+    if not is_url(path):
+        try:
+            return os.listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+    fs, p = filesystem(path)
+    with _answering(path):
+        fs.invalidate_cache(p)
+        try:
+            entries = fs.ls(p, detail=False)
+        except FileNotFoundError:
+            return []
+    base = p.rstrip("/")
+    return [e.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.rstrip("/") != base]
+
+
+def find(path: str) -> list[str]:
+    """Every object under prefix ``path``, relative to it (``/``-separated)."""
+    fs, p = filesystem(path)
+    prefix = p.rstrip("/") + "/"
+    with _answering(path):
+        fs.invalidate_cache(p)
+        try:
+            names = fs.find(prefix)
+        except FileNotFoundError:
+            return []
+    return [n[len(prefix) :] for n in names if n.startswith(prefix)]
+
+
+def tail(path: str, size: int) -> bytes:
+    """The last ``size`` bytes of ``path`` (fewer if it is smaller); FileNotFoundError."""
+    if not is_url(path):
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read()
+    fs, p = filesystem(path)
+    with _answering(path):
+        return bytes(fs.tail(p, size))

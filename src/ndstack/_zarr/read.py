@@ -21,7 +21,18 @@ from ..errors import (
     UnfinishedStoreError,
 )
 from .layout import METADATA_FILES, UNFINISHED, chunk_path, chunk_shape
-from .paths import as_local, exists, files_exist, is_url, join, parent, read_head, stamp, zarr_store
+from .paths import (
+    as_local,
+    exists,
+    files_exist,
+    is_url,
+    join,
+    parent,
+    read_head,
+    stamp,
+    tail,
+    zarr_store,
+)
 from .schema import StoredAttrs
 
 __all__ = [
@@ -272,7 +283,10 @@ def is_store(source: Any) -> bool:
     if is_url(path):
         if set(path) & set("*?["):
             return False
-        return any(files_exist([join(path, f) for f in METADATA_FILES]))
+        try:
+            return any(files_exist([join(path, f) for f in METADATA_FILES]))
+        except NdstackError:  # unreachable, or no such filesystem: not a store we can
+            return False  # tell; listing it as files gives the error in its own words
     return os.path.isdir(path) and any(
         os.path.isfile(os.path.join(path, f)) for f in METADATA_FILES
     )
@@ -449,16 +463,12 @@ def shard_has_holes(
     ]
     n = math.prod(counts)
     try:
-        if is_url(path):
-            from .paths import filesystem
-
-            fs, p = filesystem(path)
-            raw = fs.tail(p, 16 * n + 4)[: 16 * n]
-        else:
-            with open(path, "rb") as f:
-                f.seek(-(16 * n + 4), os.SEEK_END)
-                raw = f.read(16 * n)
+        raw = tail(path, 16 * n + 4)[: 16 * n]
+    except FileNotFoundError:
+        return True
     except OSError:
+        if is_url(path):
+            raise  # object storage did not answer: that is no hole
         return True
     if len(raw) != 16 * n:
         return True

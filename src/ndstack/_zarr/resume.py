@@ -25,6 +25,7 @@ from ..errors import (
 from .files import atomic_write, read_json_object
 from .layout import METADATA_FILES, UNFINISHED, entry_names
 from .lock import beside
+from .paths import is_file, is_url, join, list_names, remove, remove_tree
 from .read import stored_attrs
 from .schema import StoredAttrs
 from .sources import _unstamped, source_digest
@@ -38,7 +39,14 @@ def record_dir(dest: str) -> str:
 
 
 def _manifest_path(dest: str) -> str:
-    return os.path.join(record_dir(dest), "manifest.json")
+    return join(record_dir(dest), "manifest.json")
+
+
+def _entries(dest: str) -> list[str]:
+    """What the destination folder (or prefix) holds; [] when there is none."""
+    if is_url(dest):
+        return list_names(dest)
+    return os.listdir(dest) if os.path.isdir(dest) else []
 
 
 def _load_json(path: str) -> dict[str, Any] | None:
@@ -98,10 +106,10 @@ def _prepare_destination(
     """
     manifest_file = _manifest_path(dest)
     digest = source_digest(fingerprint)
-    if os.path.lexists(dest) and not os.path.isdir(dest):
+    if is_file(dest) if is_url(dest) else os.path.lexists(dest) and not os.path.isdir(dest):
         raise DestinationError(f"the destination {dest} exists and is not a folder")
-    if os.path.isdir(dest) and os.listdir(dest):
-        marker = _load_json(os.path.join(dest, UNFINISHED))
+    if _entries(dest):
+        marker = _load_json(join(dest, UNFINISHED))
         complete = _completed(dest) if marker is None else None
         if marker is None and complete is None:
             raise DestinationError(
@@ -109,7 +117,7 @@ def _prepare_destination(
                 "ndstack; choose another folder (nothing was changed)"
             )
         if marker is not None:
-            where = os.path.join(dest, UNFINISHED)
+            where = join(dest, UNFINISHED)
             owned_before = _safe_entries(marker.get("written"), where)
             if overwrite:
                 _check_new_entries(dest, owned, owned_before)
@@ -161,19 +169,20 @@ def _prepare_destination(
             _remove_store(dest, owned_before, complete.store or "")
     store_id = uuid.uuid4().hex
     record = record_dir(dest)
-    if os.path.islink(record):
+    if not is_url(record) and os.path.islink(record):
         raise DestinationError(f"{record} is a symbolic link; ndstack will not write through it")
-    shutil.rmtree(record, ignore_errors=True)  # stale: its store is gone
+    remove_tree(record)  # stale: its store is gone
     try:
-        os.makedirs(dest, exist_ok=True)
-        os.makedirs(os.path.join(record, "done"), exist_ok=True)
+        if not is_url(dest):  # object storage has no folders to make
+            os.makedirs(dest, exist_ok=True)
+            os.makedirs(os.path.join(record, "done"), exist_ok=True)
         # the record first, then the marker inside the store: a kill between the two
         # leaves a store with no marker (not ndstack's), never a marker without a record
         manifest = {"ndstack": version(), "store": store_id, "settings": settings,
                     "source": fingerprint}  # fmt: skip
         atomic_write(manifest_file, json.dumps(manifest).encode())
         marker_body = {"store": store_id, "written": owned}
-        atomic_write(os.path.join(dest, UNFINISHED), json.dumps(marker_body).encode())
+        atomic_write(join(dest, UNFINISHED), json.dumps(marker_body).encode())
     except PermissionError:
         raise WriteError(f"cannot write to {dest}: permission denied") from None
     except OSError as exc:
@@ -204,7 +213,13 @@ def _short(value: Any) -> str:
 def _check_new_entries(dest: str, owned: list[str], owned_before: list[str]) -> None:
     """Before anything is deleted: the new store's entries are the old store's or free, and
     no entry of either is a symbolic link (nothing is written through one)."""
-    taken = [e for e in owned if e not in owned_before and os.path.lexists(os.path.join(dest, e))]
+    there = set(_entries(dest)) if is_url(dest) else None
+    taken = [
+        e
+        for e in owned
+        if e not in owned_before
+        and (e in there if there is not None else os.path.lexists(os.path.join(dest, e)))
+    ]
     if taken:
         raise DestinationError(
             f"the destination {dest} holds {taken[0]!r}, which this conversion would write "
@@ -215,7 +230,10 @@ def _check_new_entries(dest: str, owned: list[str], owned_before: list[str]) -> 
 
 def _refuse_links(dest: str, entries: list[str]) -> None:
     """The store's own entries and its record hold no symbolic link: writes never leave
-    the destination (a user's links beside the store are none of its business)."""
+    the destination (a user's links beside the store are none of its business). Object
+    storage has no links."""
+    if is_url(dest):
+        return
     tops = [os.path.join(dest, e) for e in entries] + [record_dir(dest)]
     for top in tops:
         if os.path.islink(top):
@@ -235,11 +253,8 @@ def _refuse_links(dest: str, entries: list[str]) -> None:
 
 def finish_store(dest: str) -> None:
     """The store is complete: its unfinished marker goes, then the record beside it."""
-    try:
-        os.remove(os.path.join(dest, UNFINISHED))
-    except FileNotFoundError:
-        pass
-    shutil.rmtree(record_dir(dest), ignore_errors=True)
+    remove(join(dest, UNFINISHED))
+    remove_tree(record_dir(dest))
 
 
 def _first_change(old: dict, new: dict) -> str | None:
@@ -277,20 +292,27 @@ def _remove_store(dest: str, owned: list[str], store_id: str) -> None:
     later ``--overwrite`` can finish the job. The marker goes last. A symbolic link is
     removed as a link; what it points to is never touched.
     """
-    marker = os.path.join(dest, UNFINISHED)
+    marker = join(dest, UNFINISHED)
     atomic_write(marker, json.dumps({"store": store_id, "written": owned}).encode())
-    shutil.rmtree(record_dir(dest), ignore_errors=True)
+    remove_tree(record_dir(dest))
     root_meta = [e for e in METADATA_FILES if e in owned]
     for entry in [*(e for e in owned if e not in root_meta), *root_meta]:
-        path = os.path.join(dest, entry)
-        if os.path.islink(path) or os.path.isfile(path):
+        path = join(dest, entry)
+        if is_url(path):  # an object, or a prefix of objects
+            remove(path)
+            remove_tree(path)
+        elif os.path.islink(path) or os.path.isfile(path):
             os.remove(path)
         elif os.path.isdir(path):
             shutil.rmtree(path)
-    os.remove(marker)
+    remove(marker)
 
 
 def _remove_partials(dest: str) -> None:
+    """Temporary files of writes that were cut short (object storage has none: a PUT
+    is whole or absent)."""
+    if is_url(dest):
+        return
     for root, _, files in [*os.walk(dest), *os.walk(record_dir(dest))]:
         for f in files:
             if f.endswith(".partial"):

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from .._redact import redact
 from ..errors import DestinationError
+from .paths import is_url
 
 __all__ = [
     "Sources",
@@ -78,7 +79,13 @@ class Sources(NamedTuple):
     def paths(self) -> list[str]:
         """The local folders read: the grids' roots (those on the local disk), the stores."""
         local = [_local_path(g.root, g.fs) for g in self.grids]
-        return [p for p in local if p is not None] + self.stores
+        return [p for p in local if p is not None] + [s for s in self.stores if not is_url(s)]
+
+    def urls(self) -> list[str]:
+        """The remote locations read, as URLs: grids' roots elsewhere, stores at URLs."""
+        remote = [g.fs.unstrip_protocol(g.root) for g in self.grids
+                  if g.fs is not None and _local_path(g.root, g.fs) is None]  # fmt: skip
+        return remote + [s for s in self.stores if is_url(s)]
 
 
 def sources_of(arr: Any) -> Sources:
@@ -111,17 +118,25 @@ def source_paths(arr: Any) -> list[str]:
 
 def check_destination_against_source(dest: str, sources: Sources) -> None:
     """Refuse a destination that is, holds, or lies inside anything the array reads."""
+    if is_url(dest):
+        for src in sources.urls():
+            _refuse_overlap(dest, src, dest.rstrip("/"), src.rstrip("/"), "/")
+        return
     real = os.path.realpath(dest)
     for src in sources.paths():
-        src_real = os.path.realpath(src)
-        inside = real == src_real or real.startswith(src_real.rstrip(os.sep) + os.sep)
-        holds = src_real.startswith(real.rstrip(os.sep) + os.sep)
-        if inside or holds:
-            where = "is" if real == src_real else "lies inside" if inside else "holds"
-            raise DestinationError(
-                f"the destination {dest} {where} the source {src}; choose a folder apart "
-                "from it (sources are only ever read, never replaced)"
-            )
+        _refuse_overlap(dest, src, real, os.path.realpath(src), os.sep)
+
+
+def _refuse_overlap(dest: str, src: str, real: str, src_real: str, sep: str) -> None:
+    """Refuse ``dest`` when it is, lies inside or holds ``src`` (both already resolved)."""
+    inside = real == src_real or real.startswith(src_real.rstrip(sep) + sep)
+    holds = src_real.startswith(real.rstrip(sep) + sep)
+    if inside or holds:
+        where = "is" if real == src_real else "lies inside" if inside else "holds"
+        raise DestinationError(
+            f"the destination {dest} {where} the source {src}; choose a folder apart "
+            "from it (sources are only ever read, never replaced)"
+        )
 
 
 def source_fingerprint(arr: Any, sources: Sources | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import numpy as np
 from .._redact import reason
 from ..errors import VerifyError
 from .layout import chunk_path
+from .paths import as_local, find, is_file, is_url
 from .read import array_meta, level_paths, shard_has_holes
 from .results import VerifyReport
 
@@ -76,12 +77,12 @@ def missing_chunks(dest: str, limit: int = 1000) -> list[str]:
             for idx in sorted(present):
                 path = chunk_path(root, idx, fmt)
                 if shard_has_holes(path, idx, shape, chunks, inner):
-                    missing.append(os.path.relpath(path, dest) + " (inner chunks)")
+                    missing.append(_relative(path, dest) + " (inner chunks)")
         if len(present) >= expected:
             continue
         for idx in np.ndindex(*counts):
             if idx not in present:
-                missing.append(os.path.relpath(chunk_path(root, idx, fmt), dest))
+                missing.append(_relative(chunk_path(root, idx, fmt), dest))
                 if len(missing) >= limit:
                     return missing
     return missing
@@ -97,26 +98,45 @@ def _inner_chunks(meta: dict[str, Any]) -> list[int] | None:
     return list(inner) if isinstance(inner, list) else None
 
 
-def _chunk_files(root: str, fmt: int, counts: list[int]) -> set[tuple[int, ...]]:
-    """The chunk keys of an array that exist as files, within its grid."""
-    top = os.path.join(root, "c") if fmt == 3 else root
+def _relative(path: str, dest: str) -> str:
+    """``path`` relative to the store (``/``-separated for URLs)."""
+    if is_url(dest):
+        return path[len(dest.rstrip("/")) + 1 :]
+    return os.path.relpath(path, dest)
+
+
+def _chunk_keys(key_lists: Any, counts: list[int]) -> set[tuple[int, ...]]:
+    """The chunk indices among lists of key parts, within the grid of ``counts``."""
     found: set[tuple[int, ...]] = set()
+    for key in key_lists:
+        if len(key) == len(counts) and all(p.isdigit() for p in key):
+            idx = tuple(int(p) for p in key)
+            if all(i < n for i, n in zip(idx, counts)):
+                found.add(idx)
+    return found
+
+
+def _chunk_files(root: str, fmt: int, counts: list[int]) -> set[tuple[int, ...]]:
+    """The chunk keys of an array that exist as files (or objects), within its grid."""
+    if not counts:  # a 0-d array: one chunk named "0"... in v3 'c', in v2 '0'
+        return {()} if is_file(chunk_path(root, (), fmt)) else set()
+    top = os.path.join(root, "c") if fmt == 3 else root
+    if is_url(top):  # one listing of every object under the prefix
+        return _chunk_keys((key.split("/") for key in find(top)), counts)
+    return _chunk_keys(_walk_keys(top, len(counts)), counts)
+
+
+def _walk_keys(top: str, depth: int) -> Any:
+    """Key parts of the files under ``top`` down to ``depth`` levels (numbered folders)."""
     for folder, dirs, files in os.walk(top):
         dirs[:] = [d for d in dirs if d.isdigit()]
         rel = os.path.relpath(folder, top)
         parts = [] if rel == "." else rel.split(os.sep)
-        if len(parts) >= len(counts):
+        if len(parts) >= depth:
             dirs[:] = []
             continue
         for f in files:
-            key = [*parts, f]
-            if len(key) == len(counts) and all(p.isdigit() for p in key):
-                idx = tuple(int(p) for p in key)
-                if all(i < n for i, n in zip(idx, counts)):
-                    found.add(idx)
-    if not counts:  # a 0-d array: one chunk named "0"... in v3 'c', in v2 '0'
-        return {()} if os.path.isfile(chunk_path(root, (), fmt)) else set()
-    return found
+            yield [*parts, f]
 
 
 def _region_text(dims: tuple[str, ...], region: tuple[slice, ...]) -> str:
@@ -158,13 +178,13 @@ def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0)
 
     src = source if isinstance(source, xr.DataArray) else _open(source)
     src = independent_reads(src)
-    out = open_store(os.fspath(dest))
+    out = open_store(as_local(os.fspath(dest)))
     if tuple(out.dims) != tuple(src.dims) or out.shape != src.shape:
         raise VerifyError(
             f"{dest}: dims {tuple(out.dims)} shape {out.shape} differ from the source's "
             f"{tuple(src.dims)} {src.shape}"
         )
-    missing = missing_chunks(os.fspath(dest))
+    missing = missing_chunks(as_local(os.fspath(dest)))
     blocks = list(np.ndindex(*src.data.numblocks))
     if sample == "all":
         chosen = blocks

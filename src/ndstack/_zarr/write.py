@@ -40,10 +40,11 @@ from .._ngff import (
     ImagePlan,
     plan_image,
 )
-from ..errors import DestinationError, ParameterError, WriteError
+from ..errors import DestinationError, NoImagesError, ParameterError, WriteError
 from .lock import Lock, acquire, release
 from .lock import check as check_lock
 from .metadata import _create_arrays, _write_metadata
+from .paths import READ_ONLY_SCHEMES, filesystem, is_url, list_names, refuse_credentials
 from .plan import (
     CODECS,
     FORMATS,
@@ -146,7 +147,7 @@ def to_zarr(
     """
     t0 = time.perf_counter()
     da_arr = _as_dataarray(arr, dims)
-    dest = os.path.abspath(_local_destination(os.fspath(dest)))
+    dest = _destination(os.fspath(dest))
     _check_options(da_arr.dims, format, codec, clevel, chunks, shards, levels)
     dtype = np.dtype(da_arr.dtype)
     if dtype.kind not in "biufc":
@@ -187,10 +188,11 @@ def to_zarr(
     fingerprint = source_fingerprint(da_arr, sources)
     done_dir = os.path.join(record_dir(dest), "done")
     owned = _owned_entries(plan)
-    try:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-    except OSError as exc:
-        raise WriteError(f"cannot write to {dest}: {exc.strerror or exc}") from None
+    if not is_url(dest):
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+        except OSError as exc:
+            raise WriteError(f"cannot write to {dest}: {exc.strerror or exc}") from None
     lock = acquire(dest)  # one run per destination, until finish() or an error
     try:
         state, store_id = _prepare_destination(dest, settings, fingerprint, overwrite, owned)
@@ -248,10 +250,11 @@ def _run(
     pending_in = skipped_in = skipped_out = skipped = 0
     sizes = np.meshgrid(*[np.asarray(c) for c in data.chunks], indexing="ij")
     block_bytes = np.prod(sizes, axis=0) * dtype.itemsize
+    done = set(list_names(done_dir)) if resumed else set()  # one listing, not a stat each
     for idx in np.ndindex(*data.numblocks):
-        marker = os.path.join(done_dir, _marker_name(idx, n_split, split_shape))
-        if resumed and os.path.exists(marker):
-            record = _read_marker(marker)
+        name = _marker_name(idx, n_split, split_shape)
+        if name in done:
+            record = _read_marker(os.path.join(done_dir, name))
             skipped += 1
             skipped_in += record.get("in", int(block_bytes[idx]))
             skipped_out += record.get("out", 0)
@@ -348,23 +351,42 @@ def _run(
     )
 
 
-def _local_destination(dest: str) -> str:
-    """A local path for ``dest``: ``file://`` URLs become paths; other URLs are refused
-    rather than written to a local folder named ``s3:/bucket/...``; empty is refused."""
+def _destination(dest: str) -> str:
+    """Where to write: an absolute local path (``file://`` URLs become paths), or a URL
+    of object storage (``s3://``, ``gs://``, ``az://``, ``memory://``, ...), checked
+    before anything is read or written. Read-only URLs (``http(s)://``) are refused, and
+    no local path is ever made from a URL (no folder named ``s3:/bucket/...``)."""
+    from .._redact import redact
     from .._util import local_path, url_scheme
 
     if not dest.strip():
         raise DestinationError("the destination is empty; name the store to write")
     local = local_path(dest)
     if local is not None:
-        return local
+        return os.path.abspath(local)
     scheme = url_scheme(dest)
+    shown = redact(dest)
     if scheme in ("file", "local"):
-        raise DestinationError(f"the destination {dest} names another host")
-    raise DestinationError(
-        f"the destination {dest} is a {scheme}:// URL; ndstack writes to local "
-        "folders only for now (mount the storage, or write locally and copy)"
-    )
+        raise DestinationError(f"the destination {shown} names another host")
+    if scheme in READ_ONLY_SCHEMES:
+        raise DestinationError(
+            f"the destination {shown} is an {scheme}:// URL, which ndstack reads but cannot "
+            "write; write to object storage (s3://, gs://, az://) or a local folder"
+        )
+    refuse_credentials(dest, DestinationError)
+    if "?" in dest or "#" in dest:
+        raise DestinationError(f"the destination {shown} has a query or fragment; name the store")
+    try:
+        filesystem(dest)  # an unknown scheme, or its client package missing
+    except NoImagesError as exc:
+        raise DestinationError(str(exc)) from None
+    url = dest.rstrip("/")
+    if "/" not in url.split("://", 1)[1]:
+        raise DestinationError(
+            f"the destination {shown} is a whole bucket; name a store inside it "
+            f"(e.g. {shown.rstrip('/')}/data.ome.zarr)"
+        )
+    return url
 
 
 def _check_options(

@@ -1,0 +1,160 @@
+"""Object storage: writing and reading stores on a real S3 API server (moto) on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+import ndstack
+from ndstack.cli import main
+from ndstack.errors import DestinationError, NdstackError, NoImagesError, WriteError
+
+from .conftest import write_lls
+
+
+@pytest.fixture
+def lls_arr(tmp_path: Path):
+    write_lls(tmp_path / "src", n_stacks=3, shape=(6, 40, 48))
+    return ndstack.open(tmp_path / "src")
+
+
+def test_convert_to_s3_and_read_back(lls_arr, s3: str, tmp_path: Path) -> None:
+    url = f"{s3}/run1/x.ome.zarr"
+    summary = ndstack.to_zarr(lls_arr, url, chunks={"Z": 2, "Y": 16, "X": 16}, levels=2)
+    assert summary["tasks"] > 1 and summary["dest"] == url
+    back = ndstack.open(url)
+    xr.testing.assert_identical(back.drop_attrs(), lls_arr.drop_attrs().compute())
+    report = ndstack.verify(lls_arr, url, sample="all")
+    assert report.checked == report.blocks > 1
+    # nothing local was made from the URL, and the record and lock are gone
+    assert not (Path.cwd() / "s3:").exists()
+    import s3fs
+
+    listing = s3fs.S3FileSystem().ls(s3.removeprefix("s3://") + "/run1")
+    assert [p.rsplit("/", 1)[1] for p in listing] == ["x.ome.zarr"]
+
+
+def _objects(url: str) -> dict[str, bytes]:
+    """Every object under ``url`` by key relative to it."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    prefix = url.removeprefix("s3://").rstrip("/") + "/"
+    return {k[len(prefix) :]: fs.cat_file(k) for k in fs.find(prefix)}
+
+
+def _chunks(objects: dict[str, bytes]) -> dict[str, bytes]:
+    """The chunk objects (the array contents) of a store's objects."""
+    return {k: v for k, v in objects.items() if "/c/" in f"/{k}"}
+
+
+def test_a_missing_bucket_is_one_line_before_any_work(lls_arr, s3: str, tmp_path, capsys):
+    with pytest.raises(WriteError, match="bucket does not exist"):
+        ndstack.to_zarr(lls_arr, "s3://no-such-bucket-here/x.ome.zarr")
+    code = main(["convert", str(tmp_path / "src"), "s3://no-such-bucket-here/x.zarr", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no-such-bucket-here" in err
+    assert not (Path.cwd() / "s3:").exists() and not list(Path.cwd().glob("s3*"))
+
+
+def test_no_credentials_is_one_line(lls_arr, s3: str, monkeypatch, tmp_path) -> None:
+    import s3fs
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask a cloud's metadata
+    s3fs.S3FileSystem.clear_instance_cache()
+    with pytest.raises(WriteError, match="credentials"):
+        ndstack.to_zarr(lls_arr, f"{s3}/x.ome.zarr")
+
+
+def test_credentials_in_a_url_are_refused_and_never_shown(lls_arr, s3: str, capsys) -> None:
+    bucket = s3.removeprefix("s3://")
+    url = f"s3://AKIDEXAMPLE:wJalrSECRETKEY@{bucket}/x.ome.zarr"
+    with pytest.raises(DestinationError, match="credentials") as info:
+        ndstack.to_zarr(lls_arr, url)
+    assert "wJalrSECRETKEY" not in str(info.value)
+    assert main(["info", url]) == 2
+    assert "wJalrSECRETKEY" not in "".join(capsys.readouterr())
+    assert _objects(s3) == {}
+
+
+def test_no_secret_reaches_an_object(lls_arr, s3: str) -> None:
+    ndstack.to_zarr(lls_arr, f"{s3}/x.ome.zarr")
+    objects = _objects(s3)
+    assert any(k.endswith("zarr.json") for k in objects)
+    for secret in (b"testing-secret", b"AWS_SECRET"):
+        assert not [k for k, v in objects.items() if secret in v]
+
+
+def test_a_url_that_is_not_a_store(s3: str) -> None:
+    import s3fs
+
+    s3fs.S3FileSystem().pipe_file(f"{s3.removeprefix('s3://')}/notes/readme.txt", b"hello")
+    with pytest.raises(NoImagesError):
+        ndstack.open(f"{s3}/notes")
+    with pytest.raises(NoImagesError):
+        ndstack.open(f"{s3}/nothing-here.zarr")
+
+
+def test_overwrite_removes_only_what_ndstack_wrote(lls_arr, s3: str) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    url = f"{s3}/x.ome.zarr"
+    ndstack.to_zarr(lls_arr, url, levels=1)
+    fs.pipe_file(f"{url.removeprefix('s3://')}/user-notes.txt", b"mine")
+    with pytest.raises(DestinationError, match="pass --overwrite"):
+        ndstack.to_zarr(lls_arr.isel(T=slice(0, 2)), url, levels=1)
+    ndstack.to_zarr(lls_arr.isel(T=slice(0, 2)), url, levels=1, overwrite=True)
+    assert ndstack.open(url).sizes["T"] == 2
+    assert _objects(url)["user-notes.txt"] == b"mine"
+
+
+def test_the_server_going_away_mid_write_then_resume(lls_arr, s3: str, moto_endpoint, monkeypatch):
+    """The run stops with a clear error; the next run resumes to the bytes of a run that
+    was never interrupted."""
+    import threading
+    import time
+
+    import s3fs
+
+    from .conftest import TcpRelay
+
+    ndstack.to_zarr(lls_arr, f"{s3}/whole.ome.zarr", chunks={"Z": 2}, levels=2)
+    relay = TcpRelay(int(moto_endpoint.rsplit(":", 1)[1]))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", relay.url)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    s3fs.S3FileSystem.clear_instance_cache()
+    url = f"{s3}/cut.ome.zarr"
+    relay.delay = 0.01  # slow enough to cut it in the middle
+
+    def cut_after_first_block() -> None:  # watched straight at the server, not the relay
+        direct = s3fs.S3FileSystem(endpoint_url=moto_endpoint, skip_instance_cache=True)
+        done = f"{s3.removeprefix('s3://')}/.cut.ome.zarr.ndstack/done"
+        for _ in range(600):
+            direct.invalidate_cache()
+            if direct.exists(done) and direct.ls(done):
+                break
+            time.sleep(0.05)
+        relay.cut()
+
+    watcher = threading.Thread(target=cut_after_first_block)
+    watcher.start()
+    with pytest.raises(NdstackError) as info:
+        ndstack.to_zarr(lls_arr, url, chunks={"Z": 2}, levels=2)
+    assert str(info.value).count("\n") == 0 and "cut.ome.zarr" in str(info.value)
+    watcher.join()
+    relay.delay = 0.0
+    relay.open()
+    s3fs.S3FileSystem.clear_instance_cache()
+    # the lock of the cut run is its own process's: a new run in this process takes over
+    summary = ndstack.to_zarr(lls_arr, url, chunks={"Z": 2}, levels=2)
+    assert summary["skipped"] > 0 and summary["tasks"] > 0
+    assert _chunks(_objects(url)) == _chunks(_objects(f"{s3}/whole.ome.zarr"))
+    ndstack.verify(lls_arr, url, sample="all")
