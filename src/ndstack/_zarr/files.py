@@ -10,9 +10,9 @@ from typing import Any
 
 from .._redact import reason, redact
 from ..errors import WriteError
-from .paths import get, is_url, put
+from .paths import filesystem, get, is_url, put
 
-__all__ = ["atomic_write", "read_json_object"]
+__all__ = ["atomic_write", "atomic_write_all", "read_json_object"]
 
 #: the rename that makes a written file appear (a hook: tests make it fail like a full disk)
 _replace = os.replace
@@ -49,6 +49,22 @@ def atomic_write(path: str, payload: bytes) -> None:
                 "command again to resume"
             ) from None
         raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def atomic_write_all(items: list[tuple[str, bytes]]) -> None:
+    """:func:`atomic_write` of every ``(path, payload)``; on object storage the PUTs go
+    out together (fsspec keeps many requests in flight), since each one waits for the
+    network far longer than it takes to send."""
+    if len(items) < 2 or not is_url(items[0][0]):
+        for path, payload in items:
+            atomic_write(path, payload)
+        return
+    fs, _ = filesystem(items[0][0])
+    try:
+        fs.pipe({filesystem(path)[1]: payload for path, payload in items})
+    except Exception as exc:
+        first = items[0][0].rsplit("/", 1)[0]
+        raise WriteError(f"cannot write under {redact(first)}: {reason(exc)}") from None
 
 
 def read_json_object(path: str) -> dict[str, Any]:

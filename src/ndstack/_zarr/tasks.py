@@ -18,8 +18,9 @@ import numpy as np
 
 from .._grid import take_filled
 from ..errors import DestinationError
-from .files import atomic_write, read_json_object
+from .files import atomic_write, atomic_write_all, read_json_object
 from .layout import UNFINISHED
+from .paths import is_url
 from .plan import Plan
 
 
@@ -112,14 +113,20 @@ def _write_level(
     first = [o // c for o, c in zip(offset, lv.chunks)]
     counts = [math.ceil(n / c) for n, c in zip(block.shape, lv.chunks)]
     written = 0
+    batch: list[tuple[str, bytes]] = []  # on object storage: PUT together, not one by one
+    remote = is_url(plan.dest)
     for rel in np.ndindex(*counts):
         idx = [f + r for f, r in zip(first, rel)]
         sl = tuple(
             slice(r * c, min((r + 1) * c, n)) for r, c, n in zip(rel, lv.chunks, block.shape)
         )
         payload = _encode(plan, _padded(block[sl], lv.chunks, plan.fill_value))
-        atomic_write(plan.chunk_path(image, level, idx), payload)
         written += len(payload)
+        if remote:
+            batch.append((plan.chunk_path(image, level, idx), payload))
+        else:
+            atomic_write(plan.chunk_path(image, level, idx), payload)
+    atomic_write_all(batch)
     return written
 
 
