@@ -356,3 +356,38 @@ def test_a_function_that_cannot_travel_to_workers_is_named_at_once() -> None:
     ):
         with pytest.raises(ParameterError, match=r"'.*uses_the_lock' cannot be sent"):
             ops.apply(uses_the_lock, arr)
+
+
+def test_a_cluster_reads_and_writes_object_storage_only(dask_cluster, s3, moto_endpoint,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    """The cloud recipe: source in a bucket, Dask workers, store in a bucket. The workers
+    were started without any credentials or endpoint (the client gives them as storage
+    options) and with no path of the client's disk in the graph."""
+    import s3fs
+
+    address, _ = dask_cluster  # started before the s3 fixture set AWS_*: workers lack them
+    folder = tmp_path / "src"
+    _dataset(folder, 6)
+    bucket = s3.removeprefix("s3://")
+    s3fs.S3FileSystem().put(str(folder) + "/", f"{bucket}/src/", recursive=True)
+    local = tmp_path / "local.zarr"
+    ndstack.to_zarr(ndstack.open(folder), local)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    none = str(tmp_path / "none")
+    env.update(AWS_SHARED_CREDENTIALS_FILE=none, AWS_CONFIG_FILE=none,
+               AWS_EC2_METADATA_DISABLED="true")  # fmt: skip
+    options = [f"--storage-option=endpoint_url={moto_endpoint}", "--storage-option=key=k",
+               "--storage-option=secret=s"]  # fmt: skip
+    dest = f"{s3}/out.ome.zarr"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ndstack.cli", "convert", f"{s3}/src/", dest, "--scheduler",
+         address, "--quiet", *options],
+        capture_output=True, text=True, check=False, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    prefix = f"{bucket}/out.ome.zarr/"
+    remote = {k[len(prefix) :]: fs.cat_file(k) for k in fs.find(prefix) if "/c/" in k}
+    assert remote and remote == chunk_files(local)
+    xr.testing.assert_equal(ndstack.open(dest).compute(), ndstack.open(local).compute())

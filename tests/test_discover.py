@@ -52,7 +52,7 @@ def test_a_file_named_with_glob_characters(tmp_path: Path, capsys) -> None:
     ("url", "message"),
     [
         ("http://user:pa/ss@word@127.0.0.1:1/x/", "cannot list 'http://***@127.0.0.1:1/x/'"),
-        ("nosuchprotocol://bucket/x", "cannot list 'nosuchprotocol://bucket/x'"),
+        ("nosuchprotocol://bucket/x", "nosuchprotocol://bucket/x: Protocol not known"),
     ],
 )
 def test_urls_that_cannot_be_listed_are_one_line(url: str, message: str, capsys) -> None:

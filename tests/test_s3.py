@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -158,3 +159,46 @@ def test_the_server_going_away_mid_write_then_resume(lls_arr, s3: str, moto_endp
     assert summary["skipped"] > 0 and summary["tasks"] > 0
     assert _chunks(_objects(url)) == _chunks(_objects(f"{s3}/whole.ome.zarr"))
     ndstack.verify(lls_arr, url, sample="all")
+
+
+def test_storage_options_instead_of_the_environment(lls_arr, s3: str, moto_endpoint, monkeypatch,
+                                                   tmp_path, capsys) -> None:  # fmt: skip
+    """Python's storage_options= and the CLI's --storage-option, with nothing in the
+    environment: the endpoint and keys reach every request (workers' tasks included) and
+    no object, record, summary or output line."""
+    import s3fs
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    s3fs.S3FileSystem.clear_instance_cache()
+    secret = "sEcReT-only-in-options"
+    options = {"endpoint_url": moto_endpoint, "key": "AKIDOPTIONS", "secret": secret}
+    url = f"{s3}/opts.ome.zarr"
+    summary = ndstack.to_zarr(lls_arr, url, storage_options=options, levels=1)
+    assert secret not in repr(summary)
+    back = ndstack.open(url, storage_options=options)
+    np.testing.assert_array_equal(back.values, lls_arr.values)
+    ndstack.verify(lls_arr, url, storage_options=options)
+    args = [f"--storage-option=endpoint_url={moto_endpoint}", "--storage-option=key=AKIDOPTIONS",
+            f"--storage-option=secret={secret}"]  # fmt: skip
+    cli_url = f"{s3}/cli.ome.zarr"
+    assert main(["convert", str(tmp_path / "src"), cli_url, "--quiet", *args]) == 0
+    assert main(["info", cli_url, *args]) == 0
+    assert main(["verify", str(tmp_path / "src"), cli_url, *args]) == 0
+    out, err = capsys.readouterr()
+    assert secret not in out + err and "cli.ome.zarr" in out
+    objects = _objects_with(s3, options)
+    assert any(k.startswith("cli.ome.zarr/") for k in objects)
+    assert not [k for k, v in objects.items() if secret.encode() in v]
+
+
+def _objects_with(url: str, options: dict) -> dict[str, bytes]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=options["endpoint_url"], key=options["key"],
+                           secret=options["secret"], skip_instance_cache=True)  # fmt: skip
+    prefix = url.removeprefix("s3://").rstrip("/") + "/"
+    return {k[len(prefix) :]: fs.cat_file(k) for k in fs.find(prefix)}

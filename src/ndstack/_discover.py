@@ -267,9 +267,9 @@ def _from_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
 
 
 def _list_fsspec(url: str, extensions: Sequence[str] | None) -> Source:
-    import fsspec
+    from ._zarr.paths import filesystem
 
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = filesystem(url)
     if _GLOB_CHARS & set(path) and not fs.exists(path):
         root = _glob_root(path)
         found = fs.glob(path, detail=True)
@@ -299,12 +299,12 @@ def _from_fsspec_list(urls: list[str], extensions: Sequence[str] | None) -> Sour
 
 
 def _list_fsspec_files(urls: list[str], extensions: Sequence[str] | None) -> Source:
-    import fsspec
+    from ._zarr.paths import filesystem
 
-    fs, _ = fsspec.core.url_to_fs(urls[0])
+    fs, _ = filesystem(urls[0])
     full = []
     for u in urls:
-        other, path = fsspec.core.url_to_fs(u)
+        other, path = filesystem(u)
         if type(other) is not type(fs) or other.storage_options != fs.storage_options:
             raise NoImagesError(
                 f"{u!r} is on another filesystem than {urls[0]!r}; list URLs of one "

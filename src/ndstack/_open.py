@@ -54,6 +54,7 @@ def open(
     file_shape: Sequence[int] | None = None,
     dtype: Any = None,
     extensions: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> xr.DataArray:
     """Open many image files as one lazy ``xarray.DataArray`` over a Dask array.
 
@@ -100,6 +101,11 @@ def open(
     extensions
         File endings to take (default: TIFF endings; with ``reader=``, every file except
         known non-images).
+    storage_options
+        For URLs (``s3://``, ``gs://``, ``https://`` ...): fsspec options of their
+        filesystem (``endpoint_url``, ``anon``, ``profile`` ...), used for every request to
+        that bucket or host from this process and carried by the tasks that read it;
+        never written or shown. Without them the cloud's own configuration applies.
 
     Returns
     -------
@@ -125,11 +131,13 @@ def open(
     >>> arr = ndstack.open("experiment/")  # doctest: +SKIP
     >>> arr.isel(T=0, C=1, Z=10).values  # one step: reads one plane of one file  # doctest: +SKIP
     """
-    from ._zarr.paths import as_local, refuse_credentials
+    from ._zarr.paths import as_local, refuse_credentials, use_options
     from ._zarr.read import is_store, open_store
 
     if isinstance(source, str):
         refuse_credentials(source, NoImagesError)
+    for url in [source] if isinstance(source, str) else source if isinstance(source, list) else []:
+        use_options(str(url), storage_options)
 
     if on_error not in ("raise", "fill"):
         raise ValueError(f"on_error must be 'raise' or 'fill', not {on_error!r}")

@@ -56,6 +56,31 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
         default="stitch",
         help="x/y tile indices: stitch into one plane (default) or keep as dims",
     )
+    _add_storage_options(p)
+
+
+def _storage_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``: the value as JSON where it reads as such (``true``, ``3``), else text."""
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError("expected KEY=VALUE, e.g. endpoint_url=http://...")
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def _add_storage_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--storage-option",
+        type=_storage_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an fsspec storage option for the URLs named (endpoint_url=..., profile=..., "
+        "anon=true); repeatable. Credentials are best kept in the environment or a profile",
+    )
 
 
 def _chunks(text: str) -> dict[str, int]:
@@ -223,6 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("source", nargs="?", help="folder, glob, file or URL")
     pp.add_argument("dest", nargs="?", help="the store to write")
     pp.add_argument("--list", action="store_true", help="list the steps and their parameters")
+    _add_storage_options(pp)
     pp.add_argument("--pattern", help="name template, e.g. '{name}_ch{C:d}_{cam}_stack{T:d}_*.tif'")
     pp.add_argument(
         "--device",
@@ -256,6 +282,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_cluster_options(pw)
     pn = sub.add_parser("view", help="open SOURCE in napari (pip install 'ndstack[viewer]')")
     pn.add_argument("source", help="folder, glob, file, URL or store")
+    _add_storage_options(pn)
     pn.add_argument("--pattern", help="name template, e.g. '{name}_ch{C:d}_{cam}_stack{T:d}_*.tif'")
     pd = sub.add_parser("demo", help="write a small lattice light-sheet-like dataset and open it")
     pd.add_argument("--out", default="ndstack-demo", help="folder to write (default: %(default)s)")
@@ -263,8 +290,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _use_storage_options(args: argparse.Namespace) -> None:
+    """``--storage-option``s for the URLs the command names (source and destination)."""
+    from ._zarr.paths import use_options
+
+    options = dict(getattr(args, "storage_option", None) or [])
+    for url in (getattr(args, "source", None), getattr(args, "dest", None)):
+        if isinstance(url, str) and options:
+            use_options(url, options)
+
+
 def _check_args(args: argparse.Namespace) -> None:
     """The options together, before anything is opened, started or written."""
+    _use_storage_options(args)
     if getattr(args, "scheduler", None) and getattr(args, "workers", None) is not None:
         raise ParameterError("give --scheduler or --workers, not both")
     if getattr(args, "codec", "none") != "none" and args.clevel not in BLOSC_LEVELS:

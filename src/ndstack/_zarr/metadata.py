@@ -9,6 +9,7 @@ import numpy as np
 
 from .._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale
 from .._util import version
+from .paths import zarr_store
 from .read import read_node
 from .schema import StoredAttrs, StoredCoord
 
@@ -48,7 +49,7 @@ def _create_arrays(plan: Plan, plan_img: ImagePlan) -> None:
                 else {"dimension_names": names, "shards": lv.shard}
             )
             zarr.create_array(
-                store=plan.dest,
+                store=zarr_store(plan.dest, read_only=False),
                 name=name,
                 shape=lv.shape,
                 chunks=lv.chunks,
@@ -150,7 +151,7 @@ def _omero(plan_img: ImagePlan, arr: Any, plan: Plan, img: int) -> dict[str, Any
             units = coord.attrs.get("units", "")
             labels = [f"{w:g}{units}" for w in wavelengths]
             break
-    small = zarr.open_array(plan.array_dir(img, len(plan.levels) - 1), mode="r")
+    small = zarr.open_array(store=zarr_store(plan.array_dir(img, len(plan.levels) - 1)), mode="r")
     index: list[Any] = [s // 2 for s in small.shape]  # the middle of every other axis
     channels = []
     colors = channel_colors(labels, wavelengths)
@@ -181,7 +182,7 @@ def _write_metadata(
     unit = arr.attrs.get("pixel_unit")
     nd = _ndstack_attrs(arr, plan_img, settings, provenance)
     if plan.levels[0].path == "":  # plain zarr: attributes on the root array
-        z = zarr.open_array(plan.dest, mode="r+")
+        z = zarr.open_array(store=zarr_store(plan.dest, read_only=False), mode="r+")
         z.attrs.update({"ndstack": nd})
         return
     axes = axes_metadata(plan_img, unit)
@@ -209,10 +210,13 @@ def _write_metadata(
         attrs: dict[str, Any] = dict(ome) if v2 else {"ome": ome}
         if not plan_img.split_dims:
             attrs["ndstack"] = nd
-        zarr.open_group(os.path.join(plan.dest, path) if path else plan.dest, mode="a",
+        where = os.path.join(plan.dest, path) if path else plan.dest
+        zarr.open_group(store=zarr_store(where, read_only=False), mode="a",
                         zarr_format=plan.zarr_format).attrs.update(attrs)  # fmt: skip
     if plan_img.split_dims:
-        root = zarr.open_group(plan.dest, mode="a", zarr_format=plan.zarr_format)
+        root = zarr.open_group(
+            store=zarr_store(plan.dest, read_only=False), mode="a", zarr_format=plan.zarr_format
+        )
         layout: dict[str, Any] = {"bioformats2raw.layout": 3}
         root.attrs.update(
             {**layout, "ndstack": nd}

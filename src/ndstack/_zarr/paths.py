@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "join",
     "list_names",
     "modified",
+    "options_of",
     "parent",
     "put",
     "put_new",
@@ -47,6 +48,7 @@ __all__ = [
     "remove_tree",
     "stamp",
     "tail",
+    "use_options",
     "zarr_store",
 ]
 
@@ -105,13 +107,39 @@ def as_local(path: str) -> str:
     return path if local is None else local
 
 
+#: storage options given for a location (scheme, bucket or host), in this process only
+_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _location(url: str) -> tuple[str, str]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return (parts.scheme.lower(), parts.netloc)
+
+
+def use_options(url: str, options: Mapping[str, Any] | None) -> None:
+    """Use ``options`` (``storage_options`` of fsspec: ``endpoint_url``, ``key``,
+    ``profile``, ``anon`` ...) for every request to ``url``'s bucket (or host) made by this
+    process from now on. Write tasks and stored arrays carry their options and call this
+    where they run, so that workers use them too; they are never written anywhere."""
+    if options and is_url(url):
+        _OPTIONS[_location(url)] = dict(options)
+
+
+def options_of(url: str) -> dict[str, Any]:
+    """The storage options given for ``url``'s bucket (or host), if any."""
+    return dict(_OPTIONS.get(_location(url), {})) if is_url(url) else {}
+
+
 def filesystem(url: str) -> tuple[Any, str]:
-    """The fsspec filesystem of ``url`` and the path in it; a missing client package is a
+    """The fsspec filesystem of ``url`` and the path in it (with the options given for
+    its bucket, :func:`use_options`); a missing client package is a
     :class:`~ndstack.errors.MissingDependencyError` naming the extra to install."""
     import fsspec
 
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **options_of(url))
     except ImportError:
         scheme = url_scheme(url) or ""
         package, extra = _EXTRAS.get(scheme, (f"the fsspec driver for {scheme}://", ""))
@@ -206,16 +234,16 @@ def stamp(path: str) -> str:
     return repr([str(v) for v in parts if v is not None] + [str(info.get("size"))])
 
 
-def zarr_store(path: str) -> Any:
+def zarr_store(path: str, *, read_only: bool = True) -> Any:
     """What ``zarr.open_array(store=...)`` takes for ``path``: the path itself on disk,
-    zarr's own ``FsspecStore`` (read-only) for a URL."""
+    zarr's own ``FsspecStore`` for a URL (with the options given for it)."""
     if not is_url(path):
         return path
     from zarr.storage import FsspecStore
 
     filesystem(path)  # a missing client package: ndstack's one line
     with _answering(path):
-        return FsspecStore.from_url(path, read_only=True)
+        return FsspecStore.from_url(path, storage_options=options_of(path), read_only=read_only)
 
 
 # ------------------------------------------------------------------------ writing

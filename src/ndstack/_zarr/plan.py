@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -58,6 +58,9 @@ class Plan:
     #: it before writing, so a task left running by a run that failed or lost its lock
     #: never writes into a store that another run has replaced since
     store_id: str | None = None
+    #: storage options of a URL destination (credentials perhaps): they travel with the
+    #: tasks to wherever they run, and are never shown (repr) nor written anywhere
+    options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def array_dir(self, image: int, level: int) -> str:
         parts = [self.dest, self.image_paths[image], self.levels[level].path]

@@ -7,7 +7,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,10 +27,12 @@ from .paths import (
     files_exist,
     is_url,
     join,
+    options_of,
     parent,
     read_head,
     stamp,
     tail,
+    use_options,
     zarr_store,
 )
 from .schema import StoredAttrs
@@ -349,6 +351,8 @@ class StoredArray:
     #: the mtime (or ETag) of the array's metadata when opened: a rewritten array is
     #: opened anew
     stamp: str = ""
+    #: storage options of a store at a URL (never shown, never written)
+    options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ndim(self) -> int:
@@ -356,6 +360,7 @@ class StoredArray:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
+        use_options(self.path, self.options)  # where this runs: a worker, perhaps
         missing: list[str] = []  # chunk keys zarr asked for and found missing
         try:
             z = _zarr_array(self.path, self.stamp)
@@ -507,8 +512,9 @@ def _from_zarr(
     inner = tuple(z.chunks) if getattr(z, "shards", None) else None
     when = stamp(where)
     stored = StoredArray(
-        path, tuple(shape), dtype, tuple(unit), fmt, require_chunks, on_error, store, inner, when
-    )
+        path, tuple(shape), dtype, tuple(unit), fmt, require_chunks, on_error, store, inner, when,
+        options_of(path),
+    )  # fmt: skip
     # not on_error: like ndstack.open's, so that a run that stopped on a missing chunk
     # resumes with on_error="fill" as the same array
     where_id = path if is_url(path) else os.path.abspath(path)

@@ -20,7 +20,7 @@ from .._grid import take_filled
 from ..errors import DestinationError
 from .files import atomic_write, atomic_write_all, read_json_object
 from .layout import UNFINISHED
-from .paths import is_url
+from .paths import is_url, use_options
 from .plan import Plan
 
 
@@ -179,6 +179,7 @@ def _write_block(
 ) -> tuple[int, int]:
     """Write one block at all levels, then its marker (with the files filled while reading
     the block). Returns (bytes in, bytes out)."""
+    use_options(plan.dest, plan.options)  # where this runs: a worker, perhaps
     _check_marker(plan)
     block = block.reshape(block.shape[plan.n_split :])
     out = _write_level(plan, image, 0, block, offset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from .._redact import reason
 from ..errors import VerifyError
 from .layout import chunk_path
-from .paths import as_local, find, is_file, is_url
+from .paths import as_local, find, is_file, is_url, use_options
 from .read import array_meta, level_paths, shard_has_holes
 from .results import VerifyReport
 
@@ -146,7 +147,14 @@ def _region_text(dims: tuple[str, ...], region: tuple[slice, ...]) -> str:
     )
 
 
-def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0) -> dict[str, Any]:
+def verify(
+    source: Any,
+    dest: str,
+    *,
+    sample: str | int = "auto",
+    seed: int = 0,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Re-read blocks from both sides and compare them; check that no chunk is missing.
 
     Parameters
@@ -154,10 +162,14 @@ def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0)
     source
         The source: a DataArray, or anything :func:`ndstack.open` takes.
     dest
-        The store written by :func:`ndstack.to_zarr`.
+        The store written by :func:`ndstack.to_zarr`: a folder or a URL.
     sample
         ``"auto"``: the first, the last and 16 random source blocks; ``"all"``: every
         block; an integer: that many random blocks besides the first and the last.
+    seed
+        Of the random choice of blocks.
+    storage_options
+        For a store at a URL: fsspec options of its filesystem (see :func:`ndstack.open`).
 
     Returns
     -------
@@ -176,6 +188,7 @@ def verify(source: Any, dest: str, *, sample: str | int = "auto", seed: int = 0)
     from .._open import open as _open
     from .read import open_store
 
+    use_options(os.fspath(dest), storage_options)  # the store's, when it is at a URL
     src = source if isinstance(source, xr.DataArray) else _open(source)
     src = independent_reads(src)
     out = open_store(as_local(os.fspath(dest)))

@@ -44,7 +44,15 @@ from ..errors import DestinationError, NoImagesError, ParameterError, WriteError
 from .lock import Lock, acquire, release
 from .lock import check as check_lock
 from .metadata import _create_arrays, _write_metadata
-from .paths import READ_ONLY_SCHEMES, filesystem, is_url, list_names, refuse_credentials
+from .paths import (
+    READ_ONLY_SCHEMES,
+    filesystem,
+    is_url,
+    list_names,
+    options_of,
+    refuse_credentials,
+    use_options,
+)
 from .plan import (
     CODECS,
     FORMATS,
@@ -91,6 +99,7 @@ def to_zarr(
     overwrite: bool = False,
     compute: bool = True,
     progress: bool | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Write an array to a Zarr v3 store laid out as OME-Zarr 0.5 (or 0.4, or plain Zarr).
 
@@ -134,6 +143,12 @@ def to_zarr(
         locked until it has run (or this process ends).
     progress
         Show a progress bar on stderr; default: when stderr is a terminal.
+    storage_options
+        For a URL destination: fsspec options of its filesystem (``endpoint_url``,
+        ``profile``, ``key``/``secret`` ...), used for every request to its bucket from
+        this process and carried by the write tasks to wherever they run; never written
+        or shown. Without them the cloud's own configuration applies (``AWS_*``
+        variables, profiles, ...).
 
     Returns
     -------
@@ -148,6 +163,7 @@ def to_zarr(
     t0 = time.perf_counter()
     da_arr = _as_dataarray(arr, dims)
     dest = _destination(os.fspath(dest))
+    use_options(dest, storage_options)
     _check_options(da_arr.dims, format, codec, clevel, chunks, shards, levels)
     dtype = np.dtype(da_arr.dtype)
     if dtype.kind not in "biufc":
@@ -177,6 +193,7 @@ def to_zarr(
         zchunks=zchunks, n_levels=n_levels, dtype=dtype, codec=codec, clevel=clevel,
         arr=da_arr, sharded=bool(shards),
     )  # fmt: skip
+    plan = dataclasses.replace(plan, options=options_of(dest))
     settings = {
         "format": format, "codec": codec, "clevel": clevel, "chunks": list(zchunks),
         "levels": n_levels, "dims": list(da_arr.dims), "shape": list(da_arr.shape),
@@ -266,6 +283,7 @@ def _run(
     caught: dict[str, list[Any]] = {"warnings": []}
 
     def finish(results: list[np.ndarray], *, lost_workers_possible: bool = True) -> dict[str, Any]:
+        use_options(plan.dest, plan.options)  # where this runs: a worker, perhaps
         bytes_out = int(sum(int(r.sum()) for r in results))
         # files that failed while being read and were filled (on_error="fill"): from the
         # tasks' markers (any machine, earlier runs too), and warnings caught here
