@@ -81,3 +81,25 @@ def test_unfinished_and_non_stores_over_http_are_refused(store: Path, tmp_path: 
         with pytest.raises(NdstackError):
             ndstack.open(f"{url}/nothing-here.zarr")
     shutil.rmtree(other)
+
+
+def test_the_napari_reader_reads_a_store_from_its_url(store: Path) -> None:
+    """napari's reader (and so ``ndstack view URL``): layers per channel, the pyramid."""
+    from ndstack._napari import get_reader
+
+    local = layer_data_of(str(store))
+    with serve_http(store.parent) as url:
+        reader = get_reader(f"{url}/x.ome.zarr")
+        assert reader is not None
+        layers = reader(f"{url}/x.ome.zarr")
+        assert [meta["name"] for _, meta, _ in layers] == [meta["name"] for _, meta, _ in local]
+        data, meta, kind = layers[0]
+        assert kind == "image" and meta["multiscale"] and len(data) == 2
+        assert meta["scale"] == local[0][1]["scale"]
+        np.testing.assert_array_equal(np.asarray(data[1][0, 0]), np.asarray(local[0][0][1][0, 0]))
+
+
+def layer_data_of(path: str):
+    from ndstack._napari import layer_data
+
+    return layer_data(path)

@@ -10,7 +10,14 @@ import xarray as xr
 
 import ndstack
 from ndstack.cli import main
-from ndstack.errors import DestinationError, NdstackError, NoImagesError, WriteError
+from ndstack.errors import (
+    DestinationError,
+    NdstackError,
+    NoImagesError,
+    SourceChangedError,
+    UnfinishedStoreError,
+    WriteError,
+)
 
 from .conftest import write_lls
 
@@ -202,3 +209,57 @@ def _objects_with(url: str, options: dict) -> dict[str, bytes]:
                            secret=options["secret"], skip_instance_cache=True)  # fmt: skip
     prefix = url.removeprefix("s3://").rstrip("/") + "/"
     return {k[len(prefix) :]: fs.cat_file(k) for k in fs.find(prefix)}
+
+
+def test_kill_9_on_object_storage_then_resume(lls_arr, s3: str, moto_endpoint, tmp_path) -> None:
+    """A run killed at any moment leaves a store that opens as unfinished, never as
+    complete; a changed source is refused; the same source resumes to the same bytes; the
+    store is valid OME-Zarr (the validator reads a copy of its objects)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import s3fs
+
+    from .conftest import TcpRelay, validate_ngff
+
+    ndstack.to_zarr(lls_arr, f"{s3}/whole.ome.zarr", chunks={"Z": 2})
+    relay = TcpRelay(int(moto_endpoint.rsplit(":", 1)[1]))
+    relay.delay = 0.01
+    url = f"{s3}/killed.ome.zarr"
+    env = {**os.environ, "AWS_ENDPOINT_URL": relay.url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ndstack.cli", "convert", str(tmp_path / "src"), url,
+         "--chunks", "Z=2", "--quiet"], env=env, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    fs = s3fs.S3FileSystem()
+    done = f"{s3.removeprefix('s3://')}/.killed.ome.zarr.ndstack/done"
+    for _ in range(600):
+        fs.invalidate_cache()
+        if fs.exists(done) and fs.ls(done):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    relay.cut()
+    with pytest.raises(UnfinishedStoreError):
+        ndstack.open(url)
+    assert main(["info", url]) == 2
+    # a source changed since the killed run is refused; the same source resumes
+    src = sorted((tmp_path / "src").iterdir())[0]
+    original, stat = src.read_bytes(), src.stat()
+    src.write_bytes(original[:-2] + b"\1\1")
+    with pytest.raises(SourceChangedError):
+        ndstack.to_zarr(ndstack.open(tmp_path / "src"), url, chunks={"Z": 2})
+    src.write_bytes(original)
+    os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the very same file again
+    summary = ndstack.to_zarr(ndstack.open(tmp_path / "src"), url, chunks={"Z": 2})
+    assert summary["skipped"] > 0 and summary["tasks"] > 0
+    assert _chunks(_objects(url)) == _chunks(_objects(f"{s3}/whole.ome.zarr"))
+    copy = tmp_path / "copy.ome.zarr"
+    for key, value in _objects(url).items():
+        (copy / key).parent.mkdir(parents=True, exist_ok=True)
+        (copy / key).write_bytes(value)
+    validate_ngff(copy)

@@ -56,11 +56,12 @@ def _contrast(arr: Any, channel: int | None) -> list[float]:
 def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
     """One image layer per channel: names from channel coords, scale, contrast, pyramid."""
     from ._open import open as _open
+    from ._zarr.paths import as_local
     from ._zarr.read import is_store, open_store, store_levels
 
     if not isinstance(path, list) and is_store(path):
         # napari reads whole Dask chunks: the storage chunks, not ndstack.open's larger blocks
-        store = os.fspath(path)
+        store = as_local(os.fspath(path))  # a folder or a URL (s3://, https://, ...)
         arr = open_store(store, storage_chunks=True)
         levels = [arr.data] + [
             open_store(store, level=k, storage_chunks=True).transpose(*arr.dims).data
