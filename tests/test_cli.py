@@ -216,7 +216,7 @@ def test_process_list_documents_every_step(capsys) -> None:
         (["--levels", "many"], "--levels: expected a number from 1 or 'auto', got 'many'"),
         (["--clevel", "10"], "--clevel 10: the zstd codec takes levels 0 to 9"),
         (["--codec", "lz4", "--clevel", "-1"], "--clevel -1: the lz4 codec takes levels 0 to 9"),
-        (["--shards", "T=2", "--format", "ome-zarr-0.4"], "--shards needs Zarr v3"),
+        (["--shards", "T=2", "--format", "ome-zarr-0.4"], "--shards need Zarr v3"),
         (["--workers", "2", "--memory-limit", "banana"], "memory limit 'banana'"),
         (["--workers", "-1"], "--workers: expected a whole number from 1"),
         (["--format", "tiff"], "argument --format: invalid choice: 'tiff'"),

@@ -20,14 +20,12 @@ from typing import Any, NoReturn, get_args
 
 from ._open import OnError, Tiles
 from ._redact import for_output, reason, redact
-from ._zarr.plan import CODECS, FORMATS
+from ._zarr.plan import CODECS, FORMATS, check_codec
 from .errors import NdstackError, ParameterError
 
 EXIT_BAD_INPUT = 2
 EXIT_DIFFERENT = 1
 EXIT_INTERNAL = 3  # not the input: an error ndstack did not expect (a bug to report)
-#: Compression levels Blosc takes.
-BLOSC_LEVELS = range(0, 10)
 
 
 class _UsageError(Exception):
@@ -305,16 +303,8 @@ def _check_args(args: argparse.Namespace) -> None:
     _use_storage_options(args)
     if getattr(args, "scheduler", None) and getattr(args, "workers", None) is not None:
         raise ParameterError("give --scheduler or --workers, not both")
-    if getattr(args, "codec", "none") != "none" and args.clevel not in BLOSC_LEVELS:
-        raise ParameterError(
-            f"--clevel {args.clevel}: the {args.codec} codec takes levels "
-            f"{BLOSC_LEVELS.start} to {BLOSC_LEVELS.stop - 1}"
-        )
-    if getattr(args, "shards", None) and args.format == "ome-zarr-0.4":
-        raise ParameterError(
-            "--shards needs Zarr v3, and --format ome-zarr-0.4 is Zarr v2 (no sharding): "
-            "use --format ome-zarr, or leave out --shards"
-        )
+    if hasattr(args, "codec"):  # the commands that write: the library's own check
+        check_codec(args.format, args.codec, args.clevel, bool(args.shards), flag="--")
     if args.command == "preview":
         from ._preview import check_output
 

@@ -23,6 +23,30 @@ Format = Literal["ome-zarr", "ome-zarr-0.4", "zarr"]
 Codec = Literal["zstd", "lz4", "lz4hc", "zlib", "blosclz", "none"]
 FORMATS: tuple[str, ...] = get_args(Format)
 CODECS: tuple[str, ...] = get_args(Codec)
+#: Blosc's compression levels
+BLOSC_LEVELS = range(0, 10)
+
+
+def check_codec(format: Any, codec: Any, clevel: Any, sharded: bool, *, flag: str = "") -> None:
+    """The format and codec options together: one check for ``to_zarr`` and the command
+    line, whose messages name the options as typed (``flag="--"``)."""
+    from ..errors import ParameterError
+
+    if format not in FORMATS:
+        raise ParameterError(f"{flag}format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if codec not in CODECS:
+        raise ParameterError(f"{flag}codec must be one of {', '.join(CODECS)}, not {codec!r}")
+    whole = isinstance(clevel, (int, np.integer)) and not isinstance(clevel, bool)
+    if codec != "none" and not (whole and clevel in BLOSC_LEVELS):
+        raise ParameterError(
+            f"{flag}clevel {clevel!r}: the {codec} codec takes levels "
+            f"{BLOSC_LEVELS.start} to {BLOSC_LEVELS.stop - 1}"
+        )
+    if sharded and format == "ome-zarr-0.4":
+        raise ParameterError(
+            f"{flag}shards need Zarr v3, and {flag}format ome-zarr-0.4 is Zarr v2 (no "
+            f"sharding): use {flag}format ome-zarr, or leave out {flag}shards"
+        )
 
 
 TARGET_CHUNK_BYTES = 4 << 20

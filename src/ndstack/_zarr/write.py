@@ -54,8 +54,6 @@ from .paths import (
     use_options,
 )
 from .plan import (
-    CODECS,
-    FORMATS,
     Codec,
     Format,
     Plan,
@@ -64,6 +62,7 @@ from .plan import (
     _owned_entries,
     _shard_blocks,
     _zarr_chunks,
+    check_codec,
     make_plan,
 )
 from .results import WriteSummary
@@ -416,16 +415,7 @@ def _check_options(
     def positive(value: Any) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
 
-    if format not in FORMATS:
-        raise ParameterError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
-    if codec not in CODECS:
-        raise ParameterError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
-    if codec != "none" and not (
-        isinstance(clevel, (int, np.integer)) and not isinstance(clevel, bool) and 0 <= clevel <= 9
-    ):
-        raise ParameterError(f"clevel must be an integer from 0 to 9 for Blosc, not {clevel!r}")
-    if shards and format == "ome-zarr-0.4":
-        raise ParameterError("shards need Zarr v3: OME-Zarr 0.4 (Zarr v2) has no sharding")
+    check_codec(format, codec, clevel, bool(shards))
     for what, sizes in (("chunks", chunks), ("shards", shards)):
         for d, n in (sizes or {}).items():
             if d not in dims:
