@@ -128,7 +128,6 @@ def test_the_server_going_away_mid_write_then_resume(lls_arr, s3: str, moto_endp
     """The run stops with a clear error; the next run resumes to the bytes of a run that
     was never interrupted."""
     import threading
-    import time
 
     import s3fs
 
@@ -144,12 +143,7 @@ def test_the_server_going_away_mid_write_then_resume(lls_arr, s3: str, moto_endp
 
     def cut_after_first_block() -> None:  # watched straight at the server, not the relay
         direct = s3fs.S3FileSystem(endpoint_url=moto_endpoint, skip_instance_cache=True)
-        done = f"{s3.removeprefix('s3://')}/.cut.ome.zarr.ndstack/done"
-        for _ in range(600):
-            direct.invalidate_cache()
-            if direct.exists(done) and direct.ls(done):
-                break
-            time.sleep(0.05)
+        _wait_for_a_done_marker(direct, s3, "cut.ome.zarr")
         relay.cut()
 
     watcher = threading.Thread(target=cut_after_first_block)
@@ -219,7 +213,6 @@ def test_kill_9_on_object_storage_then_resume(lls_arr, s3: str, moto_endpoint, t
     import signal
     import subprocess
     import sys
-    import time
 
     import s3fs
 
@@ -234,13 +227,7 @@ def test_kill_9_on_object_storage_then_resume(lls_arr, s3: str, moto_endpoint, t
         [sys.executable, "-m", "ndstack.cli", "convert", str(tmp_path / "src"), url,
          "--chunks", "Z=2", "--quiet"], env=env, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    fs = s3fs.S3FileSystem()
-    done = f"{s3.removeprefix('s3://')}/.killed.ome.zarr.ndstack/done"
-    for _ in range(600):
-        fs.invalidate_cache()
-        if fs.exists(done) and fs.ls(done):
-            break
-        time.sleep(0.05)
+    _wait_for_a_done_marker(s3fs.S3FileSystem(), s3, "killed.ome.zarr")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     relay.cut()
@@ -263,3 +250,15 @@ def test_kill_9_on_object_storage_then_resume(lls_arr, s3: str, moto_endpoint, t
         (copy / key).parent.mkdir(parents=True, exist_ok=True)
         (copy / key).write_bytes(value)
     validate_ngff(copy)
+
+
+def _wait_for_a_done_marker(fs, s3: str, store: str) -> None:
+    """Until a run into ``store`` has finished one task (a done marker in its record)."""
+    import time
+
+    done = f"{s3.removeprefix('s3://')}/.{store}.ndstack/done"
+    for _ in range(600):
+        fs.invalidate_cache()
+        if fs.exists(done) and fs.ls(done):
+            return
+        time.sleep(0.05)

@@ -443,7 +443,7 @@ def _to_xarray(
         "pixel_size": dict(info.pixel_sizes),
         "pixel_unit": info.unit,
         **({"pixel_note": info.pixel_note} if info.pixel_note else {}),
-        "constants": {k: _jsonable(v) for k, v in layout.constants.items()},
+        "constants": {k: _python_scalar(v) for k, v in layout.constants.items()},
         "missing": missing,
         "bad_files": bad_files,
         "skipped": len(layout.unmatched),
@@ -469,7 +469,8 @@ def _coord_array(values: tuple[object, ...]) -> np.ndarray:
     return np.asarray([str(v) for v in values])
 
 
-def _jsonable(v: Any) -> Any:
+def _python_scalar(v: Any) -> Any:
+    """A NumPy scalar as Python's (attrs stay plain Python values)."""
     if isinstance(v, np.generic):
         return v.item()
     return v
