@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +263,54 @@ def _wait_for_a_done_marker(fs, s3: str, store: str) -> None:
         if fs.exists(done) and fs.ls(done):
             return
         time.sleep(0.05)
+
+
+def test_wrong_credentials_are_one_line_before_any_work(lls_arr, monkeypatch, tmp_path, capsys):
+    """A server that checks signatures (moto with authentication on) refuses unknown keys:
+    the first request, the lock, fails with one line; nothing local is made."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import s3fs
+
+    from .conftest import _free_port
+
+    exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    port = _free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-key")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        s3fs.S3FileSystem.clear_instance_cache()
+        with pytest.raises(WriteError, match="lock cannot be created") as info:
+            ndstack.to_zarr(lls_arr, "s3://lab/x.ome.zarr")
+        assert "\n" not in str(info.value) and "wrong-secret-key" not in str(info.value)
+        code = main(["convert", str(tmp_path / "src"), "s3://lab/y.ome.zarr", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "wrong-secret-key" not in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+    finally:
+        proc.terminate()
+        proc.wait()
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_process_writes_to_a_bucket(lls_arr, s3: str, tmp_path) -> None:
+    url = f"{s3}/mip.ome.zarr"
+    assert main(["process", str(tmp_path / "src"), url, "--project", "dim=Z", "--quiet"]) == 0
+    expected = ndstack.ops.project(lls_arr, "Z", how="max")
+    np.testing.assert_array_equal(ndstack.open(url).values, expected.values)
+    assert main(["verify", str(tmp_path / "src"), url]) != 0  # a processed store is no copy
