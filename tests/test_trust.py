@@ -708,3 +708,44 @@ def test_every_error_class_also_inherits_a_builtin() -> None:
         if re.search(r"raise NdstackError\(", line)
     ]
     assert bare == [], bare
+
+
+def test_two_threads_of_one_process_never_both_hold_a_lock(tmp_path, monkeypatch) -> None:
+    """A lock of this process's own pid whose run is not (yet) known here must not look
+    left behind: its run id is known before the lock file exists. The creating thread is
+    slowed down right after creating the file, where the other one used to break it."""
+    import threading
+    import time
+
+    from ndstack._zarr import lock as lock_mod
+    from ndstack.errors import LockedError
+
+    real_create = lock_mod._create
+
+    def slow_create(dest, path, run_id):
+        made = real_create(dest, path, run_id)
+        if made:
+            time.sleep(0.05)
+        return made
+
+    monkeypatch.setattr(lock_mod, "_create", slow_create)
+    for i in range(10):
+        dest = str(tmp_path / f"d{i}.zarr")
+        barrier = threading.Barrier(2)
+        held: list[object] = []
+        refused: list[BaseException] = []
+
+        def take(dest: str = dest, barrier=barrier, held=held, refused=refused) -> None:
+            barrier.wait()
+            try:
+                held.append(lock_mod.acquire(dest))
+            except LockedError as exc:
+                refused.append(exc)
+
+        threads = [threading.Thread(target=take) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(held) == 1 and len(refused) == 1, (held, refused)
+        held[0].release()

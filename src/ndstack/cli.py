@@ -57,16 +57,24 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
     _add_storage_options(p)
 
 
+#: option names whose values stay text as typed (a numeric password is no number)
+_TEXT_OPTIONS = ("key", "secret", "token", "password", "passwd", "credential", "session")
+
+
 def _storage_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE``: the value as JSON where it reads as such (``true``, ``3``), else text."""
+    """``KEY=VALUE``: the value as JSON where it reads as such (``true``, ``3``), else text;
+    credentials (``key``, ``secret``, ``token`` ...) always as text."""
     key, eq, value = text.partition("=")
-    if not eq or not key.strip():
+    key = key.strip()
+    if not eq or not key:
         raise argparse.ArgumentTypeError("expected KEY=VALUE, e.g. endpoint_url=http://...")
+    if any(part in key.lower() for part in _TEXT_OPTIONS):
+        return key, value
     try:
         parsed: Any = json.loads(value)
     except ValueError:
         parsed = value
-    return key.strip(), parsed
+    return key, parsed
 
 
 def _add_storage_options(p: argparse.ArgumentParser) -> None:

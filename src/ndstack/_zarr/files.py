@@ -10,7 +10,7 @@ from typing import Any
 
 from .._redact import reason, redact
 from ..errors import WriteError
-from .paths import filesystem, get, is_url, put
+from .paths import get, is_url, put, put_all
 
 __all__ = ["atomic_write", "atomic_write_all", "read_json_object"]
 
@@ -59,9 +59,8 @@ def atomic_write_all(items: list[tuple[str, bytes]]) -> None:
         for path, payload in items:
             atomic_write(path, payload)
         return
-    fs, _ = filesystem(items[0][0])
     try:
-        fs.pipe({filesystem(path)[1]: payload for path, payload in items})
+        put_all(items)
     except Exception as exc:
         first = items[0][0].rsplit("/", 1)[0]
         raise WriteError(f"cannot write under {redact(first)}: {reason(exc)}") from None

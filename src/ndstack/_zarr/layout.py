@@ -32,12 +32,15 @@ def chunk_path(array_dir: str, idx: Any, zarr_format: int) -> str:
 
 def entry_names(value: Any) -> bool:
     """Whether ``value`` lists plain names of entries of a store (what ``--overwrite`` may
-    delete): strings with no ``/`` or ``\\``, not ``.`` or ``..``.
+    delete): strings with no ``/`` or ``\\``, not ``.`` or ``..``, and none of the pattern
+    characters ``* ? [ ]`` (a deleting filesystem could expand them).
 
     >>> entry_names(["zarr.json", "0"]), entry_names(["0/../../x"]), entry_names("0")
     (True, False, False)
+    >>> entry_names(["*"]), entry_names(["c[0]"])
+    (False, False)
     """
     return isinstance(value, list) and all(
-        isinstance(e, str) and e not in ("", ".", "..") and "/" not in e and "\\" not in e
+        isinstance(e, str) and e not in ("", ".", "..") and not set(e) & set("/\\*?[]")
         for e in value
     )

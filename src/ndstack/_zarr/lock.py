@@ -31,7 +31,7 @@ import uuid
 from typing import Any
 
 from .._redact import reason, redact
-from ..errors import LockedError, WriteError
+from ..errors import LockedError, StorageError, WriteError
 from .files import read_json_object
 from .paths import get, is_url, modified, put, put_new, remove
 
@@ -69,6 +69,8 @@ def _read(path: str) -> dict[str, Any] | None:
         return read_json_object(path)
     except FileNotFoundError:
         return None
+    except StorageError:
+        raise  # object storage did not answer: say so, do not guess
     except (OSError, ValueError):
         return {}  # being written, damaged, or a transient error: judged by its age alone
 
@@ -176,7 +178,10 @@ class Lock:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            owner = _read(self.path)
+            try:
+                owner = _read(self.path)
+            except StorageError:
+                continue  # a passing network error: the next beat
             if owner is None or (owner and owner.get("run") != self.run_id):
                 return  # released, perhaps by a worker that finished the run; or lost
             with contextlib.suppress(Exception):  # a passing network error: next beat
@@ -205,9 +210,15 @@ def check(dest: str, path: str, run_id: str) -> None:
 
 
 def release(path: str, run_id: str) -> None:
-    """Remove the lock at ``path`` if ``run_id`` holds it (callable from any process)."""
+    """Remove the lock at ``path`` if ``run_id`` holds it (callable from any process).
+
+    When the storage cannot be reached the lock stays: a later run of this process sees
+    it as left behind, one of another process once its owner is gone or it went stale."""
     for _ in range(5):
-        owner = _read(path)
+        try:
+            owner = _read(path)
+        except StorageError:
+            return
         if owner is None or owner:
             break
         time.sleep(0.1)
@@ -220,19 +231,30 @@ def acquire(dest: str) -> Lock:
     """Take the lock of ``dest``, or raise :class:`LockedError` naming its holder."""
     run_id = uuid.uuid4().hex
     path = lock_path(dest)
-    for _ in range(5):
-        if _create(dest, path, run_id):
-            return Lock(dest, path, run_id)
-        owner = _read(path)
-        if owner is None:
-            continue  # released meanwhile
-        if not _stale(path, owner):
-            raise LockedError(
-                f"{dest} is being written by {_describe(owner)}; wait for it to finish "
-                f"(if no such run exists, delete {path})"
-            )
-        _break(path, owner)
+    _HELD.add(run_id)  # before it exists: another thread here must see it as alive
+    try:
+        for _ in range(5):
+            if _create(dest, path, run_id):
+                return Lock(dest, path, run_id)
+            _judge(dest, path)
+    except BaseException:
+        _HELD.discard(run_id)
+        raise
+    _HELD.discard(run_id)
     raise LockedError(f"{dest}: could not take the lock {path}; another run keeps taking it")
+
+
+def _judge(dest: str, path: str) -> None:
+    """A lock that exists: refuse a live one, break a stale one (then try again)."""
+    owner = _read(path)
+    if owner is None:
+        return  # released meanwhile
+    if not _stale(path, owner):
+        raise LockedError(
+            f"{dest} is being written by {_describe(owner)}; wait for it to finish "
+            f"(if no such run exists, delete {path})"
+        )
+    _break(path, owner)
 
 
 def _break(path: str, owner: dict[str, Any]) -> None:

@@ -19,13 +19,16 @@ from typing import Any
 from .._redact import reason, redact
 from .._util import local_path, url_scheme
 from ..errors import (
+    DestinationError,
     MissingDependencyError,
     NdstackError,
     NoImagesError,
     StorageError,
+    WriteError,
 )
 
 __all__ = [
+    "GLOB_CHARS",
     "READ_ONLY_SCHEMES",
     "as_local",
     "exists",
@@ -33,7 +36,9 @@ __all__ = [
     "filesystem",
     "find",
     "get",
+    "get_many",
     "is_file",
+    "is_storage_error",
     "is_url",
     "join",
     "list_names",
@@ -41,12 +46,14 @@ __all__ = [
     "options_of",
     "parent",
     "put",
+    "put_all",
     "put_new",
     "read_head",
     "refuse_credentials",
     "remove",
     "remove_tree",
     "stamp",
+    "storage_errors",
     "tail",
     "use_options",
     "zarr_store",
@@ -79,7 +86,10 @@ def refuse_credentials(url: str, error: type[Exception]) -> None:
     scheme = url_scheme(url)
     if scheme in (None, "http", "https", "ftp", "file", "local"):
         return
-    if "@" in urlsplit(url).netloc:
+    parts = urlsplit(url)
+    # an AWS secret may hold "/": the user info then reaches into what urlsplit calls
+    # the path, so any "@" before the query counts (as redact() takes it)
+    if "@" in parts.netloc + parts.path:
         raise error(
             f"{redact(url)} carries credentials in the URL, where they would be seen (logs, "
             "shell history); give them in the environment (AWS_ACCESS_KEY_ID, ...), a "
@@ -87,18 +97,42 @@ def refuse_credentials(url: str, error: type[Exception]) -> None:
         )
 
 
+#: packages whose exceptions mean "the storage did not answer as asked" (the network, the
+#: server, permissions, credentials), not a bug
+_CLIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "azure",
+                   "adlfs", "requests", "urllib3", "fsspec")  # fmt: skip
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the storage (network, server, permission), as
+    opposed to absent data or a bug."""
+    if isinstance(exc, (FileNotFoundError, FileExistsError, IsADirectoryError, NdstackError)):
+        return isinstance(exc, StorageError)
+    if isinstance(exc, (OSError, TimeoutError)):
+        return True
+    return any(c.__module__.split(".")[0] in _CLIENT_MODULES for c in type(exc).__mro__)
+
+
 @contextlib.contextmanager
 def _answering(path: str) -> Any:
     """Errors of a request to ``path`` in ndstack's words: absent stays
-    :class:`FileNotFoundError` (and exists, :class:`FileExistsError`); anything else (no
-    connection, no permission, no credentials, a server error) is a :class:`StorageError`
-    naming the URL (redacted) and the first line of the reason."""
+    :class:`FileNotFoundError` (and exists, :class:`FileExistsError`); a failure of the
+    storage (no connection, no permission, no credentials, a server error) is a
+    :class:`StorageError` naming the URL (redacted) and the first line of the reason;
+    anything else (a bug) goes on as it is."""
     try:
         yield
-    except (FileNotFoundError, FileExistsError, IsADirectoryError, NdstackError):
+    except StorageError:
         raise
     except Exception as exc:
+        if not is_storage_error(exc):
+            raise
         raise StorageError(f"{redact(path)}: {reason(exc)}") from None
+
+
+def storage_errors(path: str) -> Any:
+    """:func:`_answering` for a URL; nothing for a local path (its errors are its own)."""
+    return _answering(path) if is_url(path) else contextlib.nullcontext()
 
 
 def as_local(path: str) -> str:
@@ -259,15 +293,57 @@ def put(path: str, payload: bytes) -> None:
 
 
 def put_new(path: str, payload: bytes) -> bool:
-    """Create ``path`` only if it does not exist (a conditional PUT, ``If-None-Match: *``,
-    where the store supports it); False when it exists."""
+    """Create ``path`` only if it does not exist: a conditional PUT (``If-None-Match: *``);
+    False when it exists.
+
+    A store that ignores the condition would let two runs both "create" it: the first
+    creation is checked by trying again, which must be refused; if it is not, a
+    :class:`WriteError` says that this storage cannot hold a lock.
+    """
     fs, p = filesystem(path)
     with _answering(path):
-        try:
-            fs.pipe_file(p, payload, mode="create")
-        except FileExistsError:
+        if not _create(fs, p, payload):
             return False
+        if _create(fs, p, payload):  # created "again": the condition was ignored
+            raise WriteError(
+                f"{redact(path)}: this storage ignores conditional writes (If-None-Match), "
+                "so ndstack cannot make sure that one run at a time writes a store there; "
+                "write to a local folder or to storage that supports them (AWS S3, MinIO, "
+                "GCS) and copy"
+            )
     return True
+
+
+def _create(fs: Any, path: str, payload: bytes) -> bool:
+    """One conditional creation; False when the object exists."""
+    try:
+        fs.pipe_file(path, payload, mode="create")
+    except FileExistsError:
+        return False
+    return True
+
+
+def put_all(items: Sequence[tuple[str, bytes]]) -> None:
+    """PUT every ``(url, payload)`` of one filesystem, many in flight at once, and return
+    only once every request has ended: a failure is raised after the others finished, so
+    no write of a failed run lands after the run has stopped."""
+    if not items:
+        return
+    fs, _ = filesystem(items[0][0])
+    paths = [filesystem(u)[1] for u, _ in items]
+    with _answering(items[0][0]):
+        if getattr(fs, "async_impl", False):
+            from fsspec.asyn import _run_coros_in_chunks, sync
+
+            coros = [fs._pipe_file(p, payload) for p, (_, payload) in zip(paths, items)]
+            results = sync(fs.loop, _run_coros_in_chunks, coros, batch_size=fs.batch_size,
+                           nofiles=True, return_exceptions=True)  # fmt: skip
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]
+        else:
+            for p, (_, payload) in zip(paths, items):
+                fs.pipe_file(p, payload)
 
 
 def get(path: str) -> bytes:
@@ -278,6 +354,24 @@ def get(path: str) -> bytes:
     fs, p = filesystem(path)
     with _answering(path):
         return bytes(fs.cat_file(p))
+
+
+def get_many(paths: Sequence[str]) -> list[bytes | None]:
+    """The bytes of each path (None where it cannot be read); on object storage the GETs
+    go out together."""
+    if len(paths) < 2 or not is_url(paths[0]):
+        out: list[bytes | None] = []
+        for p in paths:
+            try:
+                out.append(get(p))
+            except OSError:
+                out.append(None)
+        return out
+    fs, _ = filesystem(paths[0])
+    keys = [filesystem(p)[1] for p in paths]
+    with _answering(paths[0]):
+        found = fs.cat(keys, on_error="return")
+    return [v if isinstance(v, bytes) else None for v in (found.get(k) for k in keys)]
 
 
 def modified(path: str) -> float:
@@ -301,15 +395,33 @@ def remove(path: str) -> None:
         fs.rm_file(p)
 
 
+#: characters fsspec expands as a pattern in the paths it deletes (and lists)
+GLOB_CHARS = frozenset("*?[]")
+
+
 def remove_tree(path: str) -> None:
-    """Remove a folder (every object under a prefix) and what it holds, if any."""
+    """Remove a folder (every object under a prefix) and what it holds, if any.
+
+    On object storage exactly the keys listed under ``path + "/"`` are deleted, one
+    request per key: fsspec's ``rm`` would take ``*``, ``?`` and ``[`` in a name as a
+    pattern and delete what matches elsewhere.
+    """
     if not is_url(path):
         shutil.rmtree(path, ignore_errors=True)
         return
+    if GLOB_CHARS & set(path):
+        raise DestinationError(f"{redact(path)}: a name with * ? [ or ] is never deleted")
     fs, p = filesystem(path)
+    prefix = p.rstrip("/") + "/"
     with _answering(path):
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(p.rstrip("/") + "/", recursive=True)
+        fs.invalidate_cache(p)
+        try:
+            keys = [k for k in fs.find(prefix) if k.startswith(prefix)]
+        except FileNotFoundError:
+            keys = []
+        for key in keys:  # exact keys: no pattern is expanded
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(key)
         fs.invalidate_cache(p)
 
 

@@ -12,12 +12,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._redact import reason
+from .._redact import reason, redact
 from ..errors import (
     CorruptFileError,
     DamagedStoreError,
     NdstackError,
     ParameterError,
+    StorageError,
     UnfinishedStoreError,
 )
 from .layout import METADATA_FILES, UNFINISHED, chunk_path, chunk_shape
@@ -25,6 +26,7 @@ from .paths import (
     as_local,
     exists,
     files_exist,
+    is_storage_error,
     is_url,
     join,
     options_of,
@@ -287,8 +289,8 @@ def is_store(source: Any) -> bool:
             return False
         try:
             return any(files_exist([join(path, f) for f in METADATA_FILES]))
-        except NdstackError:  # unreachable, or no such filesystem: not a store we can
-            return False  # tell; listing it as files gives the error in its own words
+        except Exception:  # unreachable, invalid, or no such filesystem: not a store we
+            return False  # can tell; listing it as files gives the error in its own words
     return os.path.isdir(path) and any(
         os.path.isfile(os.path.join(path, f)) for f in METADATA_FILES
     )
@@ -369,6 +371,10 @@ class StoredArray:
             plain = all(isinstance(k, (slice, int, np.integer)) for k in key)
             data = np.asarray(z[key] if plain else z.oindex[key])
         except Exception as exc:
+            if is_url(self.path) and is_storage_error(exc):  # not the data: the network
+                raise StorageError(
+                    f"{redact(self.path)}: cannot read {_region(key)}: {reason(exc)}"
+                ) from None
             raise CorruptFileError(
                 f"{self.path}: cannot read {_region(key)}: {reason(exc)}"
             ) from None
@@ -505,6 +511,8 @@ def _from_zarr(
         z = zarr.open_array(store=zarr_store(path), mode="r")
         dtype = np.dtype(z.dtype)
     except Exception as exc:
+        if is_url(path) and is_storage_error(exc):
+            raise StorageError(f"{redact(where)}: {reason(exc)}") from None
         raise DamagedStoreError(f"{where}: zarr cannot open the array ({reason(exc)})") from None
     unit = list(getattr(z, "shards", None) or z.chunks)
     chunks = tuple(unit) if storage_chunks else read_chunks(tuple(shape), tuple(unit),

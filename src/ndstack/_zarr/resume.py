@@ -25,7 +25,7 @@ from ..errors import (
 from .files import atomic_write, read_json_object
 from .layout import METADATA_FILES, UNFINISHED, entry_names
 from .lock import beside
-from .paths import is_file, is_url, join, list_names, remove, remove_tree
+from .paths import get_many, is_file, is_url, join, list_names, remove, remove_tree
 from .read import stored_attrs
 from .schema import StoredAttrs
 from .sources import _unstamped, source_digest
@@ -324,9 +324,14 @@ def _remove_partials(dest: str) -> None:
                     pass
 
 
-def _read_marker(path: str) -> dict[str, Any]:
-    """A done marker's record; {} when it cannot be read (it then counts as not done)."""
-    try:
-        return read_json_object(path)
-    except (OSError, ValueError):
-        return {}
+def read_markers(paths: list[str]) -> list[dict[str, Any]]:
+    """The records of done markers ({} for one that cannot be read); on object storage
+    fetched together, not one request after another."""
+    out = []
+    for raw in get_many(paths):
+        try:
+            value = json.loads(raw) if raw is not None else {}
+        except (ValueError, RecursionError):
+            value = {}
+        out.append(value if isinstance(value, dict) else {})
+    return out

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._grid import take_filled
-from ..errors import DestinationError
+from ..errors import DestinationError, NdstackError
 from .files import atomic_write, atomic_write_all, read_json_object
 from .layout import UNFINISHED
 from .paths import is_url, use_options
@@ -155,27 +155,42 @@ def _write_mapped(
     return np.full((1,) * block.ndim, out, dtype=np.int64)
 
 
-#: on object storage, a marker seen right within this many seconds is not fetched again:
-#: another run can replace the store only after this run's lock went stale (5 minutes
-#: untouched), and a GET per check cost about a tenth of the throughput (bench/cloud.py)
+#: on object storage, the check before a task writes its chunks is skipped when this
+#: process saw the marker within this many seconds: another run can replace the store
+#: only after this run's lock went stale (5 minutes untouched), and a GET per check cost a
+#: tenth of the throughput (bench/cloud.py). The check before the done marker is always made.
 _RECHECK_SECONDS = 2.0
 _checked: dict[tuple[str, str], float] = {}
 
 
-def _check_marker(plan: Plan) -> None:
-    """Stop a task whose store was replaced by another run since its own run began."""
+def _now() -> float:
+    """Seconds of a clock that goes on while the machine sleeps (a suspended laptop must
+    not come back believing its last check was a moment ago)."""
+    try:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (AttributeError, OSError):
+        return time.time()
+
+
+def _check_marker(plan: Plan, *, recent_is_enough: bool = False) -> None:
+    """Stop a task whose store was replaced by another run since its own run began.
+
+    Object storage that cannot be reached raises :class:`~ndstack.errors.StorageError`
+    (the run stops and resumes later), never "replaced"."""
     if plan.store_id is None:
         return
     key = (plan.dest, plan.store_id)
     remote = is_url(plan.dest)
-    if remote and time.monotonic() - _checked.get(key, -1e9) < _RECHECK_SECONDS:
+    if remote and recent_is_enough and _now() - _checked.get(key, -1e18) < _RECHECK_SECONDS:
         return
     try:
         same = read_json_object(os.path.join(plan.dest, UNFINISHED)).get("store") == plan.store_id
+    except NdstackError:
+        raise
     except (OSError, ValueError):
         same = False
     if same and remote:
-        _checked[key] = time.monotonic()
+        _checked[key] = _now()
     if not same:
         raise DestinationError(
             f"{plan.dest} is no longer the store this task was started for (another run "
@@ -194,7 +209,7 @@ def _write_block(
     """Write one block at all levels, then its marker (with the files filled while reading
     the block). Returns (bytes in, bytes out)."""
     use_options(plan.dest, plan.options)  # where this runs: a worker, perhaps
-    _check_marker(plan)
+    _check_marker(plan, recent_is_enough=True)
     block = block.reshape(block.shape[plan.n_split :])
     out = _write_level(plan, image, 0, block, offset)
     current, off = block, list(offset)

@@ -45,12 +45,14 @@ from .lock import Lock, acquire, release
 from .lock import check as check_lock
 from .metadata import _create_arrays, _write_metadata
 from .paths import (
+    GLOB_CHARS,
     READ_ONLY_SCHEMES,
     filesystem,
     is_url,
     list_names,
     options_of,
     refuse_credentials,
+    storage_errors,
     use_options,
 )
 from .plan import (
@@ -68,9 +70,9 @@ from .plan import (
 from .results import WriteSummary
 from .resume import (
     _prepare_destination,
-    _read_marker,
     _remove_partials,
     finish_store,
+    read_markers,
     record_dir,
 )
 from .sources import (
@@ -245,7 +247,8 @@ def _run(
 
     dtype = np.dtype(da_arr.dtype)
     lock_path, run_id = lock.path, lock.run_id
-    _create_arrays(plan, plan_img)  # those not there yet: a run may die while creating them
+    with storage_errors(dest):  # object storage that does not answer: one line
+        _create_arrays(plan, plan_img)  # those not there yet: a run may die creating them
 
     # One fused task per Dask block: read, encode, write every level, mark done. Only the
     # blocks without a marker are computed, so a resumed run reads only what is missing.
@@ -267,10 +270,12 @@ def _run(
     sizes = np.meshgrid(*[np.asarray(c) for c in data.chunks], indexing="ij")
     block_bytes = np.prod(sizes, axis=0) * dtype.itemsize
     done = set(list_names(done_dir)) if resumed else set()  # one listing, not a stat each
-    for idx in np.ndindex(*data.numblocks):
-        name = _marker_name(idx, n_split, split_shape)
-        if name in done:
-            record = _read_marker(os.path.join(done_dir, name))
+    names = {idx: _marker_name(idx, n_split, split_shape) for idx in np.ndindex(*data.numblocks)}
+    found = [idx for idx, name in names.items() if name in done]
+    records = dict(zip(found, read_markers([os.path.join(done_dir, names[i]) for i in found])))
+    for idx in names:
+        if idx in records:
+            record = records[idx]
             skipped += 1
             skipped_in += record.get("in", int(block_bytes[idx]))
             skipped_out += record.get("out", 0)
@@ -288,9 +293,9 @@ def _run(
         # tasks' markers (any machine, earlier runs too), and warnings caught here
         filled = list(filled_before)
         if grid is None or grid.on_error == "fill":
-            for idx in pending:
-                marker = os.path.join(done_dir, _marker_name(idx, n_split, split_shape))
-                filled.extend(_read_marker(marker).get("filled", []))
+            markers = [os.path.join(done_dir, names[idx]) for idx in pending]
+            for record in read_markers(markers):
+                filled.extend(record.get("filled", []))
         filled.extend(
             str(w.message) for w in caught["warnings"] if issubclass(w.category, ReadFailedWarning)
         )
@@ -305,7 +310,8 @@ def _run(
         if lost_workers_possible:
             _remove_partials(dest)
         check_lock(dest, lock_path, run_id)  # a run that lost its lock completes nothing
-        _write_metadata(plan, plan_img, final, settings, provenance)
+        with storage_errors(dest):
+            _write_metadata(plan, plan_img, final, settings, provenance)
         finish_store(dest)  # complete: the unfinished marker and the record go
         release(lock_path, run_id)  # by path: finish() may run on a worker
         return {
@@ -393,6 +399,11 @@ def _destination(dest: str) -> str:
     refuse_credentials(dest, DestinationError)
     if "?" in dest or "#" in dest:
         raise DestinationError(f"the destination {shown} has a query or fragment; name the store")
+    if GLOB_CHARS & set(dest):
+        raise DestinationError(
+            f"the destination {shown} holds * ? [ or ], which object storage clients take as "
+            "a pattern (and would delete what matches); choose a name without them"
+        )
     try:
         filesystem(dest)  # an unknown scheme, or its client package missing
     except NoImagesError as exc:
