@@ -334,6 +334,10 @@ def test_pattern_characters_never_delete_another_store(lls_arr, s3: str) -> None
 
     with pytest.raises(DestinationError):
         remove_tree(f"{s3}/exp*")
+    bucket = s3.removeprefix("s3://")
+    s3fs.S3FileSystem().pipe_file(f"{bucket}/exp1/x[0]", b"a key holding a pattern")
+    s3fs.S3FileSystem().pipe_file(f"{bucket}/exp10/x0", b"must stay")
+    before = _objects(f"{s3}/exp10")
     remove_tree(f"{s3}/exp1")
     assert _objects(f"{s3}/exp1") == {} and _objects(f"{s3}/exp10") == before
     assert s3fs.S3FileSystem().exists(f"{s3.removeprefix('s3://')}/exp10/zarr.json")
