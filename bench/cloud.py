@@ -8,7 +8,9 @@ In one run, on one S3 server (moto_server on 127.0.0.1, started here, in memory)
 - the same ndstack conversion to the local disk: the ceiling the issue names (>= 70%);
 - the server alone: the chunks ndstack stores, PUT by 2 threads with 16 requests in
   flight each, nothing encoded: what this server takes at most;
-- reading each store back: ndstack.open beside da.from_zarr (sum of every pixel).
+- reading each store back: ndstack.open beside da.from_zarr (sum of every pixel);
+- when obstore is installed (``pip install obstore``), the peer's conversion and reading
+  on zarr's other store layer, ``ObjectStore`` (obstore, in Rust), beside ``FsspecStore``.
 
 Runs alternate (ndstack, peer, local) so that a slow spell of the machine hits all.
 
@@ -56,13 +58,29 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto_server did not start")
 
 
-def peer_convert(arr, url: str) -> float:
+def _obstore(url: str, read_only: bool):
+    """zarr's ObjectStore (obstore, Rust) for ``s3://bucket/prefix``, or None without it."""
+    try:
+        from obstore.store import S3Store
+        from zarr.storage import ObjectStore
+    except ImportError:
+        return None
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    s3 = S3Store(bucket, prefix=prefix, endpoint=os.environ["AWS_ENDPOINT_URL"],
+                 region="us-east-1", client_options={"allow_http": True})  # fmt: skip
+    return ObjectStore(s3, read_only=read_only)
+
+
+def peer_convert(arr, url: str, backend: str = "fsspec") -> float:
     import dask.array as da
     import zarr
     from zarr.storage import FsspecStore
 
     t = time.perf_counter()
-    store = FsspecStore.from_url(url, read_only=False)
+    if backend == "obstore":
+        store = _obstore(url, read_only=False)
+    else:
+        store = FsspecStore.from_url(url, read_only=False)
     z = zarr.create_array(
         store=store, shape=arr.shape, chunks=CHUNKS, dtype=arr.dtype,
         compressors=[zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")],
@@ -98,8 +116,11 @@ def read_back(kind: str, url: str) -> float:
     t = time.perf_counter()
     if kind == "ndstack.open":
         ndstack.open(url).data.sum().compute()
+    elif kind == "da.from_zarr (obstore)":
+        store = _obstore(url, read_only=True)
+        da.from_zarr(zarr.open_array(store=store, mode="r")).sum().compute()
     else:
-        store = FsspecStore.from_url(url + "/0" if "nd" in url else url, read_only=True)
+        store = FsspecStore.from_url(url, read_only=True)
         da.from_zarr(zarr.open_array(store=store, mode="r")).sum().compute()
     return time.perf_counter() - t
 
@@ -138,12 +159,20 @@ def main() -> int:
     times: dict[str, list[float]] = {"ndstack -> S3": [], "peer -> S3": [], "ndstack -> disk": [],
                                      "server alone": []}  # fmt: skip
     reads: dict[str, list[float]] = {"ndstack.open": [], "da.from_zarr": []}
+    with_obstore = _obstore("s3://bench/x", True) is not None
+    if with_obstore:  # zarr's other store layer, measured beside FsspecStore
+        times["peer (obstore) -> S3"] = []
+        reads["da.from_zarr (obstore)"] = []
     try:
         for rep in range(args.repeat):
             t = time.perf_counter()
             ndstack.to_zarr(arr, f"s3://bench/nd{rep}.ome.zarr", levels=1, overwrite=True)
             times["ndstack -> S3"].append(time.perf_counter() - t)
             times["peer -> S3"].append(peer_convert(arr, f"s3://bench/peer{rep}.zarr"))
+            if with_obstore:
+                times["peer (obstore) -> S3"].append(
+                    peer_convert(arr, f"s3://bench/obs{rep}.zarr", "obstore")
+                )
             t = time.perf_counter()
             ndstack.to_zarr(arr, os.path.join(local_dir, f"l{rep}.zarr"), levels=1)
             times["ndstack -> disk"].append(time.perf_counter() - t)
@@ -155,18 +184,23 @@ def main() -> int:
             )  # scaled to the same bytes in as the conversions
             reads["ndstack.open"].append(read_back("ndstack.open", f"s3://bench/nd{rep}.ome.zarr"))
             reads["da.from_zarr"].append(read_back("da.from_zarr", f"s3://bench/peer{rep}.zarr"))
+            if with_obstore:
+                reads["da.from_zarr (obstore)"].append(
+                    read_back("da.from_zarr (obstore)", f"s3://bench/peer{rep}.zarr")
+                )
             line = "  ".join(f"{k} {nbytes / v[-1] / 1e9:.3f}" for k, v in times.items())
             print(f"  run {rep + 1} GB/s: {line}")
             fs = fsspec.filesystem("s3")
-            for prefix in (f"nd{rep}.ome.zarr", f"peer{rep}.zarr", f"raw{rep}"):
-                fs.rm(f"bench/{prefix}", recursive=True)
+            for prefix in (f"nd{rep}.ome.zarr", f"peer{rep}.zarr", f"raw{rep}", f"obs{rep}.zarr"):
+                if fs.exists(f"bench/{prefix}"):
+                    fs.rm(f"bench/{prefix}", recursive=True)
     finally:
         shutil.rmtree(local_dir, ignore_errors=True)
         proc.terminate()
     med = {k: nbytes / statistics.median(v) / 1e9 for k, v in {**times, **reads}.items()}
     print(f"\n  medians of {args.repeat} runs (GB/s of uncompressed pixels):")
     for k, v in med.items():
-        print(f"  {k:16s} {v:6.3f}")
+        print(f"  {k:22s} {v:6.3f}")
     print(
         f"\n  ndstack -> S3 / peer -> S3:       {med['ndstack -> S3'] / med['peer -> S3']:.2f}x"
         "  (target >= 2x)"
