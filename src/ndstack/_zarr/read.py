@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import math
@@ -66,7 +67,24 @@ class Node(NamedTuple):
     zarr_format: int
 
 
+#: the nodes read during one :func:`open_store` (a store's metadata is read by several
+#: checks; on object storage each read is a request), None outside one
+_NODES: contextvars.ContextVar[dict[str, Node | None] | None] = contextvars.ContextVar(
+    "ndstack_nodes", default=None
+)
+
+
 def read_node(path: str) -> Node | None:
+    """A Zarr node (read once per :func:`open_store`); see :func:`_read_node`."""
+    memo = _NODES.get()
+    if memo is None:
+        return _read_node(path)
+    if path not in memo:
+        memo[path] = _read_node(path)
+    return memo[path]
+
+
+def _read_node(path: str) -> Node | None:
     """A Zarr node: v3 ``zarr.json`` or v2 ``.zarray``/``.zgroup`` + ``.zattrs``; None when
     ``path`` holds no Zarr node.
 
@@ -548,6 +566,7 @@ def open_store(
     DamagedStoreError
         When the metadata is damaged or does not describe what the store holds.
     """
+    token = _NODES.set({})
     try:
         return _open_store(path, level, storage_chunks, on_error)
     except NdstackError:
@@ -558,6 +577,8 @@ def open_store(
             f"{join(path, node)}: metadata that ndstack cannot use "
             f"({type(exc).__name__}: {reason(exc, 120)})"
         ) from None
+    finally:
+        _NODES.reset(token)
 
 
 def _open_store(path: str, level: int, storage_chunks: bool, on_error: str) -> Any:
