@@ -324,3 +324,12 @@ class TcpRelay:
 
             threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
             threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+
+def pytest_unconfigure(config) -> None:
+    """aiohttp sessions of fsspec's async filesystems (S3, HTTP) are closed by the garbage
+    collector at exit, and asyncio logs each as "Unclosed client session" after pytest's
+    summary; nothing is wrong, and nothing is left to see after the tests."""
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
