@@ -397,3 +397,35 @@ def test_a_read_from_a_server_that_went_away_is_a_storage_error(lls_arr, s3, mot
     with pytest.raises(StorageError, match=r"x\.ome\.zarr") as info:
         arr.values
     assert not isinstance(info.value, CorruptFileError) and "\n" not in str(info.value)
+
+
+def test_ngff_04_on_s3_and_verify_names_a_missing_chunk_object(lls_arr, s3: str) -> None:
+    import s3fs
+
+    from ndstack.errors import VerifyError
+
+    url = f"{s3}/v2.ome.zarr"
+    ndstack.to_zarr(lls_arr, url, format="ome-zarr-0.4", levels=1)
+    back = ndstack.open(url)
+    np.testing.assert_array_equal(back.values, lls_arr.values)
+    assert ".zattrs" in _objects(url)
+    chunk = sorted(k for k in _objects(url) if k.startswith("0/") and k[-1].isdigit())[3]
+    s3fs.S3FileSystem().rm_file(f"{url.removeprefix('s3://')}/{chunk}")
+    with pytest.raises(VerifyError, match=f"chunk {chunk} is missing"):
+        ndstack.verify(lls_arr, url)
+
+
+@pytest.mark.parametrize(("url", "extra"), [("gcs://b/x.zarr", "gcs"), ("az://c/x.zarr", "azure")])
+def test_a_missing_cloud_client_names_the_extra(url: str, extra: str, lls_arr) -> None:
+    import importlib.util
+    import re
+
+    from ndstack.errors import MissingDependencyError
+
+    package = {"gcs": "gcsfs", "azure": "adlfs"}[extra]
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed")
+    with pytest.raises(MissingDependencyError, match=re.escape(f"ndstack[{extra}]")):
+        ndstack.to_zarr(lls_arr, url)
+    with pytest.raises(MissingDependencyError, match=re.escape(f"ndstack[{extra}]")):
+        ndstack.open(url)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ._axes import TIFF_EXTENSIONS
 from ._redact import redact
-from .errors import NoImagesError
+from .errors import NdstackError, NoImagesError
 
 __all__ = ["Source", "discover"]
 
@@ -256,7 +256,7 @@ def _listed(list_them: Any, what: Any, extensions: Sequence[str] | None, name: s
     """``list_them(what, extensions)``, its unexpected errors as one NoImagesError."""
     try:
         return list_them(what, extensions)
-    except (NoImagesError, OSError):
+    except (NdstackError, OSError):  # already in ndstack's words, or the system's
         raise
     except Exception as exc:  # an invalid URL, a filesystem package not installed ...
         raise NoImagesError(f"cannot list {name!r}: {type(exc).__name__}: {exc}") from exc

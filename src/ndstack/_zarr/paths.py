@@ -178,9 +178,7 @@ def filesystem(url: str) -> tuple[Any, str]:
         scheme = url_scheme(url) or ""
         package, extra = _EXTRAS.get(scheme, (f"the fsspec driver for {scheme}://", ""))
         hint = f" (pip install 'ndstack[{extra}]')" if extra else ""
-        raise MissingDependencyError(
-            f"{redact(url)}: reading {scheme}:// needs {package}{hint}"
-        ) from None
+        raise MissingDependencyError(f"{redact(url)}: {scheme}:// needs {package}{hint}") from None
     except ValueError as exc:  # an unknown protocol
         raise NoImagesError(f"cannot open {redact(url)}: {reason(exc)}") from None
 
