@@ -490,3 +490,18 @@ def test_info_of_a_store_of_an_array_made_in_memory(tmp_path, capsys) -> None:
         f"ndstack store: {tmp_path / 'mem.zarr'}  (zarr, Zarr v3, lz4 level 5, 1 level)",
         "  written from: an array made in memory (no source files)",
     ]
+
+
+def test_pixel_size_on_the_command_line(tmp_path, capsys) -> None:
+    from .conftest import write_files
+
+    write_files(tmp_path / "src", [f"img_t{t}.tif" for t in range(2)],
+                lambda n: np.zeros((3, 8, 8), "u2"))  # fmt: skip
+    assert main(["info", str(tmp_path / "src"), "--pixel-size", "Z=0.3,Y=0.1,X=0.1", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["pixel_size"] == {"Z": 0.3, "Y": 0.1, "X": 0.1}
+    for bad in ("Z=0", "Z=-1", "Z=x", "Z", "Z=1,Z=2"):
+        assert main(["info", str(tmp_path / "src"), "--pixel-size", bad]) == 2
+        assert "--pixel-size" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "src"), "--pixel-size", "Q=1"]) == 2
+    assert "'Q'" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import stat
@@ -536,3 +537,36 @@ def test_version_has_one_source() -> None:
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert importlib.metadata.version("ndstack") == ndstack.__version__
+
+
+def test_pixel_sizes_given_to_open(tmp_path: Path) -> None:
+    """A function reader gives no pixel size: pixel_size= gives them, they reach the
+    store's NGFF scales; bad values and unknown dims are refused naming them."""
+    from ndstack.errors import ParameterError
+
+    folder = tmp_path / "npy"
+    folder.mkdir()
+    for t in range(2):
+        np.save(folder / f"img_t{t}.npy", np.full((3, 8, 8), t, np.uint16))
+    arr = ndstack.open(folder, reader=np.load, pixel_size={"Z": 0.3, "Y": 0.104, "X": 0.104})
+    assert arr.attrs["pixel_size"] == {"Z": 0.3, "Y": 0.104, "X": 0.104}
+    assert arr.attrs["pixel_unit"] == "micrometer" and arr.attrs["pixel_size_given"] == [
+        "X", "Y", "Z"]  # fmt: skip
+    store = tmp_path / "s.ome.zarr"
+    ndstack.to_zarr(arr, store, levels=1)
+    scale = json.loads((store / "zarr.json").read_text())["attributes"]["ome"]["multiscales"][0][
+        "datasets"][0]["coordinateTransformations"][0]["scale"]  # fmt: skip
+    assert scale[-3:] == [0.3, 0.104, 0.104]
+    again = ndstack.open(store, pixel_size={"Z": 0.25})
+    assert again.attrs["pixel_size"] == {"Z": 0.25, "Y": 0.104, "X": 0.104}
+    refused = [
+        ({"Z": 0}, "Z=0"),
+        ({"Z": -1.0}, "Z=-1.0"),
+        ({"Y": float("nan")}, "Y=nan"),
+        ({"Y": "0.1"}, "Y='0.1'"),
+        ({"Q": 1.0}, "'Q'"),
+        ([0.3], "must map"),
+    ]
+    for bad, message in refused:
+        with pytest.raises(ParameterError, match=message):
+            ndstack.open(folder, reader=np.load, pixel_size=bad)

@@ -393,3 +393,31 @@ def test_filters_use_the_ndimage_of_the_blocks_module(monkeypatch, op: str) -> N
     assert calls and {t for _, t in calls} == {_Block}  # every block, with CuPy's module
     assert type(got) is np.ndarray
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_a_chain_of_ops_after_the_core_dims_were_rechunked(lls) -> None:
+    """open(chunks={"Z": 1}) as the README advises for napari, then deskew -> deconvolve
+    -> crop: coordinates stay NumPy (xarray's .chunk() made them Dask arrays chunked
+    otherwise than the data, and the second op failed with "inconsistent chunks"), the
+    result equals the same chain on whole stacks, and every pixel size an op does not
+    change is kept."""
+    import ndstack
+
+    folder, _ = lls
+    psf = np.zeros((3, 3, 3), np.float32)
+    psf[1, 1, 1], psf[0, 1, 1], psf[2, 1, 1] = 0.5, 0.25, 0.25
+
+    def chain(arr):
+        d = ops.deskew(arr, angle=31.5)
+        return ops.crop(ops.deconvolve(d, psf, iterations=3), X=(2, 30)), d
+
+    with pytest.warns(UserWarning, match="split over several chunks"):
+        split, deskewed = chain(ndstack.open(folder, chunks={"Z": 1}))
+    whole, _ = chain(ndstack.open(folder))
+    assert all(not isinstance(c.data, da.Array) for c in split.coords.values())
+    np.testing.assert_allclose(split.isel(T=1).values, whole.isel(T=1).values, rtol=1e-5)
+    original = ndstack.open(folder).attrs["pixel_size"]
+    assert set(deskewed.attrs["pixel_size"]) == {"Z", "Y", "X"}
+    assert deskewed.attrs["pixel_size"]["Y"] == original["Y"]
+    assert deskewed.attrs["pixel_size"]["X"] == original["X"]
+    assert split.attrs["pixel_size"] == deskewed.attrs["pixel_size"]

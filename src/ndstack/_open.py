@@ -17,7 +17,13 @@ from ._grid import FileAxis, FileGrid, FunctionReader, GridAxis, Place, TileAxis
 from ._names import TILE_AXES, Layout, parse_names
 from ._redact import redact
 from ._tiff import FileInfo, TiffReader, probe_tiff
-from .errors import CorruptFileError, FileMismatchError, LayoutError, NoImagesError
+from .errors import (
+    CorruptFileError,
+    FileMismatchError,
+    LayoutError,
+    NoImagesError,
+    ParameterError,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -55,6 +61,7 @@ def open(
     dtype: Any = None,
     extensions: Sequence[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    pixel_size: Mapping[str, float] | None = None,
 ) -> xr.DataArray:
     """Open many image files as one lazy ``xarray.DataArray`` over a Dask array.
 
@@ -106,6 +113,11 @@ def open(
         filesystem (``endpoint_url``, ``anon``, ``profile`` ...), used for every request to
         that bucket or host from this process and carried by the tasks that read it;
         never written or shown. Without them the cloud's own configuration applies.
+    pixel_size
+        Pixel sizes to give or correct, per dim, in ``pixel_unit`` (µm unless the files
+        say otherwise), e.g. ``{"Z": 0.3, "Y": 0.104, "X": 0.104}``: for a function reader
+        (which gives none), files without calibration, or a wrong one. The others stay as
+        the files say; ``attrs["pixel_size_given"]`` lists the dims given here.
 
     Returns
     -------
@@ -141,8 +153,10 @@ def open(
 
     if on_error not in ("raise", "fill"):
         raise ValueError(f"on_error must be 'raise' or 'fill', not {on_error!r}")
+    given = _check_pixel_sizes(pixel_size)
     if is_store(source):  # a store written by ndstack.to_zarr: one line back
-        return open_store(as_local(os.fspath(source)), on_error=on_error)
+        stored = open_store(as_local(os.fspath(source)), on_error=on_error)
+        return _with_pixel_sizes(stored, given)
     if check not in ("auto", "headers", "none"):
         raise ValueError(f"check must be 'auto', 'headers' or 'none', not {check!r}")
     if tiles not in ("stitch", "axes"):
@@ -195,9 +209,47 @@ def open(
     )
     data = _to_dask(grid, dims, sources, info, chunks, src, names, sizes, reader)
     missing = _missing(layout, files)
-    return _to_xarray(
+    out = _to_xarray(
         data, dims, layout, info, src, pattern, names, missing, bad, grid_names, fill_value
     )
+    return _with_pixel_sizes(out, given)
+
+
+def _check_pixel_sizes(pixel_size: Mapping[str, float] | None) -> dict[str, float]:
+    """``pixel_size=`` checked: dim names to positive, finite numbers."""
+    if pixel_size is None:
+        return {}
+    if not isinstance(pixel_size, Mapping):
+        raise ParameterError(
+            f"pixel_size must map dims to sizes, e.g. {{'Z': 0.3, 'Y': 0.1}}, not {pixel_size!r}"
+        )
+    out = {}
+    for dim, size in pixel_size.items():
+        ok = isinstance(size, (int, float, np.integer, np.floating)) and not isinstance(size, bool)
+        if not ok or not np.isfinite(size) or size <= 0:
+            raise ParameterError(f"pixel_size {dim}={size!r}: sizes are positive numbers")
+        out[str(dim)] = float(size)
+    return out
+
+
+def _with_pixel_sizes(arr: xr.DataArray, given: dict[str, float]) -> xr.DataArray:
+    """``arr`` with the pixel sizes given by the user, each for a dim it has."""
+    if not given:
+        return arr
+    unknown = [d for d in given if d not in arr.dims]
+    if unknown:
+        raise ParameterError(
+            f"pixel_size names {', '.join(map(repr, unknown))}, which the array does not "
+            f"have; its dims are {', '.join(map(str, arr.dims))}"
+        )
+    attrs = dict(arr.attrs)
+    attrs["pixel_size"] = {**dict(attrs.get("pixel_size") or {}), **given}
+    attrs["pixel_unit"] = attrs.get("pixel_unit") or "micrometer"
+    attrs["pixel_size_given"] = sorted(given)
+    attrs.pop("pixel_note", None)  # the note said why the files gave none
+    out = arr.copy()
+    out.attrs = attrs
+    return out
 
 
 def _probe_first(

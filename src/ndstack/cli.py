@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -54,6 +55,13 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
         default="stitch",
         help="x/y tile indices: stitch into one plane (default) or keep as dims",
     )
+    p.add_argument(
+        "--pixel-size",
+        type=_pixel_sizes,
+        metavar="DIM=SIZE,...",
+        help="pixel sizes to give or correct, e.g. Z=0.3,Y=0.104,X=0.104 (micrometers "
+        "unless the files say otherwise)",
+    )
     _add_storage_options(p)
 
 
@@ -87,6 +95,25 @@ def _add_storage_options(p: argparse.ArgumentParser) -> None:
         help="an fsspec storage option for the URLs named (endpoint_url=..., profile=..., "
         "anon=true); repeatable. Credentials are best kept in the environment or a profile",
     )
+
+
+def _pixel_sizes(text: str) -> dict[str, float]:
+    """``Z=0.3,Y=0.104``: each dim once, each size a positive number."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        dim, eq, size = (x.strip() for x in part.partition("="))
+        try:
+            value = float(size)
+        except ValueError:
+            value = float("nan")
+        if not eq or not dim or not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(
+                f"expected DIM=SIZE[,DIM=SIZE] with positive sizes, got {text!r}"
+            )
+        if dim in out:
+            raise argparse.ArgumentTypeError(f"{dim} given twice in {text!r}")
+        out[dim] = value
+    return out
 
 
 def _chunks(text: str) -> dict[str, int]:
@@ -331,7 +358,8 @@ def _check_dims(args: argparse.Namespace, arr: Any) -> None:
 
 
 def _open_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"pattern": args.pattern, "on_error": args.on_error, "tiles": args.tiles}
+    return {"pattern": args.pattern, "on_error": args.on_error, "tiles": args.tiles,
+            "pixel_size": args.pixel_size}  # fmt: skip
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

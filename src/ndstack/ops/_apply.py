@@ -18,6 +18,16 @@ __all__ = ["apply"]
 MAX_AUTO_RECHUNK_BYTES = 512 << 20
 
 
+def rechunked(arr: Any, chunks: Mapping[str, Any]) -> Any:
+    """``arr`` with its data rechunked along the named dims; its coordinates stay as they
+    are. (xarray's ``.chunk()`` turns every non-index coordinate into a Dask array chunked
+    otherwise than the data, which the next operation refuses: "inconsistent chunks".)"""
+    import dask.array as da
+
+    data = arr.data if isinstance(arr.data, da.Array) else da.asarray(arr.data)
+    return arr.copy(data=data.rechunk({arr.get_axis_num(d): c for d, c in chunks.items()}))
+
+
 def _core_single_chunk(arr: Any, core_dims: Sequence[str]) -> Any:
     split = [d for d in core_dims if len(arr.chunksizes.get(d, (1,))) > 1]
     if not split:
@@ -33,7 +43,7 @@ def _core_single_chunk(arr: Any, core_dims: Sequence[str]) -> Any:
         f"core dims {tuple(split)} are split over several chunks: rechunking them to one",
         stacklevel=3,
     )
-    return arr.chunk(dict.fromkeys(split, -1))
+    return rechunked(arr, dict.fromkeys(split, -1))
 
 
 def apply(
@@ -126,7 +136,7 @@ def apply(
         names = {d: f"{d}__{tag}" for d in core if d in a.dims}
         a = a.rename(names)
         loop = {d: arr.chunksizes[d] for d in a.dims if d in arr.chunksizes and d not in core}
-        return (a.chunk(loop) if loop else a), [names[d] for d in core if d in names]
+        return (rechunked(a, loop) if loop else a), [names[d] for d in core if d in names]
 
     prepared = [prepare(f"arg{i}", a) for i, a in enumerate(args) if isinstance(a, xr.DataArray)]
     kw_prepared = {k: prepare(f"kwarg{i}", v) for i, (k, v) in enumerate(kwargs.items())

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from ._apply import rechunked
 from ._compat import keyword_only
 from ._xp import array_module, on_device, use_gpu
 
@@ -222,7 +223,7 @@ def power_spectrum(arr: Any, dim: str = "T", *, device: str = "auto") -> Any:
 
     gpu = use_gpu(device)
     n = arr.sizes[dim]
-    data = arr.chunk({dim: -1, **{d: "auto" for d in arr.dims if d != dim}})
+    data = rechunked(arr, {dim: -1, **{d: "auto" for d in arr.dims if d != dim}})
 
     def spectrum(x: Any) -> Any:
         xp = array_module(x)
