@@ -325,3 +325,51 @@ def test_a_folder_without_channels_is_named_after_the_folder(tmp_path: Path) -> 
     for path in (f"{folder}{os.sep}", str(folder)):
         ((_, meta, _),) = layer_data(path)
         assert meta["name"] == "plane"
+
+
+def test_view_shows_processed_data_like_the_reader(lls, monkeypatch) -> None:
+    """ndstack.view of ANY DataArray: a deskewed, cropped array gets one layer per
+    channel named from the coordinates, the deskewed Z spacing as its scale, axis labels,
+    lazy data, and the caller's layer options over ndstack's."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        napari = pytest.importorskip("napari")
+        folder, _ = lls
+        arr = ndstack.open(folder)
+        processed = ndstack.ops.crop(ndstack.ops.deskew(arr, angle=31.5), X=(0, 30))
+        try:
+            viewer = napari.Viewer(show=False)
+        except Exception as exc:  # pragma: no cover - no display at all
+            pytest.skip(f"napari cannot start here: {exc}")
+        try:
+            out = ndstack.view(processed, viewer=viewer, block=False, blending="additive")
+            assert out is viewer
+            assert [layer.name for layer in viewer.layers] == ["488nm", "560nm", "642nm"]
+            px = processed.attrs["pixel_size"]
+            assert px["Z"] != arr.attrs["pixel_size"]["Z"]  # deskew's own Z spacing
+            for layer in viewer.layers:
+                assert list(layer.scale) == pytest.approx([1.0, px["Z"], px["Y"], px["X"]])
+                assert list(layer.axis_labels) == ["T", "Z", "Y", "X"]
+                assert layer.blending == "additive"
+                assert isinstance(layer.data, da.Array) and layer.data.shape[-1] == 30
+        finally:
+            viewer.close()
+
+
+def test_view_and_process_parse_steps_alike_and_refuse_bad_ones_first(lls, tmp_path) -> None:
+    from ndstack.cli import _parsed_steps, _parser
+
+    folder, _ = lls
+    steps = ["--deskew", "angle=31.5", "--crop", "X=0:10", "--project", "dim=Z"]
+    viewed = _parser().parse_args(["view", str(folder), *steps])
+    processed = _parser().parse_args(["process", str(folder), str(tmp_path / "o.zarr"), *steps])
+    assert viewed.steps == processed.steps and _parsed_steps(viewed) == _parsed_steps(processed)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["QT_QPA_PLATFORM"] = "nonexistent-platform"  # a window would fail, not this
+    proc = subprocess.run(
+        [sys.executable, "-m", "ndstack.cli", "view", str(folder), "--deskew", "angle=95"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "angle" in proc.stderr

@@ -11,6 +11,7 @@ from . import errors, ops
 from ._cluster import cluster
 from ._info import Info, format_info, info
 from ._names import parse_names
+from ._napari import view
 from ._open import MissingFilesWarning, open
 from ._preview import preview
 from ._zarr.results import VerifyReport, WriteSummary
@@ -33,6 +34,7 @@ __all__ = [
     "preview",
     "to_zarr",
     "verify",
+    "view",
 ]
 
 __version__ = "0.1.0"  # the one source: pyproject.toml reads it (dynamic)

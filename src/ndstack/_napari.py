@@ -17,7 +17,7 @@ import numpy as np
 from ._axes import is_tiff_name
 from .errors import MissingDependencyError
 
-__all__ = ["add_layers", "get_reader", "layer_data", "view"]
+__all__ = ["add_layers", "array_layers", "channel_names", "get_reader", "layer_data", "view"]
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -70,6 +70,18 @@ def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
     else:
         arr = _open(path, pattern)
         levels = [_plane_chunks(arr)]
+    return _layers(arr, levels, _base_name(path))
+
+
+def array_layers(arr: Any, name: str | None = None) -> list[LayerData]:
+    """The layers of any DataArray (opened, processed by ``ndstack.ops`` or the user's
+    own ``ops.apply``), laid out as the reader lays out a source: one per channel."""
+    return _layers(arr, [_plane_chunks(arr)], name or str(arr.name or "image"))
+
+
+def _layers(arr: Any, levels: list[Any], name: str) -> list[LayerData]:
+    """One layer description for every reader and view: channel axis and names, scale
+    from the pixel sizes, axis labels, contrast limits from one plane per channel."""
     px = dict(arr.attrs.get("pixel_size") or {})
     dims = [d for d in arr.dims if d != "C"]
     meta: dict[str, Any] = {
@@ -80,23 +92,26 @@ def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
     }
     if "C" in arr.dims:
         n = arr.sizes["C"]
-        names = (
-            [str(v) for v in arr.coords["C"].values]
-            if "C" in arr.coords
-            else [str(i) for i in range(n)]
-        )
-        for name, c in arr.coords.items():
-            if c.dims == ("C",) and name != "C":
-                names = [f"{v}{c.attrs.get('units', '')}" for v in c.values]
-                break
         meta["channel_axis"] = arr.dims.index("C")
-        meta["name"] = names
+        meta["name"] = channel_names(arr)
         meta["contrast_limits"] = [_contrast(arr, c) for c in range(n)]
     else:
-        meta["name"] = _base_name(path)
+        meta["name"] = name
         meta["contrast_limits"] = _contrast(arr, None)
     data = levels if len(levels) > 1 else levels[0]
     return [(data, meta, "image")]
+
+
+def channel_names(arr: Any) -> list[str]:
+    """A name per channel: a numeric coordinate along C with its unit (``560nm``), else
+    the C coordinate, else the index."""
+    n = arr.sizes["C"]
+    names = [str(v) for v in arr.coords["C"].values] if "C" in arr.coords else [
+        str(i) for i in range(n)]  # fmt: skip
+    for cname, c in arr.coords.items():
+        if c.dims == ("C",) and cname != "C":
+            return [f"{v}{c.attrs.get('units', '')}" for v in c.values]
+    return names
 
 
 def _base_name(path: Any) -> str:
@@ -138,12 +153,39 @@ def _plane_chunks(arr: Any) -> Any:
     )
 
 
-def view(source: Any, pattern: str | None = None) -> None:  # pragma: no cover - needs a display
-    """Open ``source`` in a napari viewer with ndstack's reader; blocks until it closes.
+def view(
+    data: Any,
+    *,
+    pattern: str | None = None,
+    viewer: Any = None,
+    block: bool = True,
+    **layer_options: Any,
+) -> Any:
+    """Show ``data`` in napari, laid out as ndstack's reader lays out a source.
 
-    Always ndstack's reader, whatever napari's reader preferences say (what
-    ``viewer.open(source, plugin="ndstack")`` does, and for globs, lists, URLs and
-    ``pattern`` too, which napari's ``open`` does not pass on).
+    Parameters
+    ----------
+    data
+        A source (folder, glob, list, URL, store) or any DataArray: opened, processed by
+        :mod:`ndstack.ops` or by your own ``ops.apply``. Nothing is computed but what is
+        shown: one layer per channel (named from the channel coordinates), the scale from
+        the pixel sizes (the deskewed Z spacing after ``deskew``, ...), axis labels,
+        contrast limits from one plane per channel (never a pass over the data), a
+        pyramid for stores that have one.
+    pattern
+        For a source: as :func:`ndstack.open`'s.
+    viewer
+        A napari viewer to add the layers to; default: a new one.
+    block
+        Run napari's event loop until the window closes (a script); ``False`` returns at
+        once (notebooks, tests).
+    **layer_options
+        Passed to ``viewer.add_image`` over ndstack's choices (``colormap=``,
+        ``contrast_limits=``, ``blending=`` ...).
+
+    Returns
+    -------
+    napari.Viewer
     """
     try:
         import napari
@@ -151,25 +193,36 @@ def view(source: Any, pattern: str | None = None) -> None:  # pragma: no cover -
         raise MissingDependencyError(
             "ndstack view needs napari: pip install 'ndstack[viewer]'"
         ) from None
-    viewer = napari.Viewer()
-    add_layers(viewer, source, pattern)
-    napari.run()
+    viewer = viewer if viewer is not None else napari.Viewer()
+    add_layers(viewer, data, pattern, **layer_options)
+    if block:  # pragma: no cover - needs a person at the window
+        napari.run()
+    return viewer
 
 
-def add_layers(viewer: Any, source: Any, pattern: str | None = None) -> list[Any]:
-    """Add ndstack's layers of ``source`` to a napari viewer as napari adds a reader
-    plugin's: each layer's ``source`` records the path and ``reader_plugin="ndstack"``."""
+def add_layers(
+    viewer: Any, source: Any, pattern: str | None = None, **layer_options: Any
+) -> list[Any]:
+    """Add ndstack's layers of ``source`` (a source, or a DataArray) to a napari viewer
+    as napari adds a reader plugin's: each layer's ``source`` records the path and
+    ``reader_plugin="ndstack"``."""
     from contextlib import nullcontext
+
+    import xarray as xr
 
     try:
         from napari.layers._source import layer_source
     except ImportError:  # pragma: no cover - a napari without it: the layers, unlabelled
         layer_source = None
-    path = None if isinstance(source, list) else os.fspath(source)
+    if isinstance(source, xr.DataArray):
+        path, described = None, array_layers(source)
+    else:
+        path = None if isinstance(source, list) else os.fspath(source)
+        described = layer_data(source, pattern)
     added: list[Any] = []
-    for data, meta, _ in layer_data(source, pattern):
+    for data, meta, _ in described:
         labelled = layer_source(path=path, reader_plugin="ndstack") if layer_source else None
         with labelled or nullcontext():
-            layers = viewer.add_image(data, **meta)
+            layers = viewer.add_image(data, **{**meta, **layer_options})
         added.extend(layers if isinstance(layers, list) else [layers])
     return added

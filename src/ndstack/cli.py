@@ -195,6 +195,30 @@ def _cluster(args: argparse.Namespace) -> Any:
     )
 
 
+def _add_step_options(p: argparse.ArgumentParser) -> None:
+    """The processing steps (``--deskew angle=31.5 --deconvolve psf=psf.tif ...``) and
+    ``--device``: one definition for ``process`` and ``view``."""
+    from ._steps import STEPS
+
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "gpu"],
+        default="auto",
+        help="where the steps that can run on a GPU (CuPy) compute: auto (default: the GPU "
+        "when CuPy sees one), cpu or gpu",
+    )
+    for name in STEPS:
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            nargs="?",
+            const="",
+            metavar="K=V,...",
+            action=_StepAction,
+            dest="steps",
+            help=STEPS[name].help,
+        )
+
+
 def _add_write_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
@@ -283,25 +307,7 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("--list", action="store_true", help="list the steps and their parameters")
     _add_storage_options(pp)
     pp.add_argument("--pattern", help="name template, e.g. '{name}_ch{C:d}_{cam}_stack{T:d}_*.tif'")
-    pp.add_argument(
-        "--device",
-        choices=["auto", "cpu", "gpu"],
-        default="auto",
-        help="where the steps that can run on a GPU (CuPy) compute: auto (default: the GPU "
-        "when CuPy sees one), cpu or gpu",
-    )
-    from ._steps import STEPS
-
-    for name in STEPS:
-        pp.add_argument(
-            f"--{name.replace('_', '-')}",
-            nargs="?",
-            const="",
-            metavar="K=V,...",
-            action=_StepAction,
-            dest="steps",
-            help=STEPS[name].help,
-        )
+    _add_step_options(pp)
     _add_write_options(pp)
     _add_cluster_options(pp)
     pw = sub.add_parser("preview", help="a PNG montage of per-channel maximum projections")
@@ -316,6 +322,7 @@ def _parser() -> argparse.ArgumentParser:
     pn = sub.add_parser("view", help="open SOURCE in napari (pip install 'ndstack[viewer]')")
     pn.add_argument("source", help="folder, glob, file, URL or store")
     _add_storage_options(pn)
+    _add_step_options(pn)
     pn.add_argument("--pattern", help="name template, e.g. '{name}_ch{C:d}_{cam}_stack{T:d}_*.tif'")
     pd = sub.add_parser("demo", help="write a small lattice light-sheet-like dataset and open it")
     pd.add_argument("--out", default="ndstack-demo", help="folder to write (default: %(default)s)")
@@ -425,7 +432,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_process(args: argparse.Namespace) -> int:
     from ._open import open as _open
-    from ._steps import describe, parse_params, run_steps
+    from ._steps import describe, run_steps
     from ._zarr.write import to_zarr
 
     if args.list:
@@ -435,7 +442,7 @@ def _cmd_process(args: argparse.Namespace) -> int:
         raise ParameterError("process needs SOURCE and DEST (or --list)")
     if not args.steps:
         raise ParameterError("no step given; see 'ndstack process --list'")
-    steps = [(name, parse_params(name, text)) for name, text in args.steps]  # all checked first
+    steps = _parsed_steps(args)  # all checked first
     context = _cluster(args)
     result = run_steps(_open(args.source, pattern=args.pattern), steps, device=args.device)
     _check_dims(args, result)
@@ -467,10 +474,24 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parsed_steps(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """Every step's parameters checked, before anything is opened or a window shown."""
+    from ._steps import parse_params
+
+    return [(name, parse_params(name, text)) for name, text in args.steps or []]
+
+
 def _cmd_view(args: argparse.Namespace) -> int:  # pragma: no cover - needs a display
     from ._napari import view
 
-    view(args.source, args.pattern)
+    steps = _parsed_steps(args)
+    if not steps:  # as the reader sees it: stores with their pyramids
+        view(args.source, pattern=args.pattern)
+        return 0
+    from ._open import open as _open
+    from ._steps import run_steps
+
+    view(run_steps(_open(args.source, pattern=args.pattern), steps, device=args.device))
     return 0
 
 
