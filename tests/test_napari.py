@@ -373,3 +373,78 @@ def test_view_and_process_parse_steps_alike_and_refuse_bad_ones_first(lls, tmp_p
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "angle" in proc.stderr
+
+
+def test_view_computes_one_timepoint_then_only_what_the_sliders_ask(lls) -> None:
+    """deskew -> deconvolve -> crop shown with ndstack.view: opening reads the files of
+    one timepoint, once each (the sliders start there); a T step reads the new
+    timepoint's files once each; a Z step and going back read nothing (a counting
+    reader sees every read)."""
+    import collections
+    import threading
+    import time
+
+    import tifffile
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        napari = pytest.importorskip("napari")
+        from qtpy.QtWidgets import QApplication
+
+        folder, _ = lls
+        reads: collections.Counter[str] = collections.Counter()
+        lock = threading.Lock()
+
+        def counting(path: str) -> np.ndarray:
+            with lock:
+                reads[Path(path).name] += 1
+            return tifffile.imread(path)
+
+        arr = ndstack.open(folder, reader=counting, file_axes="ZYX", pixel_size={"Z": 0.4,
+                           "Y": 0.104, "X": 0.104})  # fmt: skip
+        reads.clear()
+        psf = np.zeros((3, 3, 3), np.float32)
+        psf[1, 1, 1], psf[0, 1, 1], psf[2, 1, 1] = 0.5, 0.25, 0.25
+        shown = ndstack.ops.crop(
+            ndstack.ops.deconvolve(ndstack.ops.deskew(arr, angle=31.5), psf, iterations=2),
+            X=(0, 30),
+        )
+        try:
+            viewer = napari.Viewer(show=False)
+        except Exception as exc:  # pragma: no cover - no display at all
+            pytest.skip(f"napari cannot start here: {exc}")
+
+        def settle() -> None:
+            for _ in range(3):
+                QApplication.processEvents()
+                time.sleep(0.2)
+            QApplication.processEvents()
+
+        def stack(t: int) -> str:
+            return f"_stack{t:04d}_"
+
+        try:
+            ndstack.view(shown, viewer=viewer, block=False)
+            settle()
+            assert viewer.dims.current_step[0] == 0
+            assert sorted(reads) == sorted(lls_name(c, 0) for c in range(3))
+            assert set(reads.values()) == {1}
+            reads.clear()
+            t_axis = 0
+            step = list(viewer.dims.current_step)
+            step[t_axis] = 1
+            viewer.dims.current_step = tuple(step)
+            settle()
+            assert all(stack(1) in n for n in reads) and len(reads) == 3, reads
+            assert set(reads.values()) == {1}
+            reads.clear()
+            step[1] += 1  # Z
+            viewer.dims.current_step = tuple(step)
+            settle()
+            step[t_axis] = 0  # back
+            viewer.dims.current_step = tuple(step)
+            settle()
+            assert not reads, reads
+        finally:
+            viewer.close()

@@ -43,14 +43,24 @@ def _read(path: Any) -> list[LayerData]:
     return layer_data(path)
 
 
-def _contrast(arr: Any, channel: int | None) -> list[float]:
-    """Contrast limits from a few planes: the middle of every axis but Y and X."""
-    sel = {d: arr.sizes[d] // 2 for d in arr.dims if d not in ("Y", "X", "C")}
-    if channel is not None:
-        sel["C"] = channel
-    plane = np.asarray(arr.isel(sel).values, dtype=np.float64)  # one step: one plane read
+def start_position(arr: Any) -> dict[str, int]:
+    """Where the sliders start: the first index of every slider dim, the middle of Z."""
+    return {d: (arr.sizes[d] - 1) // 2 if d == "Z" else 0
+            for d in arr.dims if d not in ("Y", "X", "C")}  # fmt: skip
+
+
+def _limits(plane: np.ndarray) -> list[float]:
+    plane = np.asarray(plane, dtype=np.float64)
     lo, hi = np.percentile(plane, (0.5, 99.8)) if plane.size else (0.0, 1.0)
     return [float(lo), float(hi if hi > lo else lo + 1)]
+
+
+def _contrast(arr: Any, channel: int | None) -> list[float]:
+    """Contrast limits from the plane the sliders start at (one plane read)."""
+    sel: dict[str, int] = dict(start_position(arr))
+    if channel is not None:
+        sel["C"] = channel
+    return _limits(arr.isel(sel).values)  # one indexing step: one plane read
 
 
 def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
@@ -75,11 +85,52 @@ def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
 
 def array_layers(arr: Any, name: str | None = None) -> list[LayerData]:
     """The layers of any DataArray (opened, processed by ``ndstack.ops`` or the user's
-    own ``ops.apply``), laid out as the reader lays out a source: one per channel."""
-    return _layers(arr, [_plane_chunks(arr)], name or str(arr.name or "image"))
+    own ``ops.apply``), laid out as the reader lays out a source: one per channel.
+
+    Processed data (whose chunks hold whole stacks) is computed once at the position
+    the sliders start at (:func:`start_position`), for every channel together: that
+    block is handed to napari in memory, and the contrast limits come from it, so
+    opening computes one timepoint, once. Arrays that read planes straight from their
+    files (``ndstack.open`` as it is) read one plane per channel instead.
+    """
+    name = name or str(arr.name or "image")
+    data = _plane_chunks(arr)
+    start = start_position(arr)
+    sliders = [d for d in start if d != "Z"]
+    if data is not arr.data or len(sliders) != 1:  # planes are cheap, or no single slider
+        return _layers(arr, [data], name)
+    dim = sliders[0]
+    head = np.asarray(arr.isel({dim: start[dim]}).values)  # one compute: every channel
+    inner = [d for d in arr.dims if d != dim]
+    at = {d: start[d] for d in inner if d == "Z"}
+    if "C" in arr.dims:
+        limits = [_limits(_index(head, inner, {**at, "C": c})) for c in range(arr.sizes["C"])]
+    else:
+        limits = [_limits(_index(head, inner, at))]
+    spliced = _spliced(data, arr.get_axis_num(dim), start[dim], head)
+    return _layers(arr, [spliced], name, limits)
 
 
-def _layers(arr: Any, levels: list[Any], name: str) -> list[LayerData]:
+def _index(values: np.ndarray, dims: list[str], at: dict[str, int]) -> np.ndarray:
+    return values[tuple(at.get(d, slice(None)) for d in dims)]
+
+
+def _spliced(data: Any, axis: int, i: int, values: np.ndarray) -> Any:
+    """``data`` with its index ``i`` along ``axis`` replaced by ``values`` (computed)."""
+    import dask.array as da
+
+    chunks = [(1,) if k == axis else c for k, c in enumerate(data.chunks)]
+    piece = da.from_array(np.expand_dims(values, axis).astype(data.dtype, copy=False),
+                          chunks=chunks)  # fmt: skip
+    before = data[(slice(None),) * axis + (slice(0, i),)]
+    after = data[(slice(None),) * axis + (slice(i + 1, None),)]
+    parts = [p for p in (before, piece, after) if p.shape[axis]]
+    return da.concatenate(parts, axis=axis) if len(parts) > 1 else parts[0]
+
+
+def _layers(
+    arr: Any, levels: list[Any], name: str, limits: list[list[float]] | None = None
+) -> list[LayerData]:
     """One layer description for every reader and view: channel axis and names, scale
     from the pixel sizes, axis labels, contrast limits from one plane per channel."""
     px = dict(arr.attrs.get("pixel_size") or {})
@@ -94,10 +145,10 @@ def _layers(arr: Any, levels: list[Any], name: str) -> list[LayerData]:
         n = arr.sizes["C"]
         meta["channel_axis"] = arr.dims.index("C")
         meta["name"] = channel_names(arr)
-        meta["contrast_limits"] = [_contrast(arr, c) for c in range(n)]
+        meta["contrast_limits"] = limits or [_contrast(arr, c) for c in range(n)]
     else:
         meta["name"] = name
-        meta["contrast_limits"] = _contrast(arr, None)
+        meta["contrast_limits"] = limits[0] if limits else _contrast(arr, None)
     data = levels if len(levels) > 1 else levels[0]
     return [(data, meta, "image")]
 
@@ -220,9 +271,31 @@ def add_layers(
         path = None if isinstance(source, list) else os.fspath(source)
         described = layer_data(source, pattern)
     added: list[Any] = []
+    shown = layer_options.pop("visible", True)
     for data, meta, _ in described:
         labelled = layer_source(path=path, reader_plugin="ndstack") if layer_source else None
-        with labelled or nullcontext():
-            layers = viewer.add_image(data, **{**meta, **layer_options})
+        with labelled or nullcontext():  # hidden until the sliders stand where they start
+            layers = viewer.add_image(data, **{**meta, **layer_options, "visible": False})
         added.extend(layers if isinstance(layers, list) else [layers])
+    _to_start(viewer, described)
+    for layer in added:
+        layer.visible = shown  # napari slices a layer once it is visible: here, once
     return added
+
+
+def _to_start(viewer: Any, described: list[LayerData]) -> None:
+    """Put the sliders where the layers were prepared for (:func:`start_position`):
+    the first index of every slider dim, the middle of Z. napari's own start (the middle
+    of every dim) would compute another timepoint first."""
+    data, meta, _ = described[0]
+    shape = list((data[0] if meta.get("multiscale") else data).shape)
+    if "channel_axis" in meta:
+        del shape[meta["channel_axis"]]
+    labels = meta["axis_labels"]
+    offset = viewer.dims.ndim - len(labels)
+    step = list(viewer.dims.current_step)
+    for k, (d, n) in enumerate(zip(labels, shape)):
+        if d in ("Y", "X") or offset + k < 0:
+            continue
+        step[offset + k] = (n - 1) // 2 if d == "Z" else 0
+    viewer.dims.current_step = tuple(step)
