@@ -183,11 +183,16 @@ def _plane_chunks(arr: Any) -> Any:
     """
     import dask.array as da
 
+    from ._tiff import TiffReader
     from ._zarr.sources import file_grid
 
     grid = file_grid(arr)
-    # only the array exactly as ndstack.open made it (any operation renames it)
+    # only the array exactly as ndstack.open made it (any operation renames it), and only
+    # when its reader reads a plane by itself: a function reader reads whole files, so
+    # a plane per chunk would read a file per plane
     if grid is None or grid.shape != arr.shape or not arr.data.name.startswith("ndstack-open-"):
+        return arr.data
+    if not isinstance(grid.reader, TiffReader):
         return arr.data
     chunks = tuple(
         c if d in ("Y", "X", "S") else (1,) * n
