@@ -495,3 +495,62 @@ def test_the_readme_workflow_end_to_end_with_a_screenshot(tmp_path: Path) -> Non
         import imageio.v3 as iio
 
         iio.imwrite(keep, shot)
+
+
+def test_the_steps_panel_renders_saves_cancels_and_resumes(lls, tmp_path: Path) -> None:
+    """The panel: a step added changes the canvas; a bad step changes nothing and says
+    why; Save writes the store `ndstack process` writes with the same steps; a cancelled
+    save resumes when saved again."""
+    from ndstack._panel import StepsPanel
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        napari = pytest.importorskip("napari")
+        from qtpy.QtWidgets import QApplication
+
+        folder, _ = lls
+        try:
+            viewer = napari.Viewer(show=True)
+        except Exception as exc:  # pragma: no cover - no Qt platform or no OpenGL
+            pytest.skip(f"napari cannot start here: {exc}")
+
+        def settle() -> None:
+            for _ in range(20):
+                QApplication.processEvents()
+
+        try:
+            ndstack.view(str(folder), viewer=viewer, block=False)
+            panel = StepsPanel(viewer)
+            viewer.window.add_dock_widget(panel.widget, name="steps")
+            assert panel.source == str(folder)
+            settle()
+            before = viewer.screenshot(canvas_only=True)
+            width = viewer.layers[0].data.shape[-1]
+            panel.add_step("deskew", "angle=31.5")
+            settle()
+            after = viewer.screenshot(canvas_only=True)
+            assert viewer.layers[0].data.shape[-1] > width
+            assert [layer.name for layer in viewer.layers] == ["488nm", "560nm", "642nm"]
+            assert np.abs(after.astype(int) - before.astype(int)).mean() > 0.5
+            panel.params.setText("angle=95")  # refused: nothing changes, the panel says why
+            panel._guard(panel.add_step, "deskew", "angle=95")
+            assert panel.steps == [("deskew", "angle=31.5")] and "angle" in panel.status.text()
+            panel.add_step("project", "dim=Z")
+
+            expected = tmp_path / "cli.ome.zarr"
+            from ndstack.cli import main
+
+            assert main(["process", str(folder), str(expected), "--deskew", "angle=31.5",
+                         "--project", "dim=Z", "--quiet"]) == 0  # fmt: skip
+            dest = tmp_path / "panel.ome.zarr"
+            panel.save(str(dest))
+            panel.cancel_save()  # at once: nothing or a part written, resumable
+            panel.save(str(dest))
+            assert panel.wait_save(timeout=300) == 0, panel.status.text()
+            assert panel.progress.value() == 100
+            xr.testing.assert_identical(
+                ndstack.open(dest).drop_attrs(), ndstack.open(expected).drop_attrs()
+            )
+        finally:
+            viewer.close()

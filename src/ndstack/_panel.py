@@ -1,0 +1,254 @@
+"""The napari panel: the processing steps shown on the canvas, and "Save as OME-Zarr".
+
+A dock widget (npe2 contribution ``ndstack.steps_panel``, or :func:`steps_panel`) that
+holds the source the layers came from and a list of steps in the grammar of
+``ndstack process`` (``deskew angle=31.5``; one parser for the CLI, ``view`` and this
+panel). Adding, removing, moving or changing a step re-renders the layers lazily, at the
+position the sliders stand: only the shown timepoint is computed.
+
+"Save as OME-Zarr" runs ``ndstack process SOURCE DEST --step ...`` in a child process:
+the full conversion of the processed data, with the writer's guarantees (one run per
+store, resumable). Cancelling stops that process; saving to the same store again resumes
+it. The bar shows the finished tasks (the done markers of the run's record).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from ._steps import STEPS, parse_params, run_steps
+
+__all__ = ["StepsPanel", "steps_panel"]
+
+
+def steps_panel(napari_viewer: Any) -> Any:
+    """npe2 widget command: the panel's widget, over the source of the viewer's ndstack
+    layers (the panel object rides on the widget, which keeps it alive)."""
+    panel = StepsPanel(napari_viewer)
+    panel.widget.ndstack_panel = panel
+    return panel.widget
+
+
+def _qt() -> Any:
+    from qtpy import QtCore, QtWidgets
+
+    return QtCore, QtWidgets
+
+
+class StepsPanel:
+    """The steps panel. Its ``widget`` is the Qt widget napari docks; its methods are
+    what the buttons call (and what scripts and tests can call)."""
+
+    def __init__(self, viewer: Any, source: Any = None, pattern: str | None = None) -> None:
+        QtCore, QtWidgets = _qt()
+        self.viewer = viewer
+        self.source = source if source is not None else _layer_source(viewer)
+        self.pattern = pattern
+        self.steps: list[tuple[str, str]] = []  # (name, "k=v,k=v") as typed
+        self._save: subprocess.Popen[bytes] | None = None
+        self._save_dest: str | None = None
+        self._total = 0
+
+        w = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(w)
+        self.list = QtWidgets.QListWidget()
+        layout.addWidget(self.list)
+        row = QtWidgets.QHBoxLayout()
+        self.kind = QtWidgets.QComboBox()
+        self.kind.addItems(list(STEPS))
+        self.params = QtWidgets.QLineEdit()
+        self.params.setPlaceholderText("angle=31.5 (k=v,k=v)")
+        add = QtWidgets.QPushButton("Add")
+        add.clicked.connect(lambda: self._guard(self.add_step, self.kind.currentText(),
+                                                self.params.text()))  # fmt: skip
+        row.addWidget(self.kind)
+        row.addWidget(self.params)
+        row.addWidget(add)
+        layout.addLayout(row)
+        buttons = QtWidgets.QHBoxLayout()
+        for text, action in (("Remove", self._remove_selected), ("Up", lambda: self._move(-1)),
+                             ("Down", lambda: self._move(1))):  # fmt: skip
+            b = QtWidgets.QPushButton(text)
+            b.clicked.connect(lambda _=False, a=action: self._guard(a))
+            buttons.addWidget(b)
+        layout.addLayout(buttons)
+        save = QtWidgets.QPushButton("Save as OME-Zarr...")
+        save.clicked.connect(lambda: self._guard(self._ask_and_save))
+        cancel = QtWidgets.QPushButton("Cancel saving")
+        cancel.clicked.connect(lambda: self._guard(self.cancel_save))
+        layout.addWidget(save)
+        layout.addWidget(cancel)
+        self.progress = QtWidgets.QProgressBar()
+        layout.addWidget(self.progress)
+        self.status = QtWidgets.QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        self.widget = w
+        self._timer = QtCore.QTimer(w)
+        self._timer.setInterval(300)
+        self._timer.timeout.connect(self.poll_save)
+
+    # ------------------------------------------------------------------ steps
+    def add_step(self, name: str, params: str = "") -> None:
+        """Add a step (checked first: a bad one changes nothing) and re-render."""
+        parse_params(name, params)
+        self.steps.append((name, params))
+        self.render()
+
+    def remove_step(self, index: int) -> None:
+        del self.steps[index]
+        self.render()
+
+    def move_step(self, index: int, by: int) -> None:
+        j = index + by
+        if 0 <= j < len(self.steps):
+            self.steps[index], self.steps[j] = self.steps[j], self.steps[index]
+            self.render()
+
+    def set_step(self, index: int, params: str) -> None:
+        """Change a step's parameters (checked first) and re-render."""
+        parse_params(self.steps[index][0], params)
+        self.steps[index] = (self.steps[index][0], params)
+        self.render()
+
+    def processed(self) -> Any:
+        """The source with the steps applied, lazily."""
+        from ._open import open as _open
+
+        parsed = [(name, parse_params(name, text)) for name, text in self.steps]
+        return run_steps(_open(self.source, pattern=self.pattern), parsed)
+
+    def render(self) -> None:
+        """Replace ndstack's layers by the processed data's (lazy: what is shown)."""
+        from ._napari import add_layers
+
+        arr = self.processed()
+        for layer in [lay for lay in self.viewer.layers if _is_ndstack(lay)]:
+            self.viewer.layers.remove(layer)
+        add_layers(self.viewer, arr)
+        self.list.clear()
+        self.list.addItems([f"{name} {text}".strip() for name, text in self.steps])
+        self.status.setText(f"{len(self.steps)} step(s); dims {dict(arr.sizes)}")
+
+    def _remove_selected(self) -> None:
+        row = self.list.currentRow()
+        if row >= 0:
+            self.remove_step(row)
+
+    def _move(self, by: int) -> None:
+        row = self.list.currentRow()
+        if row >= 0:
+            self.move_step(row, by)
+            self.list.setCurrentRow(row + by)
+
+    # ------------------------------------------------------------------ saving
+    def save(self, dest: str, *, overwrite: bool = False) -> None:
+        """Start the conversion of the processed data to ``dest`` in a child process."""
+        if self._save is not None and self._save.poll() is None:
+            raise RuntimeError("a save is running; cancel it first")
+        if not isinstance(self.source, (str, os.PathLike)):
+            raise ValueError("saving needs a source path or URL (the panel's source)")
+        arr = self.processed()  # the steps checked here, and the tasks counted
+        self._total = max(1, int(_blocks(arr)))
+        args = [sys.executable, "-m", "ndstack.cli", "process", os.fspath(self.source),
+                os.fspath(dest), "--quiet"]  # fmt: skip
+        if self.pattern:
+            args += ["--pattern", self.pattern]
+        for name, text in self.steps:
+            args.append(f"--{name.replace('_', '-')}" + (f"={text}" if text else ""))
+        if overwrite:
+            args.append("--overwrite")
+        self._save_dest = os.fspath(dest)
+        self._save = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.progress.setValue(0)
+        self.status.setText(f"saving to {self._save_dest} ...")
+        self._timer.start()
+
+    def poll_save(self) -> int | None:
+        """Update the bar; the child's exit code once it ended, else None."""
+        if self._save is None:
+            return None
+        done = _done_markers(self._save_dest or "")
+        self.progress.setValue(min(100, int(100 * done / self._total)))
+        code = self._save.poll()
+        if code is None:
+            return None
+        self._timer.stop()
+        out, err = self._save.communicate()
+        text = (err or out or b"").decode(errors="replace").strip().splitlines()
+        if code == 0:
+            self.progress.setValue(100)
+            self.status.setText(text[-1] if text else f"saved {self._save_dest}")
+        else:
+            self.status.setText(text[-1] if text else f"saving failed (exit code {code})")
+        return code
+
+    def wait_save(self, timeout: float | None = None) -> int | None:
+        if self._save is None:
+            return None
+        self._save.wait(timeout)
+        return self.poll_save()
+
+    def cancel_save(self) -> None:
+        """Stop a running save; saving to the same store again resumes it."""
+        if self._save is not None and self._save.poll() is None:
+            self._save.terminate()
+            self._save.wait()
+            self._timer.stop()
+            self._save.communicate()
+            self.status.setText(f"cancelled: save to {self._save_dest} again to resume")
+        self._save = None
+
+    def _ask_and_save(self) -> None:  # pragma: no cover - a person picks the folder
+        _, QtWidgets = _qt()
+        dest = QtWidgets.QFileDialog.getSaveFileName(self.widget, "Save as OME-Zarr")[0]
+        if dest:
+            self.save(dest if dest.endswith(".zarr") else dest + ".ome.zarr")
+
+    def _guard(self, action: Any, *args: Any) -> None:
+        """Run a button's action; a bad step or option is shown, not raised into Qt."""
+        try:
+            action(*args)
+        except Exception as exc:
+            from ._redact import for_output
+
+            self.status.setText(for_output(str(exc)))
+
+
+def _is_ndstack(layer: Any) -> bool:
+    return getattr(getattr(layer, "source", None), "reader_plugin", None) == "ndstack" or (
+        "ndstack" in (getattr(layer, "metadata", None) or {})
+    )
+
+
+def _layer_source(viewer: Any) -> Any:
+    """The source of the viewer's ndstack layers (their ``source`` attribute)."""
+    for layer in viewer.layers:
+        if _is_ndstack(layer):
+            src = getattr(layer.source, "path", None) or (
+                (layer.metadata.get("ndstack") or {}).get("root")
+            )
+            if src:
+                return src
+    return None
+
+
+def _blocks(arr: Any) -> int:
+    import math
+
+    return math.prod(arr.data.numblocks)
+
+
+def _done_markers(dest: str) -> int:
+    from ._zarr.paths import join, list_names
+    from ._zarr.resume import record_dir
+
+    if not dest:
+        return 0
+    try:
+        return len(list_names(join(record_dir(dest), "done")))
+    except Exception:  # the record is made by the child: not there yet, or gone when done
+        return 0
