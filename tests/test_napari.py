@@ -536,6 +536,17 @@ def test_the_steps_panel_renders_saves_cancels_and_resumes(lls, tmp_path: Path) 
             panel.params.setText("angle=95")  # refused: nothing changes, the panel says why
             panel._guard(panel.add_step, "deskew", "angle=95")
             assert panel.steps == [("deskew", "angle=31.5")] and "angle" in panel.status.text()
+            # a box drawn on the canvas becomes a crop step in the data's pixels
+            scale = viewer.layers[0].scale[-2:]
+            viewer.add_shapes(
+                [[[4 * scale[0], 6 * scale[1]], [4 * scale[0], 30 * scale[1]],
+                  [15 * scale[0], 30 * scale[1]], [15 * scale[0], 6 * scale[1]]]],
+                shape_type="rectangle",
+            )  # fmt: skip
+            panel.crop_to_box()
+            assert panel.steps[-1] == ("crop", "Y=4:15,X=6:30")
+            assert viewer.layers[-1].data.shape[-2:] == (11, 24)
+            panel.remove_step(1)
             panel.add_step("project", "dim=Z")
 
             expected = tmp_path / "cli.ome.zarr"

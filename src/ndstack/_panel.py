@@ -19,6 +19,8 @@ import subprocess
 import sys
 from typing import Any
 
+import numpy as np
+
 from ._steps import STEPS, parse_params, run_steps
 
 __all__ = ["StepsPanel", "steps_panel"]
@@ -75,6 +77,10 @@ class StepsPanel:
             b.clicked.connect(lambda _=False, a=action: self._guard(a))
             buttons.addWidget(b)
         layout.addLayout(buttons)
+        crop = QtWidgets.QPushButton("Crop to the drawn box")
+        crop.setToolTip("draw a rectangle with a Shapes layer, then add it as a crop step")
+        crop.clicked.connect(lambda: self._guard(self.crop_to_box))
+        layout.addWidget(crop)
         save = QtWidgets.QPushButton("Save as OME-Zarr...")
         save.clicked.connect(lambda: self._guard(self._ask_and_save))
         cancel = QtWidgets.QPushButton("Cancel saving")
@@ -113,6 +119,24 @@ class StepsPanel:
         parse_params(self.steps[index][0], params)
         self.steps[index] = (self.steps[index][0], params)
         self.render()
+
+    def crop_to_box(self) -> None:
+        """Add a crop step from the last rectangle drawn on the canvas (a Shapes layer):
+        its Y and X extent in the pixels of the data shown, clipped to the data."""
+        shapes = [lay for lay in self.viewer.layers if type(lay).__name__ == "Shapes"]
+        if not shapes or not len(shapes[-1].data):
+            raise ValueError("draw a rectangle first (a Shapes layer, the rectangle tool)")
+        image = next(lay for lay in self.viewer.layers if _is_ndstack(lay))
+        corners = shapes[-1].data[-1]  # world coordinates of the last shape
+        pixels = [image.world_to_data(c) for c in corners]
+        y = [p[-2] for p in pixels]
+        x = [p[-1] for p in pixels]
+        ny, nx = image.data.shape[-2:] if not image.multiscale else image.data[0].shape[-2:]
+        y0, y1 = max(0, int(min(y))), min(ny, int(np.ceil(max(y))))
+        x0, x1 = max(0, int(min(x))), min(nx, int(np.ceil(max(x))))
+        if y1 <= y0 or x1 <= x0:
+            raise ValueError("the box lies outside the data")
+        self.add_step("crop", f"Y={y0}:{y1},X={x0}:{x1}")
 
     def processed(self) -> Any:
         """The source with the steps applied, lazily."""
