@@ -135,14 +135,9 @@ def main() -> int:
     args = p.parse_args()
 
     sys.path.insert(0, HERE)
-    from open_read import D1_DIR, make_d1
+    from open_read import warm_d1
 
-    source = os.path.join(args.data, D1_DIR.format(stacks=args.stacks))
-    files = make_d1(source, args.stacks)
-    for f in files:  # warm the page cache
-        with open(f, "rb") as fh:
-            while fh.read(1 << 24):
-                pass
+    source, files = warm_d1(args.data, args.stacks)
     proc, endpoint = start_moto()
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                        "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})  # fmt: skip

@@ -191,14 +191,9 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, HERE)
-    from open_read import D1_DIR, make_d1
+    from open_read import warm_d1
 
-    source = os.path.join(args.data, D1_DIR.format(stacks=args.stacks))
-    files = make_d1(source, args.stacks)
-    for f in files:  # warm the page cache
-        with open(f, "rb") as fh:
-            while fh.read(1 << 24):
-                pass
+    source, files = warm_d1(args.data, args.stacks)
     nbytes = len(files) * 64 * 256 * 256 * 2
     print(
         f"D1: {len(files)} files, {nbytes / 1e9:.2f} GB, Blosc zstd clevel 3 bit-shuffle, chunks {CHUNKS}\n"

@@ -68,6 +68,18 @@ def make_d1(folder: str, stacks: int) -> list[str]:
     return sorted(paths)
 
 
+def warm_d1(data: str, stacks: int) -> tuple[str, list[str]]:
+    """The D1 folder under ``data`` (made once) and its files, read once into the page
+    cache (every benchmark times warm files)."""
+    source = os.path.join(data, D1_DIR.format(stacks=stacks))
+    files = make_d1(source, stacks)
+    for f in files:
+        with open(f, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    return source, files
+
+
 def make_d2(folder: str, n: int) -> list[str]:
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(1)
