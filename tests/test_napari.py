@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -549,19 +550,83 @@ def test_the_steps_panel_renders_saves_cancels_and_resumes(lls, tmp_path: Path) 
             panel.remove_step(1)
             panel.add_step("project", "dim=Z")
 
+            # a re-render keeps the sliders where they stood
+            viewer.dims.set_current_step(0, 2)  # T
+            panel.set_step(0, "angle=30")
+            assert viewer.dims.current_step[0] == 2
+
+            # Save: cancelled after its first finished task, saved again: resumed
+            panel.remove_step(1)  # the projection: deconvolve the stacks
+            panel.add_step("deconvolve", "psf=" + str(_psf_file(tmp_path)) + ",iterations=40")
             expected = tmp_path / "cli.ome.zarr"
             from ndstack.cli import main
 
-            assert main(["process", str(folder), str(expected), "--deskew", "angle=31.5",
-                         "--project", "dim=Z", "--quiet"]) == 0  # fmt: skip
+            steps = [f"--{n}={t}" for n, t in panel.steps]
+            assert main(["process", str(folder), str(expected), *steps, "--quiet"]) == 0
             dest = tmp_path / "panel.ome.zarr"
+            from ndstack._panel import _done_markers
+
             panel.save(str(dest))
-            panel.cancel_save()  # at once: nothing or a part written, resumable
+            for _ in range(3000):
+                if _done_markers(str(dest)) or panel._save.poll() is not None:
+                    break
+                time.sleep(0.01)
+            assert _done_markers(str(dest)), "the save ended before a task was seen"
+            panel.cancel_save()
+            assert "cancelled" in panel.status.text()
             panel.save(str(dest))
             assert panel.wait_save(timeout=300) == 0, panel.status.text()
-            assert panel.progress.value() == 100
+            assert "done before" in panel.status.text()  # resumed, not started again
             xr.testing.assert_identical(
                 ndstack.open(dest).drop_attrs(), ndstack.open(expected).drop_attrs()
             )
+        finally:
+            viewer.close()
+
+
+def _psf_file(tmp_path: Path) -> Path:
+    import tifffile
+
+    psf = np.zeros((3, 3, 3), np.float32)
+    psf[1, 1, 1], psf[0, 1, 1], psf[2, 1, 1] = 0.5, 0.25, 0.25
+    path = tmp_path / "psf.tif"
+    tifffile.imwrite(path, psf)
+    return path
+
+
+def test_the_steps_panel_works_on_what_is_shown(lls, tmp_path: Path) -> None:
+    """Layers from a list of files have no folder to reopen: the panel says so instead
+    of reopening the whole folder; given the DataArray, it processes exactly that (a
+    corrected pixel size included) and refuses to save it through the command line."""
+    from ndstack._panel import StepsPanel
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        napari = pytest.importorskip("napari")
+        folder, _ = lls
+        try:
+            viewer = napari.Viewer(show=True)  # removing layers of a hidden one can crash
+        except Exception as exc:  # pragma: no cover - no Qt platform
+            pytest.skip(f"napari cannot start here: {exc}")
+        try:
+            files = sorted(str(p) for p in folder.iterdir())[:3]
+            ndstack.view(files, viewer=viewer, block=False)
+            panel = StepsPanel(viewer)
+            panel._guard(panel.add_step, "crop", "X=0:10")
+            assert panel.source is None and "no source" in panel.status.text()
+            assert viewer.layers[0].data.shape[-1] == 24  # unchanged
+        finally:
+            viewer.close()
+        viewer = napari.Viewer(show=True)
+        try:
+            arr = ndstack.open(folder, pixel_size={"Z": 0.8})
+            ndstack.view(arr, viewer=viewer, block=False)
+            panel = StepsPanel(viewer, data=arr)
+            panel.add_step("deskew", "angle=31.5")
+            expected = ndstack.ops.deskew(arr, angle=31.5)
+            assert viewer.layers[0].data.shape[-1] == expected.sizes["X"]
+            panel._guard(panel.save, str(tmp_path / "x.ome.zarr"))
+            assert "ndstack.to_zarr" in panel.status.text()
         finally:
             viewer.close()

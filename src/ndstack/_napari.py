@@ -43,9 +43,12 @@ def _read(path: Any) -> list[LayerData]:
     return layer_data(path)
 
 
-def start_position(arr: Any) -> dict[str, int]:
-    """Where the sliders start: the first index of every slider dim, the middle of Z."""
-    return {d: (arr.sizes[d] - 1) // 2 if d == "Z" else 0
+def start_position(arr: Any, at: dict[str, int] | None = None) -> dict[str, int]:
+    """Where the sliders start: ``at`` where it names a dim (clipped to it), else the
+    first index of every slider dim and the middle of Z."""
+    at = at or {}
+    return {d: min(max(int(at[d]), 0), arr.sizes[d] - 1) if d in at
+            else (arr.sizes[d] - 1) // 2 if d == "Z" else 0
             for d in arr.dims if d not in ("Y", "X", "C")}  # fmt: skip
 
 
@@ -55,9 +58,9 @@ def _limits(plane: np.ndarray) -> list[float]:
     return [float(lo), float(hi if hi > lo else lo + 1)]
 
 
-def _contrast(arr: Any, channel: int | None) -> list[float]:
+def _contrast(arr: Any, channel: int | None, at: dict[str, int] | None = None) -> list[float]:
     """Contrast limits from the plane the sliders start at (one plane read)."""
-    sel: dict[str, int] = dict(start_position(arr))
+    sel: dict[str, int] = dict(start_position(arr, at))
     if channel is not None:
         sel["C"] = channel
     return _limits(arr.isel(sel).values)  # one indexing step: one plane read
@@ -83,7 +86,9 @@ def layer_data(path: Any, pattern: str | None = None) -> list[LayerData]:
     return _layers(arr, levels, _base_name(path))
 
 
-def array_layers(arr: Any, name: str | None = None) -> list[LayerData]:
+def array_layers(
+    arr: Any, name: str | None = None, at: dict[str, int] | None = None
+) -> list[LayerData]:
     """The layers of any DataArray (opened, processed by ``ndstack.ops`` or the user's
     own ``ops.apply``), laid out as the reader lays out a source: one per channel.
 
@@ -91,14 +96,19 @@ def array_layers(arr: Any, name: str | None = None) -> list[LayerData]:
     the sliders start at (:func:`start_position`), for every channel together: that
     block is handed to napari in memory, and the contrast limits come from it, so
     opening computes one timepoint, once. Arrays that read planes straight from their
-    files (``ndstack.open`` as it is) read one plane per channel instead.
+    files (``ndstack.open`` as it is) read one plane per channel instead. ``at`` puts
+    the sliders elsewhere (where they stood before a re-render).
     """
+    import dask.array as da
+
     name = name or str(arr.name or "image")
     data = _plane_chunks(arr)
-    start = start_position(arr)
+    start = start_position(arr, at)
     sliders = [d for d in start if d != "Z"]
+    if not isinstance(data, da.Array):  # NumPy behind it: in memory already
+        return _layers(arr, [data], name, at=start)
     if data is not arr.data or len(sliders) != 1:  # planes are cheap, or no single slider
-        return _layers(arr, [data], name)
+        return _layers(arr, [data], name, at=start)
     dim = sliders[0]
     head = np.asarray(arr.isel({dim: start[dim]}).values)  # one compute: every channel
     inner = [d for d in arr.dims if d != dim]
@@ -108,7 +118,7 @@ def array_layers(arr: Any, name: str | None = None) -> list[LayerData]:
     else:
         limits = [_limits(_index(head, inner, at))]
     spliced = _spliced(data, arr.get_axis_num(dim), start[dim], head)
-    return _layers(arr, [spliced], name, limits)
+    return _layers(arr, [spliced], name, limits, at=start)
 
 
 def _index(values: np.ndarray, dims: list[str], at: dict[str, int]) -> np.ndarray:
@@ -121,7 +131,7 @@ def _spliced(data: Any, axis: int, i: int, values: np.ndarray) -> Any:
 
     chunks = [(1,) if k == axis else c for k, c in enumerate(data.chunks)]
     piece = da.from_array(np.expand_dims(values, axis).astype(data.dtype, copy=False),
-                          chunks=chunks)  # fmt: skip
+                          chunks=chunks, name=f"{data.name}-shown-{axis}-{i}")  # fmt: skip
     before = data[(slice(None),) * axis + (slice(0, i),)]
     after = data[(slice(None),) * axis + (slice(i + 1, None),)]
     parts = [p for p in (before, piece, after) if p.shape[axis]]
@@ -129,7 +139,11 @@ def _spliced(data: Any, axis: int, i: int, values: np.ndarray) -> Any:
 
 
 def _layers(
-    arr: Any, levels: list[Any], name: str, limits: list[list[float]] | None = None
+    arr: Any,
+    levels: list[Any],
+    name: str,
+    limits: list[list[float]] | None = None,
+    at: dict[str, int] | None = None,
 ) -> list[LayerData]:
     """One layer description for every reader and view: channel axis and names, scale
     from the pixel sizes, axis labels, contrast limits from one plane per channel."""
@@ -145,10 +159,10 @@ def _layers(
         n = arr.sizes["C"]
         meta["channel_axis"] = arr.dims.index("C")
         meta["name"] = channel_names(arr)
-        meta["contrast_limits"] = limits or [_contrast(arr, c) for c in range(n)]
+        meta["contrast_limits"] = limits or [_contrast(arr, c, at) for c in range(n)]
     else:
         meta["name"] = name
-        meta["contrast_limits"] = limits[0] if limits else _contrast(arr, None)
+        meta["contrast_limits"] = limits[0] if limits else _contrast(arr, None, at)
     data = levels if len(levels) > 1 else levels[0]
     return [(data, meta, "image")]
 
@@ -257,11 +271,17 @@ def view(
 
 
 def add_layers(
-    viewer: Any, source: Any, pattern: str | None = None, **layer_options: Any
+    viewer: Any,
+    source: Any,
+    pattern: str | None = None,
+    *,
+    at: dict[str, int] | None = None,
+    **layer_options: Any,
 ) -> list[Any]:
     """Add ndstack's layers of ``source`` (a source, or a DataArray) to a napari viewer
     as napari adds a reader plugin's: each layer's ``source`` records the path and
-    ``reader_plugin="ndstack"``."""
+    ``reader_plugin="ndstack"``. The sliders are put at ``at`` (dim -> index; default
+    :func:`start_position`)."""
     from contextlib import nullcontext
 
     import xarray as xr
@@ -271,7 +291,7 @@ def add_layers(
     except ImportError:  # pragma: no cover - a napari without it: the layers, unlabelled
         layer_source = None
     if isinstance(source, xr.DataArray):
-        path, described = None, array_layers(source)
+        path, described = None, array_layers(source, at=at)
     else:
         path = None if isinstance(source, list) else os.fspath(source)
         described = layer_data(source, pattern)
@@ -282,25 +302,29 @@ def add_layers(
         with labelled or nullcontext():  # hidden until the sliders stand where they start
             layers = viewer.add_image(data, **{**meta, **layer_options, "visible": False})
         added.extend(layers if isinstance(layers, list) else [layers])
-    _to_start(viewer, described)
+    _to_start(viewer, added[0], described[0], at)
     for layer in added:
         layer.visible = shown  # napari slices a layer once it is visible: here, once
     return added
 
 
-def _to_start(viewer: Any, described: list[LayerData]) -> None:
-    """Put the sliders where the layers were prepared for (:func:`start_position`):
-    the first index of every slider dim, the middle of Z. napari's own start (the middle
-    of every dim) would compute another timepoint first."""
-    data, meta, _ = described[0]
+def _to_start(viewer: Any, layer: Any, described: LayerData, at: dict[str, int] | None) -> None:
+    """Put the sliders where the layers were prepared for (:func:`start_position`, or
+    ``at``): set in world coordinates through the layer's own transform, so that other
+    layers of other scales do not shift it. napari's own start (the middle of every dim)
+    would compute another timepoint first."""
+    data, meta, _ = described
     shape = list((data[0] if meta.get("multiscale") else data).shape)
     if "channel_axis" in meta:
         del shape[meta["channel_axis"]]
-    labels = meta["axis_labels"]
+    labels = list(meta["axis_labels"])
+    at = at or {}
+    index = [
+        min(max(int(at[d]), 0), n - 1) if d in at else (n - 1) // 2 if d in ("Z", "Y", "X") else 0
+        for d, n in zip(labels, shape)
+    ]
+    world = layer.data_to_world(index)
     offset = viewer.dims.ndim - len(labels)
-    step = list(viewer.dims.current_step)
-    for k, (d, n) in enumerate(zip(labels, shape)):
-        if d in ("Y", "X") or offset + k < 0:
-            continue
-        step[offset + k] = (n - 1) // 2 if d == "Z" else 0
-    viewer.dims.current_step = tuple(step)
+    for k, d in enumerate(labels):
+        if d not in ("Y", "X") and offset + k >= 0:
+            viewer.dims.set_point(offset + k, world[k])

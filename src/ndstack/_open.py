@@ -225,6 +225,10 @@ def _check_pixel_sizes(pixel_size: Mapping[str, float] | None) -> dict[str, floa
         )
     out = {}
     for dim, size in pixel_size.items():
+        if dim not in ("Z", "Y", "X"):
+            raise ParameterError(
+                f"pixel_size names {dim!r}: pixel sizes are for the space dims Z, Y and X"
+            )
         ok = isinstance(size, (int, float, np.integer, np.floating)) and not isinstance(size, bool)
         if not ok or not np.isfinite(size) or size <= 0:
             raise ParameterError(f"pixel_size {dim}={size!r}: sizes are positive numbers")

@@ -14,9 +14,11 @@ it. The bar shows the finished tasks (the done markers of the run's record).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,9 @@ import numpy as np
 from ._steps import STEPS, parse_params, run_steps
 
 __all__ = ["StepsPanel", "steps_panel"]
+
+#: the child that saves: ndstack's command line, its arguments read from stdin
+_CHILD = "import json, sys; from ndstack.cli import main; sys.exit(main(json.load(sys.stdin)))"
 
 
 def steps_panel(napari_viewer: Any) -> Any:
@@ -44,14 +49,21 @@ class StepsPanel:
     """The steps panel. Its ``widget`` is the Qt widget napari docks; its methods are
     what the buttons call (and what scripts and tests can call)."""
 
-    def __init__(self, viewer: Any, source: Any = None, pattern: str | None = None) -> None:
+    def __init__(
+        self, viewer: Any, source: Any = None, pattern: str | None = None, *, data: Any = None
+    ) -> None:
+        """``source``: the path, glob or URL the steps start from (default: that of the
+        viewer's ndstack layers); or ``data``: a DataArray built in Python (the steps
+        start from it as it is; saving then needs ``source`` too, to rebuild it)."""
         QtCore, QtWidgets = _qt()
         self.viewer = viewer
-        self.source = source if source is not None else _layer_source(viewer)
+        self.data = data
+        self.source = source if source is not None or data is not None else _layer_source(viewer)
         self.pattern = pattern
         self.steps: list[tuple[str, str]] = []  # (name, "k=v,k=v") as typed
         self._save: subprocess.Popen[bytes] | None = None
         self._save_dest: str | None = None
+        self._log: Any = None  # the saving child's output (a temporary file)
         self._total = 0
 
         w = QtWidgets.QWidget()
@@ -96,6 +108,7 @@ class StepsPanel:
         self._timer = QtCore.QTimer(w)
         self._timer.setInterval(300)
         self._timer.timeout.connect(self.poll_save)
+        w.destroyed.connect(self._stop_child)  # the dock closed: stop saving
 
     # ------------------------------------------------------------------ steps
     def add_step(self, name: str, params: str = "") -> None:
@@ -139,20 +152,29 @@ class StepsPanel:
         self.add_step("crop", f"Y={y0}:{y1},X={x0}:{x1}")
 
     def processed(self) -> Any:
-        """The source with the steps applied, lazily."""
+        """The source (or ``data``) with the steps applied, lazily."""
         from ._open import open as _open
 
+        if self.data is None and self.source is None:
+            raise ValueError(
+                "no source to process: the layers were not read from a path or URL; "
+                "give one, or the DataArray (StepsPanel(viewer, data=arr))"
+            )
         parsed = [(name, parse_params(name, text)) for name, text in self.steps]
-        return run_steps(_open(self.source, pattern=self.pattern), parsed)
+        base = self.data if self.data is not None else _open(self.source, pattern=self.pattern)
+        return run_steps(base, parsed)
 
     def render(self) -> None:
-        """Replace ndstack's layers by the processed data's (lazy: what is shown)."""
+        """Replace ndstack's layers by the processed data's (lazy: what is shown), with
+        the sliders where they stood."""
         from ._napari import add_layers
 
         arr = self.processed()
-        for layer in [lay for lay in self.viewer.layers if _is_ndstack(lay)]:
+        old = [lay for lay in self.viewer.layers if _is_ndstack(lay)]
+        at = _slider_position(self.viewer, old[0]) if old else None
+        for layer in old:
             self.viewer.layers.remove(layer)
-        add_layers(self.viewer, arr)
+        add_layers(self.viewer, arr, at=at)
         self.list.clear()
         self.list.addItems([f"{name} {text}".strip() for name, text in self.steps])
         self.status.setText(f"{len(self.steps)} step(s); dims {dict(arr.sizes)}")
@@ -173,20 +195,36 @@ class StepsPanel:
         """Start the conversion of the processed data to ``dest`` in a child process."""
         if self._save is not None and self._save.poll() is None:
             raise RuntimeError("a save is running; cancel it first")
-        if not isinstance(self.source, (str, os.PathLike)):
-            raise ValueError("saving needs a source path or URL (the panel's source)")
+        if self.data is not None or not isinstance(self.source, (str, os.PathLike)):
+            raise ValueError(
+                "saving runs 'ndstack process' on a source path or URL: this panel works on "
+                "a DataArray built in Python; save it with ndstack.to_zarr"
+            )
         arr = self.processed()  # the steps checked here, and the tasks counted
         self._total = max(1, int(_blocks(arr)))
-        args = [sys.executable, "-m", "ndstack.cli", "process", os.fspath(self.source),
-                os.fspath(dest), "--quiet"]  # fmt: skip
+        args = ["process", os.fspath(self.source), os.fspath(dest), "--quiet"]
         if self.pattern:
             args += ["--pattern", self.pattern]
         for name, text in self.steps:
             args.append(f"--{name.replace('_', '-')}" + (f"={text}" if text else ""))
+        from ._zarr.paths import options_of
+
+        for url in (os.fspath(self.source), os.fspath(dest)):  # the options given here
+            for key, value in options_of(url).items():
+                args.append(f"--storage-option={key}={value}")
         if overwrite:
             args.append("--overwrite")
         self._save_dest = os.fspath(dest)
-        self._save = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._log = tempfile.TemporaryFile()
+        # the command line goes through stdin: a URL's password or a storage option never
+        # shows in the process list
+        self._save = subprocess.Popen(
+            [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE,
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        assert self._save.stdin is not None
+        self._save.stdin.write(json.dumps(args).encode())
+        self._save.stdin.close()
         self.progress.setValue(0)
         self.status.setText(f"saving to {self._save_dest} ...")
         self._timer.start()
@@ -201,8 +239,10 @@ class StepsPanel:
         if code is None:
             return None
         self._timer.stop()
-        out, err = self._save.communicate()
-        text = (err or out or b"").decode(errors="replace").strip().splitlines()
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace").strip().splitlines()
+        self._log.close()
+        self._save = None
         if code == 0:
             self.progress.setValue(100)
             self.status.setText(text[-1] if text else f"saved {self._save_dest}")
@@ -218,13 +258,24 @@ class StepsPanel:
 
     def cancel_save(self) -> None:
         """Stop a running save; saving to the same store again resumes it."""
+        self._timer.stop()
+        if self._save is None:
+            return
+        if self._save.poll() is not None:  # it ended meanwhile: say how
+            self.poll_save()
+            return
+        self._save.terminate()
+        self._save.wait()
+        self._log.close()
+        self._save = None
+        self.status.setText(f"cancelled: save to {self._save_dest} again to resume")
+
+    def _stop_child(self, *_: Any) -> None:
+        """The widget is gone (its Qt objects with it): stop a running save, touching
+        nothing of Qt."""
         if self._save is not None and self._save.poll() is None:
             self._save.terminate()
             self._save.wait()
-            self._timer.stop()
-            self._save.communicate()
-            self.status.setText(f"cancelled: save to {self._save_dest} again to resume")
-        self._save = None
 
     def _ask_and_save(self) -> None:  # pragma: no cover - a person picks the folder
         _, QtWidgets = _qt()
@@ -249,15 +300,22 @@ def _is_ndstack(layer: Any) -> bool:
 
 
 def _layer_source(viewer: Any) -> Any:
-    """The source of the viewer's ndstack layers (their ``source`` attribute)."""
+    """The path or URL the viewer's ndstack layers were read from (napari's record of
+    it); None for layers made from a list or a DataArray (what is on screen could not be
+    rebuilt from a folder's name)."""
     for layer in viewer.layers:
         if _is_ndstack(layer):
-            src = getattr(layer.source, "path", None) or (
-                (layer.metadata.get("ndstack") or {}).get("root")
-            )
-            if src:
-                return src
+            path = getattr(getattr(layer, "source", None), "path", None)
+            if path:
+                return path
     return None
+
+
+def _slider_position(viewer: Any, layer: Any) -> dict[str, int]:
+    """Where the sliders stand, as an index per dim of ``layer``."""
+    labels = list(layer.axis_labels)
+    index = layer.world_to_data(viewer.dims.point[-layer.ndim :])
+    return {d: int(np.rint(i)) for d, i in zip(labels, index) if d not in ("Y", "X")}
 
 
 def _blocks(arr: Any) -> int:

@@ -55,6 +55,15 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
         default="stitch",
         help="x/y tile indices: stitch into one plane (default) or keep as dims",
     )
+    _add_pixel_size(p)
+    _add_storage_options(p)
+
+
+#: option names whose values stay text as typed (a numeric password is no number)
+_TEXT_OPTIONS = ("key", "secret", "token", "password", "passwd", "credential", "session")
+
+
+def _add_pixel_size(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pixel-size",
         type=_pixel_sizes,
@@ -62,11 +71,6 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
         help="pixel sizes to give or correct, e.g. Z=0.3,Y=0.104,X=0.104 (micrometers "
         "unless the files say otherwise)",
     )
-    _add_storage_options(p)
-
-
-#: option names whose values stay text as typed (a numeric password is no number)
-_TEXT_OPTIONS = ("key", "secret", "token", "password", "passwd", "credential", "session")
 
 
 def _storage_option(text: str) -> tuple[str, Any]:
@@ -305,6 +309,7 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("source", nargs="?", help="folder, glob, file or URL")
     pp.add_argument("dest", nargs="?", help="the store to write")
     pp.add_argument("--list", action="store_true", help="list the steps and their parameters")
+    _add_pixel_size(pp)
     _add_storage_options(pp)
     pp.add_argument("--pattern", help="name template, e.g. '{name}_ch{C:d}_{cam}_stack{T:d}_*.tif'")
     _add_step_options(pp)
@@ -321,6 +326,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_cluster_options(pw)
     pn = sub.add_parser("view", help="open SOURCE in napari (pip install 'ndstack[viewer]')")
     pn.add_argument("source", help="folder, glob, file, URL or store")
+    _add_pixel_size(pn)
     _add_storage_options(pn)
     _add_step_options(pn)
     pn.add_argument("--pattern", help="name template, e.g. '{name}_ch{C:d}_{cam}_stack{T:d}_*.tif'")
@@ -444,7 +450,8 @@ def _cmd_process(args: argparse.Namespace) -> int:
         raise ParameterError("no step given; see 'ndstack process --list'")
     steps = _parsed_steps(args)  # all checked first
     context = _cluster(args)
-    result = run_steps(_open(args.source, pattern=args.pattern), steps, device=args.device)
+    opened = _open(args.source, pattern=args.pattern, pixel_size=args.pixel_size)
+    result = run_steps(opened, steps, device=args.device)
     _check_dims(args, result)
     with context:
         summary = to_zarr(
@@ -485,13 +492,14 @@ def _cmd_view(args: argparse.Namespace) -> int:  # pragma: no cover - needs a di
     from ._napari import view
 
     steps = _parsed_steps(args)
-    if not steps:  # as the reader sees it: stores with their pyramids
+    if not steps and not args.pixel_size:  # as the reader sees it: stores with pyramids
         view(args.source, pattern=args.pattern)
         return 0
     from ._open import open as _open
     from ._steps import run_steps
 
-    view(run_steps(_open(args.source, pattern=args.pattern), steps, device=args.device))
+    opened = _open(args.source, pattern=args.pattern, pixel_size=args.pixel_size)
+    view(run_steps(opened, steps, device=args.device))
     return 0
 
 
