@@ -168,15 +168,10 @@ def _layers(
 
 
 def channel_names(arr: Any) -> list[str]:
-    """A name per channel: a numeric coordinate along C with its unit (``560nm``), else
-    the C coordinate, else the index."""
-    n = arr.sizes["C"]
-    names = [str(v) for v in arr.coords["C"].values] if "C" in arr.coords else [
-        str(i) for i in range(n)]  # fmt: skip
-    for cname, c in arr.coords.items():
-        if c.dims == ("C",) and cname != "C":
-            return [f"{v}{c.attrs.get('units', '')}" for v in c.values]
-    return names
+    """A name per channel, as the store's OMERO metadata labels it (``560nm``)."""
+    from ._ngff import channel_labels
+
+    return channel_labels(arr)[0]
 
 
 def _base_name(path: Any) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from ._redact import redact
 from .errors import LayoutError
 
-__all__ = ["ImagePlan", "channel_colors", "plan_image", "redact"]
+__all__ = ["ImagePlan", "channel_colors", "channel_labels", "plan_image", "redact"]
 
 NGFF_VERSION = "0.5"
 SPACE = ("Z", "Y", "X")
@@ -105,3 +105,24 @@ def channel_colors(labels: Sequence[Any], wavelengths: Sequence[Any] | None) -> 
         else:
             out.append(_CYCLE[i % len(_CYCLE)])
     return out
+
+
+def channel_labels(arr: Any) -> tuple[list[str], list[float] | None]:
+    """A label per channel of a DataArray, and the wavelengths if a coordinate gives them.
+
+    A numeric coordinate along C gives ``560nm`` (its value and unit) and the
+    wavelengths; else another coordinate along C gives its values; else the C coordinate;
+    else the index. One answer for the OMERO metadata and napari's layer names.
+    """
+    n = arr.sizes["C"]
+    along = [(name, c) for name, c in arr.coords.items() if c.dims == ("C",) and name != "C"]
+    for _, c in along:
+        if c.values.dtype.kind in "iuf":
+            values = c.values.tolist()
+            units = c.attrs.get("units", "")
+            return [f"{v:g}{units}" for v in values], values
+    if along:
+        return [f"{v}{along[0][1].attrs.get('units', '')}" for v in along[0][1].values], None
+    if "C" in arr.coords:
+        return [str(v) for v in arr.coords["C"].values], None
+    return [str(i) for i in range(n)], None

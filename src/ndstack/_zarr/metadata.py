@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._ngff import NGFF_VERSION, ImagePlan, axes_metadata, channel_colors, level_scale
+from .._ngff import (
+    NGFF_VERSION,
+    ImagePlan,
+    axes_metadata,
+    channel_colors,
+    channel_labels,
+    level_scale,
+)
 from .._util import version
 from .paths import zarr_store
 from .read import read_node
@@ -139,18 +146,7 @@ def _omero(plan_img: ImagePlan, arr: Any, plan: Plan, img: int) -> dict[str, Any
 
     c_axis = plan_img.image_dims.index("C")
     n = arr.sizes["C"]
-    labels = (
-        [str(v) for v in arr.coords["C"].values]
-        if "C" in arr.coords
-        else [str(i) for i in range(n)]
-    )
-    wavelengths = None
-    for name, coord in arr.coords.items():
-        if coord.dims == ("C",) and name != "C" and coord.values.dtype.kind in "iuf":
-            wavelengths = coord.values.tolist()
-            units = coord.attrs.get("units", "")
-            labels = [f"{w:g}{units}" for w in wavelengths]
-            break
+    labels, wavelengths = channel_labels(arr)
     small = zarr.open_array(store=zarr_store(plan.array_dir(img, len(plan.levels) - 1)), mode="r")
     index: list[Any] = [s // 2 for s in small.shape]  # the middle of every other axis
     channels = []
