@@ -180,10 +180,18 @@ def test_pattern_that_matches_nothing() -> None:
         parse_names(lls_names(), "foo_{T}.tif")
 
 
-def test_pattern_field_that_varies_on_its_own_is_ambiguous() -> None:
+def test_a_lower_case_pattern_field_that_varies_on_its_own_is_an_axis() -> None:
+    """The same rule as inference: a field that varies on its own is an axis of its own
+    name (it used to be refused in patterns only); wells' rows and columns, say."""
     names = [f"img_t{t}_{k}ms.tif" for t in range(3) for k in (10, 20)]
-    with pytest.raises(PatternError, match="'ms' varies independently of the axes"):
-        parse_names(names, "img_t{T}_{ms}ms.tif")
+    lay = parse_names(names, "img_t{T}_{ms}ms.tif")
+    assert lay.dims == ("ms", "T") and lay.shape == (2, 3)
+    assert [a.values for a in lay.axes] == [(10, 20), (0, 1, 2)]
+    wells = [f"r{r:02d}c{c:02d}f{f:02d}p01-ch1sk1fk1fl1.tiff" for r in (2, 3) for c in (4, 5, 6)
+             for f in (1, 2)]  # fmt: skip
+    lay = parse_names(wells, "r{row}c{col}f{P}p01-ch1sk1fk1fl1.tiff")
+    assert lay.dims == ("P", "row", "col") and lay.shape == (2, 2, 3)
+    assert parse_names(names).dims == ("ms", "T")  # what inference makes of them too
 
 
 def test_pattern_hiding_a_varying_part_gives_duplicates() -> None:

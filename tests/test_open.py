@@ -469,15 +469,16 @@ def test_pattern_that_matches_no_file(lls) -> None:
         ndstack.open(folder, pattern="img_{T}.tif")
 
 
-def test_pattern_that_leaves_a_field_unexplained(tmp_path: Path) -> None:
+def test_a_pattern_field_that_varies_on_its_own_is_an_axis(tmp_path: Path) -> None:
     folder = tmp_path / "x"
     write_files(
         folder,
         [f"img_t{t}_{k}ms.tif" for t in range(2) for k in (10, 20)],
         lambda n: np.zeros((2, 2), np.uint8),
     )
-    with pytest.raises(PatternError, match="'ms' varies independently"):
-        ndstack.open(folder, pattern="img_t{T}_{ms}ms.tif")
+    arr = ndstack.open(folder, pattern="img_t{T}_{ms}ms.tif")  # an axis of its own name
+    assert arr.dims[:2] == ("ms", "T") and arr.sizes["ms"] == 2
+    assert arr.coords["ms"].values.tolist() == [10, 20]
 
 
 def test_name_axis_colliding_with_file_axis(tmp_path: Path) -> None:

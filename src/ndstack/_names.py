@@ -435,7 +435,8 @@ def _classify(fields: list[_Field], mode: str, n: int) -> tuple[list[_Coded], li
     """Split fields into axes (in output order) and coordinates that follow them.
 
     Known axis names are tried first (in name order), then the rest: a field that is a
-    function of the axes found so far is a coordinate of them. The axes then sort
+    function of the axes found so far is a coordinate of them, one that varies on its own
+    is an axis of its own name (inferred or from a pattern alike). The axes then sort
     P, other axes, tiles, T, C, Z (ties in name order).
     """
     ranked = sorted(fields, key=lambda f: (not _is_axis_name(f.name, mode), f.position))
@@ -447,13 +448,8 @@ def _classify(fields: list[_Field], mode: str, n: int) -> tuple[list[_Coded], li
         if owner is not None:
             dependents.append(_Dependent(coded, owner))
             continue
-        if mode == "pattern" and not _is_axis_name(f.name, mode):
-            axis_names = ", ".join(a.field.name for a in axes) or "none"
-            raise PatternError(
-                f"pattern field '{f.name}' varies independently of the axes "
-                f"({axis_names}): name it with an axis letter such as {{T}} to make it "
-                "an axis, or replace it with * if it does not matter"
-            )
+        # a field that varies on its own is an axis of its own name, in both modes
+        # (r{row}c{col}: the wells' rows and columns)
         axes.append(coded)
     if n > 1 and not axes:
         raise LayoutError(

@@ -77,8 +77,9 @@ def open(
         ``None`` to infer the axes from the names; else a template such as
         ``"{name}_ch{C:d}_{cam}_stack{T:d}_{wavelength}nm_*.tif"`` or a regular expression with
         named groups. Single capital letters (``T``, ``C``, ``Z``, ``P``; ``X``/``Y`` for
-        tiles) are axes; other fields are coordinates of the axes they follow, or
-        constants. Without ``/`` the pattern is matched against base names, with ``/``
+        tiles) are axes; other fields are coordinates of the axes they follow, constants,
+        or (when they vary on their own) axes of their own name, as in inference.
+        Without ``/`` the pattern is matched against base names, with ``/``
         against paths relative to the source. Files it does not match are skipped.
     reader
         Any function ``path -> ndarray``; called once on the first file to learn the
