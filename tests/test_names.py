@@ -326,3 +326,23 @@ def test_the_plain_scan_refuses_the_same_regexes() -> None:
     assert _scan_text(r"(\w+\s?)*x") == (True, 2)
     assert _scan_text(r"(?P<a>.*)_(?P<b>[*+]+)\.tif") == (False, 2)  # a class is skipped
     assert _scan_text(r"a\*b(c)+d{2,}") == (False, 2)
+
+
+def test_channel_names_holding_digits_beside_others_are_one_word() -> None:
+    """img_DAPI_t00 / img_Alexa488_t00 / img_Cy5_t00 (the issue's example): the names
+    are aligned segment by segment, and a segment whose digits do not line up across the
+    names is a word (a channel name), not a number."""
+    names = [f"img_{c}_t{t:02d}.tif" for c in ("DAPI", "Alexa488", "Cy5") for t in range(3)]
+    lay = parse_names(names)
+    assert lay.dims == ("T", "C") and lay.shape == (3, 3)
+    assert lay.axes[1].values == ("Alexa488", "Cy5", "DAPI")
+    mixed = [f"exp1_{c}_z{z}_t{t}.tif" for c in ("GFP", "mCherry2", "Cy5") for z in range(2)
+             for t in range(2)]  # fmt: skip
+    lay = parse_names(mixed)
+    assert lay.dims == ("T", "C", "Z") and lay.shape == (2, 3, 2)
+    assert lay.constants == {"exp": 1}
+
+
+def test_names_of_other_segments_still_say_so() -> None:
+    with pytest.raises(LayoutError, match="do not share one structure"):
+        parse_names(["img_DAPI_t00.tif", "img_Cy5_extra_t00.tif", "img_GFP_t01.tif"])

@@ -202,9 +202,44 @@ def _stems(names: Sequence[str]) -> list[str]:
     return [_strip_ext(n) for n in names]
 
 
+#: what separates the segments of a name (aligned one by one across names)
+_SEP = re.compile(r"([_\-. /]+)")
+
+
+def _aligned(stems: Sequence[str]) -> list[list[str]] | None:
+    """Names split into text and number runs segment by segment: a segment whose digit
+    runs do not line up across the names (``DAPI``, ``Alexa488``, ``Cy5``) is one word,
+    not text and numbers. None when the names do not have the same segments."""
+    parts = [_SEP.split(s) for s in stems]
+    if len({len(p) for p in parts}) != 1:
+        return None
+    out: list[list[str]] = [[""] for _ in stems]
+    for j, col in enumerate(zip(*parts)):
+        if j % 2:  # a separator: the same in every name, or no structure
+            if len(set(col)) != 1:
+                return None
+            for o in out:
+                o[-1] += col[0]
+            continue
+        runs = [_NUM.split(v) for v in col]
+        if len({len(r) for r in runs}) == 1:
+            for o, r in zip(out, runs):
+                o[-1] += r[0]
+                o.extend(r[1:])
+        else:
+            for o, v in zip(out, col):
+                o[-1] += v
+    return out
+
+
 def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]]:
-    split = [_NUM.split(n) for n in _stems(names)]
+    stems = _stems(names)
+    split = [_NUM.split(n) for n in stems]
     lengths = {len(p) for p in split}
+    if len(lengths) > 1:  # words holding digits (Alexa488, Cy5) beside others (DAPI)?
+        aligned = _aligned(stems)
+        if aligned is not None:
+            split, lengths = aligned, {len(p) for p in aligned}
     if len(lengths) > 1:
         examples: dict[int, str] = {}
         for n, p in zip(names, split):
