@@ -571,3 +571,25 @@ def test_pixel_sizes_given_to_open(tmp_path: Path) -> None:
     for bad, message in refused:
         with pytest.raises(ParameterError, match=message):
             ndstack.open(folder, reader=np.load, pixel_size=bad)
+
+
+def test_thumbnails_beside_the_images_are_left_out_and_named(tmp_path: Path) -> None:
+    """MetaXpress writes a thumbnail beside the images (``..._w1_thumb<GUID>.tif``): of
+    another structure than a clear majority, it is left out, counted, named in one
+    warning and in info; without a clear majority the names still refuse."""
+    from ndstack import SkippedFilesWarning
+
+    names = [f"plate_B{r:02d}_s{s}_w{w}.tif" for r in (2, 3) for s in (1, 2) for w in (1, 2)]
+    thumb = "plate_B02_s1_w1_thumbD5F8F51A-3E85-4358-AE51-A465AF87386F.tif"
+    write_files(tmp_path / "mx", [*names, thumb], lambda n: np.full((4, 5), len(n), np.uint16))
+    with pytest.warns(SkippedFilesWarning, match="left out 1 files of another structure"):
+        arr = ndstack.open(tmp_path / "mx")
+    assert arr.attrs["skipped"] == 1 and arr.attrs["skipped_files"] == [thumb]
+    assert arr.shape[:3] == (2, 2, 2) and arr.attrs["files"] == 8
+    assert int(arr.values.max()) == len(names[0])  # no thumbnail inside
+    text = ndstack.format_info(ndstack.info(arr))
+    assert "skipped 1 files: of another structure" in text
+    write_files(tmp_path / "half", ["a_t1.tif", "a_t2.tif", "b_x_t1_y2.tif", "b_x_t2_y3.tif"],
+                lambda n: np.zeros((2, 2), np.uint8))  # fmt: skip
+    with pytest.raises(LayoutError, match="do not share one structure"):
+        ndstack.open(tmp_path / "half")

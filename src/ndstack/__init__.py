@@ -12,7 +12,7 @@ from ._cluster import cluster
 from ._info import Info, format_info, info
 from ._names import parse_names
 from ._napari import view
-from ._open import MissingFilesWarning, open
+from ._open import MissingFilesWarning, SkippedFilesWarning, open
 from ._preview import preview
 from ._zarr.results import VerifyReport, WriteSummary
 from ._zarr.verify import verify
@@ -21,6 +21,7 @@ from ._zarr.write import to_zarr
 __all__ = [
     "Info",
     "MissingFilesWarning",
+    "SkippedFilesWarning",
     "VerifyReport",
     "WriteSummary",
     "__version__",

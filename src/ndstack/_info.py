@@ -120,6 +120,14 @@ def _summary(arr: Any) -> Info:
             "nbytes": int(arr.nbytes),
             "files": a.get("files"),
             "skipped": a.get("skipped", 0),
+            **(
+                {
+                    "skipped_reason": a["skipped_reason"],
+                    "skipped_files": [_redacted(n) for n in a.get("skipped_files", [])],
+                }
+                if a.get("skipped_reason")
+                else {}
+            ),
             "missing": list(a.get("missing", [])),
             "bad_files": [_redacted(b) for b in a.get("bad_files", [])],
             "coords": coords,
@@ -277,7 +285,8 @@ def format_info(d: dict[str, Any]) -> str:
     if d.get("bad_files"):
         lines.append(f"  unreadable {len(d['bad_files'])} (filled): {d['bad_files'][0]}")
     if d.get("skipped") and store is None:
-        lines.append(f"  skipped {d['skipped']} files the pattern does not match")
+        why = d.get("skipped_reason") or "the pattern does not match them"
+        lines.append(f"  skipped {d['skipped']} files: {why}")
     return redact("\n".join(lines))
 
 

@@ -103,9 +103,12 @@ class Layout:
     used: np.ndarray
     coords: tuple[Coord, ...] = ()
     constants: dict[str, object] = field(default_factory=dict)
-    #: names the pattern did not match (skipped)
+    #: names left out: those the pattern did not match, or (inferred) those of another
+    #: structure than a clear majority (thumbnails beside the images)
     unmatched: tuple[str, ...] = ()
     mode: str = "inferred"
+    #: why the unmatched names were left out
+    skip_reason: str = ""
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -230,6 +233,33 @@ def _aligned(stems: Sequence[str]) -> list[list[str]] | None:
             for o, v in zip(out, col):
                 o[-1] += v
     return out
+
+
+#: the share of the names that one structure must have for the others to be left out
+MAJORITY = 0.75
+
+
+def _infer_majority(
+    names: Sequence[str],
+) -> tuple[list[_Field], dict[str, object], list[int], list[str]]:
+    """Fields of all names; or, when they share no structure but at least
+    :data:`MAJORITY` of them share one, of those, the others left out (returned)."""
+    try:
+        fields, constants = _infer_fields(names)
+        return fields, constants, list(range(len(names))), []
+    except LayoutError as exc:
+        if "share one structure" not in str(exc):
+            raise
+        error = exc
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, stem in enumerate(_stems(names)):
+        groups.setdefault((len(_NUM.split(stem)), len(_SEP.split(stem))), []).append(i)
+    biggest = max(groups.values(), key=len)
+    if len(biggest) < MAJORITY * len(names) or len(biggest) < 2:
+        raise error
+    fields, constants = _infer_fields([names[i] for i in biggest])
+    kept = set(biggest)
+    return fields, constants, biggest, [n for i, n in enumerate(names) if i not in kept]
 
 
 def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]]:
@@ -429,11 +459,15 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
     """
     if not names:
         raise LayoutError("no file names to parse")
+    reason = ""
     if pattern is None:
-        fields, constants = _infer_fields(names)
-        used = list(range(len(names)))
-        unmatched: list[str] = []
+        fields, constants, used, unmatched = _infer_majority(names)
         mode = "inferred"
+        if unmatched:
+            reason = (
+                f"of another structure than the {len(used)} others (thumbnails, previews, a "
+                "stray export?)"
+            )
     else:
         fields, constants, used, unmatched = _pattern_fields(names, pattern)
         mode = "pattern"
@@ -448,6 +482,7 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
         constants=constants,
         unmatched=tuple(unmatched),
         mode=mode,
+        skip_reason=reason or ("the pattern does not match them" if unmatched else ""),
     )
 
 

@@ -38,6 +38,10 @@ class MissingFilesWarning(UserWarning):
     """Some positions of the grid have no file (or an unreadable one) and are filled."""
 
 
+class SkippedFilesWarning(UserWarning):
+    """Files of another name structure than a clear majority were left out."""
+
+
 #: What to do with a file that cannot be read or differs: stop, or fill it and record it.
 OnError = Literal["raise", "fill"]
 #: How much of every file's headers :func:`open` reads before building the array.
@@ -504,6 +508,11 @@ def _to_xarray(
         "missing": missing,
         "bad_files": bad_files,
         "skipped": len(layout.unmatched),
+        **(
+            {"skipped_files": list(layout.unmatched[:20]), "skipped_reason": layout.skip_reason}
+            if layout.unmatched and layout.mode == "inferred"
+            else {}
+        ),
         "axis_sources": how,
         "fill_value": fill_value,
     }
@@ -513,6 +522,15 @@ def _to_xarray(
             f"{len(missing)} of {int(np.prod(layout.shape))} grid positions have no readable "
             f"file and read as {fill_value} ({shown}); see attrs['missing']",
             MissingFilesWarning,
+            stacklevel=3,
+        )
+    if layout.unmatched and layout.mode == "inferred":
+        shown = ", ".join(repr(n) for n in layout.unmatched[:3])
+        more = ", ..." if len(layout.unmatched) > 3 else ""
+        warnings.warn(
+            f"left out {len(layout.unmatched)} files {layout.skip_reason}: {shown}{more}; "
+            "see attrs['skipped_files'], or pass pattern= to say which files belong",
+            SkippedFilesWarning,
             stacklevel=3,
         )
     return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name="image")
