@@ -346,3 +346,20 @@ def test_channel_names_holding_digits_beside_others_are_one_word() -> None:
 def test_names_of_other_segments_still_say_so() -> None:
     with pytest.raises(LayoutError, match="do not share one structure"):
         parse_names(["img_DAPI_t00.tif", "img_Cy5_extra_t00.tif", "img_GFP_t01.tif"])
+
+
+def test_a_uuid_in_every_name_is_a_value_of_the_file() -> None:
+    """MetaXpress names every image ``<plate>_<well>_s<site>_w<wavelength><GUID>.tif``:
+    the GUID is an identifier of the file (a coordinate over the axes), not numbers that
+    break the structure, and never an axis."""
+    import uuid
+
+    names = [f"plate_B{r:02d}_s{s}_w{w}{str(uuid.uuid4()).upper()}.tif"
+             for r in (2, 3) for s in (1, 2) for w in (1, 2)]  # fmt: skip
+    lay = parse_names(names)
+    assert lay.dims == ("P", "B", "C") and lay.shape == (2, 2, 2)
+    (coord,) = lay.coords
+    assert coord.name == "id" and coord.dims == ("P", "B", "C")
+    by_name = {n: n[-40:-4] for n in names}
+    first = names[lay.used[0]]
+    assert coord.values[tuple(lay.index[0])] == by_name[first]

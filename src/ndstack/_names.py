@@ -262,8 +262,21 @@ def _infer_majority(
     return fields, constants, biggest, [n for i, n in enumerate(names) if i not in kept]
 
 
+#: a UUID (GUID) in a name: an identifier of one file (MetaXpress writes one per image)
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+
+
+def _identifiers(stems: list[str]) -> tuple[list[str], list[str] | None]:
+    """Stems without a UUID that each of them holds once, and the UUIDs (None when they
+    do not all hold one): identifiers are values of a file, never axes or numbers."""
+    found = [_UUID.findall(s) for s in stems]
+    if not all(len(f) == 1 for f in found):
+        return stems, None
+    return [_UUID.sub("", s, count=1) for s in stems], [f[0] for f in found]
+
+
 def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]]:
-    stems = _stems(names)
+    stems, ids = _identifiers(_stems(names))
     split = [_NUM.split(n) for n in stems]
     lengths = {len(p) for p in split}
     if len(lengths) > 1:  # words holding digits (Alexa488, Cy5) beside others (DAPI)?
@@ -317,6 +330,9 @@ def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]
                 " (unlabelled words are taken as channel names)" if f.name == "C" else ""
             )
             taken.add(f.name)
+    if ids is not None and len(set(ids)) > 1:  # a value per file: classified last, so
+        # that it follows the axes (a coordinate of them) rather than making one
+        fields.append(_Field("id", list(ids), "identifier in every name (a UUID)", 10**9))
     _dedupe_names(fields)
     return fields, constants
 
