@@ -20,6 +20,31 @@ from ndstack._napari import get_reader, layer_data
 from .conftest import lls_name
 
 
+@pytest.fixture
+def make_viewer():
+    """``make_viewer()``: a napari viewer, shown (under xvfb-run: hidden canvases never
+    paint, and removing layers of a hidden one can crash), closed after the test;
+    skips where napari or a display is missing."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    made = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        napari = pytest.importorskip("napari")
+
+        def make():
+            try:
+                viewer = napari.Viewer(show=True)
+            except Exception as exc:  # pragma: no cover - no Qt platform or no OpenGL
+                pytest.skip(f"napari cannot start here: {exc}")
+            made.append(viewer)
+            return viewer
+
+        yield make
+        for viewer in made:
+            if getattr(viewer.window, "_qt_window", None) is not None:  # still open
+                viewer.close()
+
+
 def _npe2():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # npe2's own pydantic notices
@@ -498,23 +523,18 @@ def test_the_readme_workflow_end_to_end_with_a_screenshot(tmp_path: Path) -> Non
         iio.imwrite(keep, shot)
 
 
-def test_the_steps_panel_renders_saves_cancels_and_resumes(lls, tmp_path: Path) -> None:
+def test_the_steps_panel_renders_saves_cancels_and_resumes(lls, tmp_path: Path, make_viewer):
     """The panel: a step added changes the canvas; a bad step changes nothing and says
     why; Save writes the store `ndstack process` writes with the same steps; a cancelled
     save resumes when saved again."""
     from ndstack._panel import StepsPanel
 
-    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    viewer = make_viewer()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        napari = pytest.importorskip("napari")
         from qtpy.QtWidgets import QApplication
 
         folder, _ = lls
-        try:
-            viewer = napari.Viewer(show=True)
-        except Exception as exc:  # pragma: no cover - no Qt platform or no OpenGL
-            pytest.skip(f"napari cannot start here: {exc}")
 
         def settle() -> None:
             for _ in range(20):
@@ -594,21 +614,16 @@ def _psf_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_steps_panel_works_on_what_is_shown(lls, tmp_path: Path) -> None:
+def test_the_steps_panel_works_on_what_is_shown(lls, tmp_path: Path, make_viewer) -> None:
     """Layers from a list of files have no folder to reopen: the panel says so instead
     of reopening the whole folder; given the DataArray, it processes exactly that (a
     corrected pixel size included) and refuses to save it through the command line."""
     from ndstack._panel import StepsPanel
 
-    os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    viewer = make_viewer()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        napari = pytest.importorskip("napari")
         folder, _ = lls
-        try:
-            viewer = napari.Viewer(show=True)  # removing layers of a hidden one can crash
-        except Exception as exc:  # pragma: no cover - no Qt platform
-            pytest.skip(f"napari cannot start here: {exc}")
         try:
             files = sorted(str(p) for p in folder.iterdir())[:3]
             ndstack.view(files, viewer=viewer, block=False)
@@ -618,7 +633,7 @@ def test_the_steps_panel_works_on_what_is_shown(lls, tmp_path: Path) -> None:
             assert viewer.layers[0].data.shape[-1] == 24  # unchanged
         finally:
             viewer.close()
-        viewer = napari.Viewer(show=True)
+        viewer = make_viewer()
         try:
             arr = ndstack.open(folder, pixel_size={"Z": 0.8})
             ndstack.view(arr, viewer=viewer, block=False)
