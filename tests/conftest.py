@@ -186,16 +186,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A real S3 API server (moto_server) on 127.0.0.1 for the whole session."""
+def start_moto_server(env: dict[str, str] | None = None) -> tuple[Any, str]:
+    """A real S3 API server (moto_server) on a free port of 127.0.0.1, answering; returns
+    the process and its URL (``env``: the server's environment, e.g. with signature
+    checks on). Skips where moto[server] is not installed."""
     import shutil
     import subprocess
     import sys
     import time
     import urllib.request
 
-    pytest.importorskip("s3fs")
     exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which(
         "moto_server"
     )
@@ -206,18 +206,26 @@ def moto_endpoint() -> Iterator[str]:
         [exe, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
             urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-            break
+            return proc, url
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError("moto_server did not start") from None
             time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real S3 API server (moto_server) on 127.0.0.1 for the whole session."""
+    pytest.importorskip("s3fs")
+    proc, url = start_moto_server()
     try:
         yield url
     finally:

@@ -268,28 +268,13 @@ def _wait_for_a_done_marker(fs, s3: str, store: str) -> None:
 def test_wrong_credentials_are_one_line_before_any_work(lls_arr, monkeypatch, tmp_path, capsys):
     """A server that checks signatures (moto with authentication on) refuses unknown keys:
     the first request, the lock, fails with one line; nothing local is made."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     import s3fs
 
-    from .conftest import _free_port
+    from .conftest import start_moto_server
 
-    exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    port = _free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc, url = start_moto_server({**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-key")
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

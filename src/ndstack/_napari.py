@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from ._axes import is_tiff_name
+from ._ngff import channel_labels
 from .errors import MissingDependencyError
 
-__all__ = ["add_layers", "array_layers", "channel_names", "get_reader", "layer_data", "view"]
+__all__ = ["add_layers", "array_layers", "get_reader", "layer_data", "view"]
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -158,20 +159,13 @@ def _layers(
     if "C" in arr.dims:
         n = arr.sizes["C"]
         meta["channel_axis"] = arr.dims.index("C")
-        meta["name"] = channel_names(arr)
+        meta["name"] = channel_labels(arr)[0]  # as the store's OMERO metadata labels them
         meta["contrast_limits"] = limits or [_contrast(arr, c, at) for c in range(n)]
     else:
         meta["name"] = name
         meta["contrast_limits"] = limits[0] if limits else _contrast(arr, None, at)
     data = levels if len(levels) > 1 else levels[0]
     return [(data, meta, "image")]
-
-
-def channel_names(arr: Any) -> list[str]:
-    """A name per channel, as the store's OMERO metadata labels it (``560nm``)."""
-    from ._ngff import channel_labels
-
-    return channel_labels(arr)[0]
 
 
 def _base_name(path: Any) -> str:

@@ -101,43 +101,49 @@ def _add_storage_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _pixel_sizes(text: str) -> dict[str, float]:
-    """``Z=0.3,Y=0.104``: each dim once, each size a positive number."""
-    out: dict[str, float] = {}
+def _dim_sizes(text: str, size: Any, expected: str, *, empty_ok: bool) -> dict[str, Any]:
+    """``DIM=SIZE[,DIM=SIZE]``, each dim once; ``size`` turns a value into a size, or
+    None where it is not one (``expected`` then says what is)."""
+    out: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        dim, eq, size = (x.strip() for x in part.partition("="))
-        try:
-            value = float(size)
-        except ValueError:
-            value = float("nan")
-        if not eq or not dim or not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(
-                f"expected DIM=SIZE[,DIM=SIZE] with positive sizes, got {text!r}"
-            )
+        dim, eq, value = (x.strip() for x in part.partition("="))
+        n = size(value)
+        if not eq or not dim or n is None:
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
         if dim in out:
             raise argparse.ArgumentTypeError(f"{dim} given twice in {text!r}")
-        out[dim] = value
+        out[dim] = n
+    if not out and not empty_ok:
+        raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
     return out
+
+
+def _positive(value: str) -> float | None:
+    try:
+        x = float(value)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) and x > 0 else None
+
+
+def _from_one(value: str) -> int | None:
+    try:
+        n = int(value)
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def _pixel_sizes(text: str) -> dict[str, float]:
+    """``Z=0.3,Y=0.104``: each dim once, each size a positive number."""
+    return _dim_sizes(text, _positive, "expected DIM=SIZE[,DIM=SIZE] with positive sizes",
+                      empty_ok=True)  # fmt: skip
 
 
 def _chunks(text: str) -> dict[str, int]:
     """``Z=16,Y=256``: each dim once, each size a whole number from 1."""
-    expected = f"expected DIM=SIZE[,DIM=SIZE] with sizes from 1, got {text!r}"
-    out: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        dim, eq, size = (x.strip() for x in part.partition("="))
-        try:
-            n = int(size)
-        except ValueError:
-            n = 0
-        if not eq or not dim or n < 1:
-            raise argparse.ArgumentTypeError(expected)
-        if dim in out:
-            raise argparse.ArgumentTypeError(f"{dim} given twice in {text!r}")
-        out[dim] = n
-    if not out:
-        raise argparse.ArgumentTypeError(expected)
-    return out
+    return _dim_sizes(text, _from_one, "expected DIM=SIZE[,DIM=SIZE] with sizes from 1",
+                      empty_ok=False)  # fmt: skip
 
 
 def _levels(text: str) -> int | str:

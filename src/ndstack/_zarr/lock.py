@@ -170,8 +170,7 @@ class Lock:
     """A held destination lock; a daemon thread touches it until :meth:`release`."""
 
     def __init__(self, dest: str, path: str, run_id: str) -> None:
-        self.dest, self.path, self.run_id = dest, path, run_id
-        _HELD.add(run_id)
+        self.dest, self.path, self.run_id = dest, path, run_id  # in _HELD: acquire()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="ndstack-lock", daemon=True)
         self._thread.start()

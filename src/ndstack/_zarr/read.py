@@ -453,21 +453,33 @@ def _recording(z: Any, missing: list[str]) -> Any:
     chunks in ``missing``: no request more than the read itself (a check per chunk
     before each read doubled the requests to object storage)."""
     import zarr
-    from zarr.storage import StorePath, WrapperStore
+    from zarr.storage import StorePath
+
+    a = z.async_array
+    store = StorePath(_recording_store()(a.store_path.store, missing), a.store_path.path)
+    return zarr.Array(zarr.AsyncArray(a.metadata, store, a.config))
+
+
+@functools.cache
+def _recording_store() -> type:
+    """The store wrapper of :func:`_recording` (made once: zarr is imported lazily)."""
+    from zarr.storage import WrapperStore
 
     class Recording(WrapperStore):  # type: ignore[type-arg]
+        def __init__(self, store: Any, missing: list[str]) -> None:
+            super().__init__(store)
+            self.missing = missing
+
         def _with_store(self, store: Any) -> Any:
-            return type(self)(store)
+            return type(self)(store, self.missing)
 
         async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
             value = await self._store.get(key, prototype, byte_range)
             if value is None:
-                missing.append(key)
+                self.missing.append(key)
             return value
 
-    a = z.async_array
-    store = StorePath(Recording(a.store_path.store), a.store_path.path)
-    return zarr.Array(zarr.AsyncArray(a.metadata, store, a.config))
+    return Recording
 
 
 @functools.lru_cache(maxsize=64)
