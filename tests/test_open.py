@@ -152,6 +152,43 @@ def test_tiles_are_stitched_like_da_block(tmp_path: Path) -> None:
     )
 
 
+def test_3d_blocks_with_z_indices_in_names_are_stitched_like_da_block(tmp_path: Path) -> None:
+    """The seed's tiled naming read literally: each file a 3-D block placed by its x, y
+    and z indices; the z in the names is a block index along the files' own Z."""
+    names = [
+        f"mydata_ch{c}_0t_{x}x_{y}y_{z}z.tif"
+        for c in range(2)
+        for x in range(2)
+        for y in range(2)
+        for z in range(3)
+    ]
+    rng = np.random.default_rng(5)
+    truth = write_files(
+        tmp_path / "b", names, lambda n: rng.integers(0, 255, (4, 5, 6), dtype=np.uint8)
+    )
+    arr = ndstack.open(tmp_path / "b")
+    assert arr.dims == ("C", "Z", "Y", "X") and arr.shape == (2, 12, 10, 12)
+    assert "stitched along Z" in arr.attrs["axis_sources"]["Z"]
+    blocks = [
+        [[truth[f"mydata_ch1_0t_{x}x_{y}y_{z}z.tif"] for x in range(2)] for y in range(2)]
+        for z in range(3)
+    ]
+    expected = np.block(blocks)
+    np.testing.assert_array_equal(arr.isel(C=1).values, expected)
+    # a box across block borders in all three dims, in one step
+    np.testing.assert_array_equal(
+        arr.isel(C=1, Z=slice(3, 9), Y=slice(2, 8), X=slice(4, 11)).values,
+        expected[3:9, 2:8, 4:11],
+    )
+    assert arr.data.chunks[1] == (4, 4, 4)  # one chunk per block
+    kept = ndstack.open(tmp_path / "b", tiles="axes")
+    assert kept.dims == ("tile_z", "tile_y", "tile_x", "C", "Z", "Y", "X")
+    assert kept.shape == (3, 2, 2, 2, 4, 5, 6)
+    np.testing.assert_array_equal(
+        kept.isel(tile_z=2, tile_y=1, tile_x=0, C=1).values, truth["mydata_ch1_0t_0x_1y_2z.tif"]
+    )
+
+
 def test_micromanager_sequence_2d(tmp_path: Path) -> None:
     folder = tmp_path / "mm"
     names = [
@@ -481,13 +518,18 @@ def test_a_pattern_field_that_varies_on_its_own_is_an_axis(tmp_path: Path) -> No
     assert arr.coords["ms"].values.tolist() == [10, 20]
 
 
-def test_name_axis_colliding_with_file_axis(tmp_path: Path) -> None:
+def test_name_axis_matching_a_file_axis_is_a_block_index(tmp_path: Path) -> None:
+    """Once refused ("comes both from the names and from inside the files"): now the
+    files are blocks along that axis, stitched in name order."""
     folder = tmp_path / "z"
-    write_files(folder, [f"s_z{z}.tif" for z in range(2)], lambda n: np.zeros((3, 5, 6), np.uint8))
-    with pytest.raises(
-        LayoutError, match="axis 'Z' comes both from the file names and from inside"
-    ):
-        ndstack.open(folder)
+    truth = write_files(
+        folder, [f"s_z{z}.tif" for z in (1, 0)], lambda n: np.full((3, 5, 6), int(n[3]), np.uint8)
+    )
+    arr = ndstack.open(folder)
+    assert arr.dims == ("Z", "Y", "X") and arr.shape == (6, 5, 6)
+    np.testing.assert_array_equal(
+        arr.values, np.concatenate([truth["s_z0.tif"], truth["s_z1.tif"]])
+    )
 
 
 def test_file_with_extra_pages_is_refused_when_read(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ __all__ = ["NAME_AXES", "OTHER_RANK", "RANK", "TIFF_EXTENSIONS", "is_tiff_name",
 
 #: Sort keys of the axes ndstack knows; any other axis sorts at :data:`OTHER_RANK`.
 RANK: dict[str, float] = {
-    "P": 0, "tile_y": 2, "tile_x": 3, "T": 4, "C": 5, "Z": 6, "Q": 6.5, "Y": 7, "X": 8, "S": 9,
+    "P": 0, "tile_t": 1.7, "tile_c": 1.8, "tile_z": 1.9, "tile_y": 2, "tile_x": 3,
+    "T": 4, "C": 5, "Z": 6, "Q": 6.5, "Y": 7, "X": 8, "S": 9,
 }  # fmt: skip
 OTHER_RANK = 1
 #: The axes a file name can carry (the in-file ones, Y, X, Q, S, come from headers).

@@ -7,6 +7,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -193,6 +194,7 @@ def open(
     if reader is None and check != "none":
         _check_files(src, names, sizes, info, first, check, on_error, bad)
 
+    layout = _block_axes(layout, info.axes, tiles)
     dims, sources, grid_names = _arrangement(layout, info, tiles)
     files = np.full(layout.shape, None, dtype=object)
     if layout.axes:
@@ -355,13 +357,37 @@ def _check_files(
         bad[i] = str(err)
 
 
+def _block_axes(layout: Layout, file_axes: str, tiles: str) -> Layout:
+    """The layout with each name axis that is also an axis inside the files (``z`` in
+    ``mydata_..._3z.tif`` of 3-D blocks) renamed ``tile_<letter>`` when ``tiles="axes"``
+    keeps blocks as dims; with ``"stitch"`` it stays, to be stitched along that axis."""
+    same = [a.name for a in layout.axes if a.name in file_axes]
+    if tiles != "axes" or not same:
+        return layout
+    new = {d: f"tile_{d.lower()}" for d in same}
+    return replace(
+        layout,
+        axes=tuple(
+            replace(a, name=new[a.name], how=a.how + f" (block index along {a.name})")
+            if a.name in new
+            else a
+            for a in layout.axes
+        ),
+        coords=tuple(replace(c, dims=tuple(new.get(d, d) for d in c.dims)) for c in layout.coords),
+    )
+
+
 def _arrangement(
     layout: Layout, info: FileInfo, tiles: str
 ) -> tuple[list[str], tuple[Place, ...], list[str]]:
     """Output dims, where each comes from, and which name axes stay dims.
 
-    Dims sort by their rank in the usual axis order; between equal ranks the name axes
-    come first (in name order), then the in-file axes (in file order).
+    A name axis that is also an axis inside the files is a block index along it: x/y tile
+    indices (``tile_x``, ``tile_y``) and a ``Z`` (or ``T``, ``C``) of blocks are stitched
+    like ``da.block`` (``tiles="stitch"``); with ``tiles="axes"`` :func:`_block_axes` has
+    renamed them ``tile_<letter>`` and they stay dims. Dims sort by their rank in the
+    usual axis order; between equal ranks the name axes come first (in name order), then
+    the in-file axes (in file order).
     """
     name_dims = list(layout.dims)
     file_axes = info.axes
@@ -370,12 +396,7 @@ def _arrangement(
         for t, ax in zip(TILE_AXES, "YX"):
             if t in name_dims and ax in file_axes:
                 stitch[t] = ax
-    for d in name_dims:
-        if d in file_axes:
-            raise LayoutError(
-                f"axis '{d}' comes both from the file names and from inside the files "
-                f"(axes {file_axes}); pass pattern= and give the name field another name"
-            )
+        stitch.update({d: d for d in name_dims if d in file_axes})
     entries: list[tuple[tuple[float, int, int], str, Place]] = []
     for i, d in enumerate(name_dims):
         if d not in stitch:
@@ -484,7 +505,8 @@ def _to_xarray(
         if ax.name in grid_names:
             coords[ax.name] = (ax.name, _coord_array(ax.values))
         else:
-            how[ax.name] += " (tiles stitched along " + ("Y" if ax.name == "tile_y" else "X") + ")"
+            along = {"tile_y": "Y", "tile_x": "X"}.get(ax.name, ax.name)
+            how[ax.name] += f" (blocks stitched along {along})"
     for c in layout.coords:
         if all(d in grid_names for d in c.dims):
             coord_attrs = {"units": c.units} if c.units else {}
