@@ -363,3 +363,16 @@ def test_a_uuid_in_every_name_is_a_value_of_the_file() -> None:
     by_name = {n: n[-40:-4] for n in names}
     first = names[lay.used[0]]
     assert coord.values[tuple(lay.index[0])] == by_name[first]
+
+
+def test_a_regex_is_searched_for_in_the_relative_path_and_a_template_matched_whole() -> None:
+    names = [f"pos{p}/run_t{t}_ch{c}.tif" for p in range(2) for t in range(3) for c in range(2)]
+    lay = parse_names(names, r"pos(?P<P>\d+)/.*_t(?P<T>\d+)_ch(?P<C>\d)")  # part of the path
+    assert lay.dims == ("P", "T", "C") and lay.shape == (2, 3, 2) and len(lay.used) == 12
+    # the same fields as a template must match the whole base name: none does
+    with pytest.raises(PatternError, match="matches none"):
+        parse_names(names, "_t{T:d}")
+    anchored = parse_names(
+        [*names[:6], "pos0/extra_t1_ch0.tif.bak"], r"_t(?P<T>\d+)_ch(?P<C>\d+)\.tif$"
+    )
+    assert anchored.unmatched == ("pos0/extra_t1_ch0.tif.bak",)

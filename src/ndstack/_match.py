@@ -33,6 +33,7 @@ __all__ = [
     "TemplateMatcher",
     "check_regex",
     "compile_pattern",
+    "is_regex",
     "template_to_regex",
 ]
 
@@ -389,21 +390,26 @@ def _scan_text(pattern: str) -> tuple[bool, int]:
     return nested, free
 
 
+def is_regex(pattern: str) -> bool:
+    """Whether a pattern is a regular expression (it names a group) rather than a template."""
+    return "(?P<" in pattern
+
+
 def compile_pattern(pattern: str) -> tuple[tuple[str, ...], Callable[[str], dict[str, Any] | None]]:
     """The field names of a template or regex, and a function name -> fields or None.
 
-    A pattern holding ``(?P<`` is a regular expression, checked by :func:`check_regex`;
-    anything else is a template.
+    A pattern holding ``(?P<`` is a regular expression, checked by :func:`check_regex`
+    and matched with ``re.search`` semantics (anywhere in the name: anchor it with ``^``
+    and ``$`` to match whole names); anything else is a template, matched whole.
     """
-    is_regex = "(?P<" in pattern
-    regex = pattern if is_regex else template_to_regex(pattern)
+    regex = pattern if is_regex(pattern) else template_to_regex(pattern)
     try:
         compiled = re.compile(regex)
     except re.error as exc:
         raise PatternError(f"pattern {pattern!r} is not a valid expression: {exc}") from None
     if not compiled.groupindex:
         raise PatternError(f"pattern {pattern!r} names no field: use {{T}}, {{C}}, (?P<T>...)")
-    if not is_regex:
+    if not is_regex(pattern):
         matcher = TemplateMatcher(pattern)
         if len(matcher.kinds) > MAX_TEMPLATE_VARIABLES:
             raise PatternError(
@@ -413,8 +419,8 @@ def compile_pattern(pattern: str) -> tuple[tuple[str, ...], Callable[[str], dict
         return matcher.groups, matcher.fullmatch
     check_regex(pattern)
 
-    def fullmatch(name: str) -> dict[str, Any] | None:
-        m = compiled.fullmatch(name)
+    def search(name: str) -> dict[str, Any] | None:
+        m = compiled.search(name)
         return None if m is None else m.groupdict()
 
-    return tuple(compiled.groupindex), fullmatch
+    return tuple(compiled.groupindex), search

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._axes import NAME_AXES, OTHER_RANK, is_tiff_name, rank
-from ._match import compile_pattern, template_to_regex
+from ._match import compile_pattern, is_regex, template_to_regex
 from .errors import DuplicatePositionError, LayoutError, PatternError
 
 __all__ = ["Axis", "Coord", "Layout", "natural_key", "parse_names", "template_to_regex"]
@@ -363,13 +363,15 @@ def _convert(value: str) -> object:
 def _pattern_fields(
     names: Sequence[str], pattern: str
 ) -> tuple[list[_Field], dict[str, object], list[int], list[str]]:
-    group_names, fullmatch = compile_pattern(pattern)
-    use_path = "/" in pattern
+    group_names, match = compile_pattern(pattern)
+    # a template is matched whole against base names (paths when it holds a '/'); a
+    # regex is searched for in the path relative to the source (re.search semantics)
+    use_path = "/" in pattern or is_regex(pattern)
     groups: dict[str, list[object]] = {g: [] for g in group_names}
     used: list[int] = []
     unmatched: list[str] = []
     for i, n in enumerate(names):
-        m = fullmatch(n if use_path else n.rpartition("/")[2])
+        m = match(n if use_path else n.rpartition("/")[2])
         if m is None:
             unmatched.append(n)
             continue
@@ -455,9 +457,9 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
         Paths relative to the source, ``/``-separated, in any order: positions along
         each axis come from the parsed values (numbers in numeric order).
     pattern
-        ``None`` to infer; else a template (``"img_{T}_ch{C}.tif"``) or a regular
-        expression with named groups. Without ``/`` it is matched against the base name,
-        with ``/`` against the relative path.
+        ``None`` to infer; else a template (``"img_{T}_ch{C}.tif"``), matched whole
+        against the base name (the relative path when it holds ``/``), or a regular
+        expression with named groups, searched for (``re.search``) in the relative path.
 
     Returns
     -------

@@ -84,8 +84,10 @@ def open(
         named groups. Single capital letters (``T``, ``C``, ``Z``, ``P``; ``X``/``Y`` for
         tiles) are axes; other fields are coordinates of the axes they follow, constants,
         or (when they vary on their own) axes of their own name, as in inference.
-        Without ``/`` the pattern is matched against base names, with ``/``
-        against paths relative to the source. Files it does not match are skipped.
+        A template is matched whole: against base names, or against paths relative
+        to the source when it holds ``/``. A regex is searched for (``re.search``: it
+        may match part of the name; anchor it with ``^``/``$``) in the path relative to
+        the source. Files it does not match are skipped.
     reader
         Any function ``path -> ndarray``; called once on the first file to learn the
         shape and dtype. Default: the built-in TIFF reader (tifffile).
