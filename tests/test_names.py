@@ -376,3 +376,50 @@ def test_a_regex_is_searched_for_in_the_relative_path_and_a_template_matched_who
         [*names[:6], "pos0/extra_t1_ch0.tif.bak"], r"_t(?P<T>\d+)_ch(?P<C>\d+)\.tif$"
     )
     assert anchored.unmatched == ("pos0/extra_t1_ch0.tif.bak",)
+
+
+def test_frames_named_by_acquisition_time_make_one_time_axis_in_time_order() -> None:
+    stamps = ["14-22-07.123", "14-22-07.623", "14-22-08.124", "14-23-59.999", "15-00-00.010"]
+    names = [f"cam1_2024-03-05_{s}.tif" for s in reversed(stamps)]  # any input order
+    lay = parse_names(names)
+    assert lay.dims == ("T",) and lay.shape == (5,)  # not hours x minutes x seconds x ms
+    (time,) = lay.coords
+    assert time.name == "time" and time.values.dtype == np.dtype("datetime64[us]")
+    expected = [np.datetime64(f"2024-03-05T{s[:2]}:{s[3:5]}:{s[6:]}", "us") for s in stamps]
+    assert time.values.tolist() == [e.item() for e in expected]
+    assert lay.index[:, 0].tolist() == [4, 3, 2, 1, 0]
+    assert "order of the files by 'time'" in lay.axes[0].how
+
+
+def test_two_cameras_with_their_own_time_stamps_are_ordered_within_each() -> None:
+    names = [
+        f"cam{c}_20240305_1422{s:02d}.{ms:03d}.tif"
+        for c, ms in ((1, 100), (2, 150))
+        for s in range(4)
+    ]
+    lay = parse_names(names)
+    assert lay.dims == ("cam", "T") and lay.shape == (2, 4)  # full, not 2 x 8 half empty
+    (time,) = lay.coords
+    assert time.dims == ("cam", "T")
+    assert str(time.values[1, 3]) == "2024-03-05T14:22:03.150000"
+    assert "within each cam" in lay.axes[1].how
+
+
+def test_a_counter_split_over_fields_makes_one_axis_when_the_grid_would_be_sparse() -> None:
+    # three runs of five frames, numbered on: a 3 x 15 grid would be a third full
+    names = [f"scan_{a:03d}_{b:04d}.tif" for a in range(3) for b in range(a * 5, a * 5 + 5)]
+    lay = parse_names(names)
+    assert lay.dims == ("T",) and lay.shape == (15,)
+    order = [names[i] for i in np.argsort(lay.index[:, 0])]
+    assert order == names
+    assert {c.name for c in lay.coords} == {"field1", "field2"}
+    assert "grid 33.33% full" in lay.axes[0].how
+    # a full grid of the same fields stays a grid
+    full = [f"scan_{a:03d}_{b:04d}.tif" for a in range(3) for b in range(5)]
+    assert parse_names(full).shape == (3, 5)
+
+
+def test_dates_that_are_no_dates_stay_numbers() -> None:
+    names = [f"img_2024-13-{d:02d}_10-00-00.tif" for d in range(1, 4)]  # month 13
+    lay = parse_names(names)
+    assert lay.dims == ("field3",) and lay.shape == (3,)

@@ -635,3 +635,21 @@ def test_thumbnails_beside_the_images_are_left_out_and_named(tmp_path: Path) -> 
                 lambda n: np.zeros((2, 2), np.uint8))  # fmt: skip
     with pytest.raises(LayoutError, match="do not share one structure"):
         ndstack.open(tmp_path / "half")
+
+
+def test_time_stamps_in_names_survive_a_store(tmp_path: Path) -> None:
+    stamps = ["2024-03-05_14-22-07.123", "2024-03-05_14-22-08.5", "2024-03-06_00-00-00"]
+    truth = write_files(
+        tmp_path / "cam",
+        [f"frame_{s}.tif" for s in stamps],
+        lambda n: np.full((3, 4), len(n), np.uint8),
+    )
+    arr = ndstack.open(tmp_path / "cam")
+    assert arr.dims == ("T", "Y", "X")
+    np.testing.assert_array_equal(arr.values, np.stack([truth[f"frame_{s}.tif"] for s in stamps]))
+    ndstack.to_zarr(arr, tmp_path / "out.ome.zarr")
+    back = ndstack.open(tmp_path / "out.ome.zarr")
+    np.testing.assert_array_equal(back.coords["time"].values, arr.coords["time"].values)
+    assert str(back.coords["time"].values[1]) == "2024-03-05T14:22:08.500000"
+    text = ndstack.format_info(ndstack.info(arr))
+    assert "time (T): 2024-03-05T14:22:07.123000" in text and "order of the files by" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Any
 
@@ -202,6 +203,8 @@ def _redacted(v: Any) -> Any:
 def _plain(v: Any) -> Any:
     if isinstance(v, float) and v != v:
         return None  # NaN: a coordinate of a position without a file
+    if isinstance(v, datetime.datetime):
+        return v.isoformat()  # a time stamp from the names
     return v
 
 

@@ -126,8 +126,10 @@ class _Field:
     name: str
     values: list[object]  # one per file
     how: str
-    position: int
+    position: float
     units: str | None = None
+    #: "number", "word", "stamp" (a date and time), "id" or "pattern"
+    kind: str = "number"
 
 
 # --------------------------------------------------------------------------- inference
@@ -275,8 +277,45 @@ def _identifiers(stems: list[str]) -> tuple[list[str], list[str] | None]:
     return [_UUID.sub("", s, count=1) for s in stems], [f[0] for f in found]
 
 
+#: a date and time in a name (``2024-03-05_14-22-07.123``, ``20240305T142207``): the
+#: same separators in the date and in the time, a fraction of a second optional
+_STAMP = re.compile(
+    r"(?<!\d)((?:19|20)\d\d)([-_.]?)([01]\d)\2([0-3]\d)[T_ -]?"
+    r"([0-2]\d)([-_.:]?)([0-5]\d)\6([0-5]\d)(?:[.,]?(\d{1,6}))?(?!\d)"
+)
+
+
+def _time_stamps(stems: list[str]) -> tuple[list[str], _Field | None]:
+    """Stems without the date and time that each holds once, and the times as one field
+    (None when they do not all hold one, or all the same): frames named by acquisition
+    time make one time axis in time order, not hours, minutes and seconds apart."""
+    found = [list(_STAMP.finditer(s)) for s in stems]
+    if not all(len(f) == 1 for f in found):
+        return stems, None
+    times = []
+    for f in found:
+        y, _, mo, d, h, _, mi, sec, frac = f[0].groups()
+        try:
+            times.append(
+                np.datetime64(f"{y}-{mo}-{d}T{h}:{mi}:{sec}.{(frac or '').ljust(6, '0')}", "us")
+            )
+        except ValueError:  # 2024-13-45: not a date
+            return stems, None
+    if len(set(times)) == 1:
+        return stems, None
+    first = found[0][0]
+    # between the number columns around it: classified with the numbers, in name order
+    position = 2 * len(_NUM.findall(stems[0][: first.start()])) + 0.5
+    field = _Field(
+        "time", times, f"date and time in every name (e.g. '{first.group(0)}')", position,
+        kind="stamp",
+    )  # fmt: skip
+    return [s[: f[0].start()] + s[f[0].end() :] for s, f in zip(stems, found)], field
+
+
 def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]]:
     stems, ids = _identifiers(_stems(names))
+    stems, stamps = _time_stamps(stems)
     split = [_NUM.split(n) for n in stems]
     lengths = {len(p) for p in split}
     if len(lengths) > 1:  # words holding digits (Alexa488, Cy5) beside others (DAPI)?
@@ -307,7 +346,7 @@ def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]
         text.append(pre + suf)
         end = len(suf)
         vals = [v[len(pre) : len(v) - end] for v in col]
-        fields.append(_Field("", vals, "word that varies between the names", i))
+        fields.append(_Field("", vals, "word that varies between the names", i, kind="word"))
     for i in range(1, n_parts, 2):
         col = columns[i]
         before, after, word = _labels(
@@ -332,7 +371,11 @@ def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]
             taken.add(f.name)
     if ids is not None and len(set(ids)) > 1:  # a value per file: classified last, so
         # that it follows the axes (a coordinate of them) rather than making one
-        fields.append(_Field("id", list(ids), "identifier in every name (a UUID)", 10**9))
+        fields.append(
+            _Field("id", list(ids), "identifier in every name (a UUID)", 10**9, kind="id")
+        )
+    if stamps is not None:
+        fields.append(stamps)
     _dedupe_names(fields)
     return fields, constants
 
@@ -394,7 +437,7 @@ def _pattern_fields(
             name = {"X": "tile_x", "Y": "tile_y"}.get(g, g)
         if any(isinstance(v, str) for v in vals) and any(not isinstance(v, str) for v in vals):
             vals = [str(v) for v in vals]
-        fields.append(_Field(name, vals, f"pattern field '{{{g}}}'", pos))
+        fields.append(_Field(name, vals, f"pattern field '{{{g}}}'", pos, kind="pattern"))
     return fields, constants, used, unmatched
 
 
@@ -490,6 +533,8 @@ def parse_names(names: Sequence[str], pattern: str | None = None) -> Layout:
         fields, constants, used, unmatched = _pattern_fields(names, pattern)
         mode = "pattern"
     axes, dependents = _classify(fields, mode, len(used))
+    if mode == "inferred":
+        axes, dependents = _order_fallback(axes, dependents, len(used))
     out_axes, index = _grid_index(axes, len(used))
     _refuse_duplicates(index, out_axes, [names[i] for i in used], mode)
     return Layout(
@@ -544,12 +589,89 @@ def _classify(fields: list[_Field], mode: str, n: int) -> tuple[list[_Coded], li
             f"{n} files but no field of their names varies; pass pattern= to say how "
             "they are arranged"
         )
-    order = sorted(range(len(axes)), key=lambda i: (_name_rank(axes[i].field.name),
-                                                     axes[i].field.position))  # fmt: skip
+    order = _axis_order(axes)
     remap = {old: new for new, old in enumerate(order)}
     return [axes[i] for i in order], [
         _Dependent(d.coded, sorted(remap[o] for o in d.owners)) for d in dependents
     ]
+
+
+def _axis_order(axes: list[_Coded]) -> list[int]:
+    """Positions of ``axes`` in output order: P, other axes, tiles, T, C, Z (ties in name
+    order)."""
+    return sorted(
+        range(len(axes)), key=lambda i: (_name_rank(axes[i].field.name), axes[i].field.position)
+    )
+
+
+#: a grid less full than this, of numbers that order the files totally, is one axis
+SPARSE = 0.5
+
+
+def _fill(n: int, sizes: Sequence[int]) -> float:
+    return n / float(np.prod(sizes, dtype=float)) if sizes else 1.0
+
+
+def _order_fallback(
+    axes: list[_Coded], dependents: list[_Dependent], n: int
+) -> tuple[list[_Coded], list[_Dependent]]:
+    """One axis in file order instead of a sparse grid, when the numbers allow it.
+
+    Numbers without a known axis label (``field3``, an unknown ``run``) that would make a
+    grid less than :data:`SPARSE` full, or a date and time in every name, order the files
+    totally (a counter split over fields, hours/minutes/seconds): they make one axis,
+    ``T`` (``frame`` if the names have a ``T``), the rank of the files in that order —
+    over all files, or within each combination of the other axes (two cameras with their
+    own time stamps) when that gives the fuller grid — and stay as coordinates.
+    """
+    cands = [
+        a
+        for a in axes
+        if a.field.kind == "stamp" or (a.field.kind == "number" and a.field.name not in NAME_AXES)
+    ]
+    fill = _fill(n, [len(a.uniq) for a in axes])
+    if fill < SPARSE and len(cands) >= 2:
+        members, why = cands, f"as axes they would make a grid {fill:.2%} full"
+    elif any(a.field.kind == "stamp" for a in cands):
+        members, why = [a for a in cands if a.field.kind == "stamp"], "a time stamp"
+    else:
+        return axes, dependents
+    members.sort(key=lambda a: a.field.position)
+    others = [a for a in axes if all(a is not m for m in members)]
+    rows = np.unique(np.stack([a.codes for a in members], 1), axis=0, return_inverse=True)[1]
+    rows = rows.ravel()
+    other_sizes = [len(a.uniq) for a in others]
+    ordinal, per = rows, ""
+    if others:
+        groups = np.unique(np.stack([a.codes for a in others], 1), axis=0, return_inverse=True)[1]
+        key = groups.ravel().astype(np.int64) * (int(rows.max()) + 1) + rows
+        uniq, inverse = np.unique(key, return_inverse=True)
+        group_of = uniq // (int(rows.max()) + 1)
+        first = np.searchsorted(group_of, group_of)  # first key of each key's group
+        per_group = (np.arange(len(uniq)) - first)[inverse.ravel()]
+        if _fill(n, [*other_sizes, int(per_group.max()) + 1]) > _fill(
+            n, [*other_sizes, int(rows.max()) + 1]
+        ):
+            ordinal, per = per_group, " within each " + ", ".join(a.field.name for a in others)
+    size = int(ordinal.max()) + 1
+    if _fill(n, [*other_sizes, size]) <= fill and why != "a time stamp":
+        return axes, dependents
+    taken = {a.field.name for a in others}
+    name = "T" if "T" not in taken else "frame"
+    fields = ", ".join(f"'{a.field.name}'" for a in members)
+    how = f"order of the files by {fields}{per} ({why}); kept as coordinates"
+    new = _Coded(
+        _Field(name, ordinal.tolist(), how, members[0].field.position, kind="order"),
+        ordinal.astype(np.int64),
+        list(range(size)),
+    )
+    out = [*others, new]
+    out = [out[i] for i in _axis_order(out)]
+    deps = []
+    for coded in [*(d.coded for d in dependents), *members]:
+        owners = _owner_axes(coded.codes, [(a.codes, len(a.uniq)) for a in out])
+        deps.append(_Dependent(coded, owners if owners is not None else list(range(len(out)))))
+    return out, deps
 
 
 def _grid_index(axes: list[_Coded], n: int) -> tuple[tuple[Axis, ...], np.ndarray]:
@@ -601,7 +723,9 @@ def _coord(dep: _Dependent, index: np.ndarray, axes: tuple[Axis, ...]) -> Coord:
     sub_shape = tuple(len(axes[o].values) for o in own)
     per_file = np.asarray(uniq, dtype=object)[codes]
     grid: np.ndarray
-    if all(isinstance(v, int) for v in uniq) and _complete(index, own, sub_shape):
+    if uniq and all(isinstance(v, np.datetime64) for v in uniq):
+        grid = np.full(sub_shape, np.datetime64("NaT", "us"))  # cells without a file: NaT
+    elif all(isinstance(v, int) for v in uniq) and _complete(index, own, sub_shape):
         grid = np.zeros(sub_shape, dtype=np.int64)
     elif all(isinstance(v, (int, float)) for v in uniq):
         grid = np.full(sub_shape, np.nan)  # cells without a file stay NaN

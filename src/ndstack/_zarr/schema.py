@@ -44,25 +44,35 @@ def jsonable(v: Any) -> Any:
     return str(v)
 
 
+#: the kinds of coordinate values a store records
+KINDS = ("str", "int", "float", "datetime")
+
+
 @dataclass(frozen=True)
 class StoredCoord:
     """One coordinate: its dims, its values (as JSON) and their kind."""
 
     dims: tuple[str, ...]
-    values: Any  # nested lists of str, int or float (None for NaN)
-    kind: str  # "str", "int" or "float"
+    values: Any  # nested lists of str, int, float (None for NaN) or ISO times ("NaT")
+    kind: str  # "str", "int", "float" or "datetime"
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, coord: Any) -> StoredCoord:
         values = coord.values
-        kind = {"O": "str", "U": "str", "S": "str", "f": "float"}.get(values.dtype.kind, "int")
+        kind = {"O": "str", "U": "str", "S": "str", "f": "float", "M": "datetime"}.get(
+            values.dtype.kind, "int"
+        )
+        if kind == "datetime":  # time stamps from the names, to the microsecond
+            values = np.datetime_as_string(values.astype("datetime64[us]"), unit="us")
         return cls(tuple(map(str, coord.dims)), jsonable(values), kind, jsonable(dict(coord.attrs)))
 
     def array(self) -> np.ndarray:
         """The values as an array of their kind."""
         if self.kind == "str":
             return np.asarray(self.values, dtype=str)
+        if self.kind == "datetime":
+            return np.asarray(self.values, dtype="datetime64[us]")
         if self.kind == "float":
             flat = [np.nan if v is None else v for v in np.ravel(self.values).tolist()]
             return np.asarray(flat, dtype=float).reshape(np.shape(self.values))
@@ -170,7 +180,7 @@ class StoredAttrs:
         if not isinstance(raw_coords, dict):
             raise bad("coords is not an object")
         for key, c in raw_coords.items():
-            if not isinstance(c, dict) or c.get("kind", "int") not in ("str", "int", "float"):
+            if not isinstance(c, dict) or c.get("kind", "int") not in KINDS:
                 raise bad(f"coordinate {key!r}")
             c_dims = _names(c.get("dims"), f"the dims of coordinate {key!r}", bad)
             if not set(c_dims) <= set(dims) or "values" not in c:
