@@ -357,9 +357,10 @@ def test_a_uuid_in_every_name_is_a_value_of_the_file() -> None:
     names = [f"plate_B{r:02d}_s{s}_w{w}{str(uuid.uuid4()).upper()}.tif"
              for r in (2, 3) for s in (1, 2) for w in (1, 2)]  # fmt: skip
     lay = parse_names(names)
-    assert lay.dims == ("P", "B", "C") and lay.shape == (2, 2, 2)
+    assert lay.dims == ("P", "well", "C") and lay.shape == (2, 2, 2)
+    assert lay.axes[1].values == ("B02", "B03")  # one row of a plate: still wells
     (coord,) = lay.coords
-    assert coord.name == "id" and coord.dims == ("P", "B", "C")
+    assert coord.name == "id" and coord.dims == ("P", "well", "C")
     by_name = {n: n[-40:-4] for n in names}
     first = names[lay.used[0]]
     assert coord.values[tuple(lay.index[0])] == by_name[first]

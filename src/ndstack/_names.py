@@ -39,9 +39,9 @@ __all__ = ["Axis", "Coord", "Layout", "natural_key", "parse_names", "template_to
 #: Labels (lower case) next to a number that name a standard axis.
 AXIS_LABELS: dict[str, str] = {
     **dict.fromkeys(["ch", "c", "channel", "w", "wavelength"], "C"),
-    **dict.fromkeys(["t", "tp", "time", "stack", "tl", "timepoint"], "T"),
+    **dict.fromkeys(["t", "tp", "time", "stack", "tl", "timepoint", "cycle"], "T"),
     **dict.fromkeys(["z", "zstep", "plane"], "Z"),
-    **dict.fromkeys(["s", "site", "f", "field", "pos", "position"], "P"),
+    **dict.fromkeys(["s", "site", "f", "field", "pos", "position", "point"], "P"),
     "x": "tile_x",
     "y": "tile_y",
 }
@@ -128,8 +128,12 @@ class _Field:
     how: str
     position: float
     units: str | None = None
-    #: "number", "word", "stamp" (a date and time), "id" or "pattern"
+    #: "number", "word", "well", "stamp" (a date and time), "id", "order" or "pattern"
     kind: str = "number"
+    #: the label beside a number, as written (``ch``, ``W``)
+    label: str = ""
+    #: a word right after a number, with no separator between (``w1sdcGFP``)
+    glued: bool = False
 
 
 # --------------------------------------------------------------------------- inference
@@ -209,6 +213,7 @@ def _stems(names: Sequence[str]) -> list[str]:
 
 #: what separates the segments of a name (aligned one by one across names)
 _SEP = re.compile(r"([_\-. /]+)")
+_SEPARATORS = "_-. /"
 
 
 def _aligned(stems: Sequence[str]) -> list[list[str]] | None:
@@ -254,7 +259,7 @@ def _infer_majority(
             raise
         error = exc
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, stem in enumerate(_stems(names)):
+    for i, stem in enumerate(_identifiers(_stems(names))[0]):
         groups.setdefault((len(_NUM.split(stem)), len(_SEP.split(stem))), []).append(i)
     biggest = max(groups.values(), key=len)
     if len(biggest) < MAJORITY * len(names) or len(biggest) < 2:
@@ -266,15 +271,34 @@ def _infer_majority(
 
 #: a UUID (GUID) in a name: an identifier of one file (MetaXpress writes one per image)
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+#: the last segment of a name: a label and the hex digits glued to it (BBBC006's ``w1a57``)
+_HEX_TAIL = re.compile(r"(?:^|[_\- .])[A-Za-z]+([0-9A-Fa-f]{4,})$")
 
 
-def _identifiers(stems: list[str]) -> tuple[list[str], list[str] | None]:
-    """Stems without a UUID that each of them holds once, and the UUIDs (None when they
-    do not all hold one): identifiers are values of a file, never axes or numbers."""
+def _identifiers(stems: list[str]) -> tuple[list[str], list[str] | None, str]:
+    """Stems without the identifier that each of them holds, the identifiers (None when
+    they do not all hold one) and what they are. Identifiers are values of a file, never
+    axes or numbers: a UUID anywhere (MetaXpress), or a fixed-length hex fragment glued
+    after the index that ends every name (BBBC006 ``_w1a57``, ``_w2283``: the fragment
+    starts at the first place where some name has a hex letter)."""
     found = [_UUID.findall(s) for s in stems]
-    if not all(len(f) == 1 for f in found):
-        return stems, None
-    return [_UUID.sub("", s, count=1) for s in stems], [f[0] for f in found]
+    if all(len(f) == 1 for f in found):
+        return [_UUID.sub("", s, count=1) for s in stems], [f[0] for f in found], "a UUID"
+    tails = [_HEX_TAIL.search(s) for s in stems]
+    if len(stems) < 2 or not all(tails) or len({len(m.group(1)) for m in tails if m}) != 1:
+        return stems, None, ""
+    runs = [m.group(1) for m in tails if m]
+    # a place is hex when some name has a letter there and not all the same (the 'f' and
+    # 'd' of Cellomics' A01f00d1 are labels)
+    letters = [
+        any(r[j] not in "0123456789" for r in runs) and len({r[j] for r in runs}) > 1
+        for j in range(len(runs[0]))
+    ]
+    start = letters.index(True) if True in letters else 0
+    if start < 1 or len(runs[0]) - start < 3 or len({r[start:] for r in runs}) < 2:
+        return stems, None, ""
+    cut = len(runs[0]) - start
+    return [s[:-cut] for s in stems], [r[start:] for r in runs], "a hex fragment"
 
 
 #: a date and time in a name (``2024-03-05_14-22-07.123``, ``20240305T142207``): the
@@ -313,8 +337,14 @@ def _time_stamps(stems: list[str]) -> tuple[list[str], _Field | None]:
     return [s[: f[0].start()] + s[f[0].end() :] for s, f in zip(stems, found)], field
 
 
+_NO_STRUCTURE = (
+    "cannot infer axes: the file names do not share one structure; pass pattern= (e.g. "
+    "'img_{T}_{C}_{Z}.tif') to say which files belong and what their fields mean"
+)
+
+
 def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]]:
-    stems, ids = _identifiers(_stems(names))
+    stems, ids, id_kind = _identifiers(_stems(names))
     stems, stamps = _time_stamps(stems)
     split = [_NUM.split(n) for n in stems]
     lengths = {len(p) for p in split}
@@ -327,31 +357,74 @@ def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]
         for n, p in zip(names, split):
             examples.setdefault(len(p) // 2, n)
         shown = "; ".join(f"{k} numbers: '{v}'" for k, v in sorted(examples.items()))
-        raise LayoutError(
-            "cannot infer axes: the file names do not share one structure "
-            f"({shown}); pass pattern= (e.g. 'img_{{T}}_{{C}}_{{Z}}.tif') to say which "
-            "files belong and what their fields mean"
-        )
+        raise LayoutError(_NO_STRUCTURE + f" ({shown})")
     columns = list(zip(*split))
+    fields, constants = _column_fields(columns)
+    _name_in_context(fields)
+    if ids is not None and len(set(ids)) > 1:  # a value per file: classified last, so
+        # that it follows the axes (a coordinate of them) rather than making one
+        fields.append(
+            _Field("id", list(ids), f"identifier in every name ({id_kind})", 10**9, kind="id")
+        )
+    if stamps is not None:
+        fields.append(stamps)
+    _dedupe_names(fields)
+    return fields, constants
+
+
+#: a letter that names a plate row, glued to its column number (``B02``, ``a01``, ``A1``)
+_ROW = re.compile(r"[A-Pa-p]|A[A-F]")
+_TOKEN_START = re.compile(r"(?:^|[_\- ./])$")
+
+
+def _column_fields(columns: list[tuple[str, ...]]) -> tuple[list[_Field], dict[str, object]]:
+    """Fields of names split into aligned text (even) and number (odd) columns: text that
+    varies is a word, a number that varies is named by its labels; a plate well (a row
+    letter glued to its column number) is one field ``well``."""
     n_parts = len(columns)
     fields: list[_Field] = []
     constants: dict[str, object] = {}
     text: list[str] = []  # the constant view of each text run, for labels
+    wells: dict[int, list[str]] = {}  # number column -> its wells' row letters
     for i in range(0, n_parts, 2):
         col = columns[i]
         if len(set(col)) == 1:
             text.append(col[0])
             continue
         pre, suf = _common_affixes(col)
+        if (
+            i + 1 < n_parts
+            and not suf
+            and _TOKEN_START.search(pre)
+            and all(_ROW.fullmatch(v[len(pre) :]) for v in col)
+        ):
+            text.append(pre)
+            wells[i + 1] = [v[len(pre) :] for v in col]  # B02, C07: a varying row letter
+            continue  # glued to its column
+        # a word is whole between separators: sdcGFP and sdcRFP, not G and R
+        pre = pre[: max(pre.rfind(c) for c in _SEPARATORS) + 1]
+        suf = suf[min((suf.find(c) for c in _SEPARATORS if c in suf), default=len(suf)) :]
         text.append(pre + suf)
-        end = len(suf)
-        vals = [v[len(pre) : len(v) - end] for v in col]
-        fields.append(_Field("", vals, "word that varies between the names", i, kind="word"))
+        vals = [v[len(pre) : len(v) - len(suf)] for v in col]
+        if any(v == "" for v in vals):  # text some names have and others lack (_thumb)
+            raise LayoutError(_NO_STRUCTURE + f" ('{pre}{vals[0]}{suf}' beside '{pre}{suf}')")
+        fields.append(
+            _Field("", vals, "word that varies between the names", i, kind="word",
+                   glued=bool(i) and not pre)
+        )  # fmt: skip
     for i in range(1, n_parts, 2):
         col = columns[i]
         before, after, word = _labels(
             text[i // 2], text[i // 2 + 1], first=i == 1, last=i == n_parts - 2
         )
+        row = wells.get(i)
+        if row is None and _is_row_letter(before, text[i // 2], col, first=i == 1):
+            row = [before] * len(col)  # all in one row: B02, B03
+        if row is not None:  # varies: the letters, or the numbers of one row
+            vals_w = [r + c for r, c in zip(row, col)]
+            fields.append(_Field("well", vals_w, "plate well (row letter and column)", i,
+                                 kind="well"))  # fmt: skip
+            continue
         k = i // 2 + 1
         name, how, units = _name_number(before, after, word, k)
         if len(set(col)) == 1:
@@ -359,25 +432,94 @@ def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]
             constants[key] = int(col[0])
             continue
         vals = np.asarray(col).astype(np.int64).tolist()
-        fields.append(_Field(name, vals, how, i, units))
-    # unlabelled words: most often channel names (Micro-Manager's img_..._DAPI_...)
+        label = before or after or word
+        fields.append(_Field(name, vals, how, i, units, label=label))
+    return fields, constants
+
+
+def _is_row_letter(label: str, text: str, col: tuple[str, ...], *, first: bool) -> bool:
+    """Whether a one-letter label that no axis uses, at the start of a token (``_B02``,
+    not ``F001L01``), is the row of a plate well and its number the column (two digits or
+    fewer, varying: all wells of one row)."""
+    head = text[: -len(label)] if label else text
+    return (
+        len(label) == 1
+        and label.lower() not in AXIS_LABELS
+        and _ROW.fullmatch(label) is not None
+        and (first or head != "")
+        and _TOKEN_START.search(head) is not None
+        and max(len(c) for c in col) <= 2
+        and len(set(col)) > 1
+    )
+
+
+def _name_in_context(fields: list[_Field]) -> None:
+    """Names that depend on the other fields of the names (plates, then channels)."""
+    _plate_names(fields)
+    _channel_names(fields)
+
+
+def _plate_names(fields: list[_Field]) -> None:
+    """Plate conventions.
+
+    * ``r02c02`` (Opera Phenix / Operetta): ``r`` and the ``c`` glued after it are the
+      plate's ``row`` and ``col``, not a channel; ``p`` is then the plane ``Z`` and ``sk``
+      the timepoint ``T`` (Harmony's ``r01c01f01p01-ch1sk1fk1fl1``).
+    * ``d`` glued after a field ``f`` is the dye, the channel ``C`` (Cellomics'
+      ``A01f00d1``).
+    * an unlabelled number right after a well (``A1-1``) is the site ``P``.
+    """
+    by_label = {f.label.lower(): f for f in fields if f.label}
+    row, col = by_label.get("r"), by_label.get("c")
+    if row is not None and col is not None and col.position == row.position + 2:
+        row.name, col.name = "row", "col"
+        row.how = col.how = "plate row and column (r..c..)"
+        for label, axis in (("p", "Z"), ("sk", "T")):
+            f = by_label.get(label)
+            if f is not None and f.name == label:
+                f.name, f.how = axis, f"label '{label}' after r..c..f.. (Opera/Operetta)"
+    site, dye = by_label.get("f"), by_label.get("d")
+    if site is not None and dye is not None and dye.position == site.position + 2:
+        if dye.name == "d" and all(f.name != "C" for f in fields):
+            dye.name, dye.how = "C", "label 'd' (dye) after the field f..: the channel"
+    has_p = any(f.name == "P" for f in fields)
+    for f in fields:
+        if f.kind == "well" and not has_p:
+            nxt = next((g for g in fields if g.position == f.position + 2), None)
+            if nxt is not None and nxt.kind == "number" and nxt.name.startswith("field"):
+                nxt.name, nxt.how = "P", "unlabelled number after the well: the site"
+
+
+def _channel_names(fields: list[_Field]) -> None:
+    """Which field names the channel.
+
+    * ``W`` is a wavelength (channel) only when nothing else names the channel: beside a
+      channel number (``--W0001--...--C01``) or channel names in a segment of their own
+      (ScanR's ``--W00002--...--nucleus-dapi``) it is the plate ``well``.
+    * a word glued after the channel number (MetaMorph's ``w1sdcGFP``) is its name, the
+      coordinate ``channel``.
+    * other unlabelled words are channel names (Micro-Manager's ``img_..._DAPI_...``)
+      when nothing else names the channel.
+    """
+    numbers = [f for f in fields if f.name == "C" and f.kind == "number"]
+    words = [f for f in fields if f.kind == "word" and not f.name and not f.glued]
+    by_w = [f for f in numbers if f.label in ("W", "w")]
+    if by_w and (len(by_w) < len(numbers) or words) and all(g.name != "well" for g in fields):
+        for f in by_w:
+            f.name, f.how = "well", f"label '{f.label}' beside another channel field: the well"
+    for f in fields:
+        if f.kind == "word" and f.glued and not f.name:
+            num = next((g for g in fields if g.position == f.position - 1), None)
+            if num is not None and num.name == "C":
+                f.name, f.how = "channel", "name glued after the channel number"
     taken = {f.name for f in fields}
     for f in fields:
         if not f.name:
-            f.name = "C" if "C" not in taken else f"word{f.position // 2}"
+            f.name = "C" if "C" not in taken else f"word{int(f.position) // 2}"
             f.how = "word that varies between the names" + (
                 " (unlabelled words are taken as channel names)" if f.name == "C" else ""
             )
             taken.add(f.name)
-    if ids is not None and len(set(ids)) > 1:  # a value per file: classified last, so
-        # that it follows the axes (a coordinate of them) rather than making one
-        fields.append(
-            _Field("id", list(ids), "identifier in every name (a UUID)", 10**9, kind="id")
-        )
-    if stamps is not None:
-        fields.append(stamps)
-    _dedupe_names(fields)
-    return fields, constants
 
 
 def _dedupe_names(fields: list[_Field]) -> None:
