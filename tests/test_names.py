@@ -424,3 +424,12 @@ def test_dates_that_are_no_dates_stay_numbers() -> None:
     names = [f"img_2024-13-{d:02d}_10-00-00.tif" for d in range(1, 4)]  # month 13
     lay = parse_names(names)
     assert lay.dims == ("field3",) and lay.shape == (3,)
+
+
+def test_a_stray_file_first_in_order_does_not_hide_the_identifiers_of_the_others() -> None:
+    import uuid
+
+    names = [f"plate_B0{r}_s{s}_w1{str(uuid.uuid4()).upper()}.tif" for r in (2, 3) for s in (1, 2)]
+    lay = parse_names(["AAA_notes_1.tif", *names, *[n.replace("_w1", "_w2") for n in names]])
+    assert lay.unmatched == ("AAA_notes_1.tif",)
+    assert lay.dims == ("P", "well", "C") and {c.name for c in lay.coords} == {"id"}

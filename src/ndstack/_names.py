@@ -259,7 +259,7 @@ def _infer_majority(
             raise
         error = exc
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, stem in enumerate(_identifiers(_stems(names))[0]):
+    for i, stem in enumerate(_UUID.sub("", s, count=1) for s in _stems(names)):
         groups.setdefault((len(_NUM.split(stem)), len(_SEP.split(stem))), []).append(i)
     biggest = max(groups.values(), key=len)
     if len(biggest) < MAJORITY * len(names) or len(biggest) < 2:
@@ -281,9 +281,12 @@ def _identifiers(stems: list[str]) -> tuple[list[str], list[str] | None, str]:
     axes or numbers: a UUID anywhere (MetaXpress), or a fixed-length hex fragment glued
     after the index that ends every name (BBBC006 ``_w1a57``, ``_w2283``: the fragment
     starts at the first place where some name has a hex letter)."""
-    found = [_UUID.findall(s) for s in stems]
-    if all(len(f) == 1 for f in found):
-        return [_UUID.sub("", s, count=1) for s in stems], [f[0] for f in found], "a UUID"
+    if _UUID.search(stems[0]):  # the first name tells, in one pass
+        found = [_UUID.findall(s) for s in stems]
+        if all(len(f) == 1 for f in found):
+            return [_UUID.sub("", s, count=1) for s in stems], [f[0] for f in found], "a UUID"
+    if not _HEX_TAIL.search(stems[0]):
+        return stems, None, ""
     tails = [_HEX_TAIL.search(s) for s in stems]
     if len(stems) < 2 or not all(tails) or len({len(m.group(1)) for m in tails if m}) != 1:
         return stems, None, ""
@@ -313,6 +316,8 @@ def _time_stamps(stems: list[str]) -> tuple[list[str], _Field | None]:
     """Stems without the date and time that each holds once, and the times as one field
     (None when they do not all hold one, or all the same): frames named by acquisition
     time make one time axis in time order, not hours, minutes and seconds apart."""
+    if not _STAMP.search(stems[0]):
+        return stems, None
     found = [list(_STAMP.finditer(s)) for s in stems]
     if not all(len(f) == 1 for f in found):
         return stems, None
