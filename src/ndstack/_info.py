@@ -241,7 +241,13 @@ def format_info(d: dict[str, Any]) -> str:
         ]
     else:
         files = d.get("files") or 0
-        how = f"pattern {d['pattern']!r}" if d.get("pattern") else "axes inferred from names"
+        how = (
+            f"pattern {d['pattern']!r}"
+            if d.get("pattern")
+            else "dims from the files' OME-XML"
+            if d.get("layout") == "ome"
+            else "axes inferred from names"
+        )
         lines = [
             f"ndstack: {d.get('source')}  ({how})",
             f"  {files} file{'s' if files != 1 else ''}, {_fmt_bytes(d['nbytes'])} ({d['dtype']}), "

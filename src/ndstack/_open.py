@@ -29,6 +29,8 @@ from .errors import (
 if TYPE_CHECKING:
     import xarray as xr
 
+    from ._ome import OmeDataset
+
 __all__ = ["MissingFilesWarning", "open"]
 
 #: rank of each axis in the output (OME order; positions and unknown axes in front)
@@ -171,6 +173,12 @@ def open(
         raise ValueError(f"tiles must be 'stitch' or 'axes', not {tiles!r}")
     exts = extensions if extensions is not None else (TIFF_EXTENSIONS if reader is None else None)
     src = discover(source, extensions=exts)
+    if reader is None and pattern is None and src.fs is None:
+        from ._ome import find_dataset
+
+        dataset = find_dataset(src.root, list(src.names), fill_value)
+        if dataset is not None:  # the files' own OME-XML describes them all: it wins
+            return _with_pixel_sizes(_open_ome(dataset, src, chunks, fill_value), given)
     layout = parse_names(src.names, pattern)
     names = [src.names[i] for i in layout.used]
     sizes = [src.sizes[i] for i in layout.used]
@@ -554,6 +562,100 @@ def _to_xarray(
         warnings.warn(
             f"left out {len(layout.unmatched)} files {layout.skip_reason}: {shown}{more}; "
             "see attrs['skipped_files'], or pass pattern= to say which files belong",
+            SkippedFilesWarning,
+            stacklevel=3,
+        )
+    return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name="image")
+
+
+def _open_ome(
+    dataset: OmeDataset, src: Source, chunks: Mapping[str, int] | None, fill_value: float
+) -> xr.DataArray:
+    """The array of a multi-file OME-TIFF data set: one chunk per plane (``chunks=`` may
+    join planes), dims, channel names and pixel sizes from its OME-XML."""
+    import dask.array as da
+    import xarray as xr
+
+    planes = dataset.planes
+    dims = list(dataset.dims)
+    lead = planes.file.ndim
+    chunks = dict(chunks or {})
+    unknown = set(chunks) - set(dims)
+    if unknown:
+        raise ValueError(f"chunks names unknown dims {sorted(unknown)}; dims are {dims}")
+    out_chunks = tuple(
+        chunks.get(d, 1 if i < lead else n) for i, (d, n) in enumerate(zip(dims, planes.shape))
+    )
+    members = set(planes.files)
+    sizes = dict(zip(src.names, src.sizes))
+    h = hashlib.blake2b(digest_size=12)
+    h.update(repr((src.root, dims, planes.shape, str(planes.dtype), out_chunks)).encode())
+    h.update("\0".join(f"{n}:{sizes.get(n)}" for n in planes.files).encode("utf-8", "replace"))
+    try:
+        h.update(repr(os.stat(os.path.join(src.root, dataset.first)).st_mtime_ns).encode())
+    except OSError:
+        pass
+    data = da.from_array(
+        planes,
+        chunks=out_chunks,
+        name="ndstack-ome-" + h.hexdigest(),
+        asarray=False,
+        fancy=True,
+        meta=np.empty((0,) * len(dims), dtype=planes.dtype),
+        inline_array=False,
+    )
+    coords: dict[str, Any] = {
+        d: (d, np.arange(n)) for d, n in zip(dims[:lead], planes.file.shape) if d != "C"
+    }
+    how = {d: f"OME-XML of {dataset.first} ({len(planes.files)} files)" for d in dims}
+    if "C" in dims[:lead]:
+        n_c = planes.file.shape[dims.index("C")]
+        names = list(dataset.channel_names)
+        if len(names) == n_c and all(names) and len(set(names)) == n_c:
+            coords["C"] = ("C", np.asarray(names))
+            how["C"] += ", channel names"
+        else:
+            coords["C"] = ("C", np.arange(n_c))
+    skipped = [n for n in src.names if n not in members]
+    missing = list(dataset.missing)
+    attrs: dict[str, Any] = {
+        "source": redact(src.description or src.root),
+        "root": redact(src.root),
+        "pattern": None,
+        "layout": "ome",
+        "files": len(planes.files),
+        "file_shape": list(planes.plane_shape),
+        "file_axes": "".join(dims[lead:]),
+        "pixel_size": {d: v for d, v in dataset.pixel_sizes.items() if d in dims},
+        "pixel_unit": dataset.unit,
+        "constants": {},
+        "missing": missing,
+        "bad_files": [],
+        "skipped": len(skipped),
+        **(
+            {
+                "skipped_files": skipped[:20],
+                "skipped_reason": f"not part of the data set the OME-XML of {dataset.first} "
+                "describes",
+            }
+            if skipped
+            else {}
+        ),
+        "axis_sources": how,
+        "fill_value": fill_value,
+    }
+    if missing:
+        warnings.warn(
+            f"{len(missing)} of {planes.file.size} planes that the OME-XML of "
+            f"{dataset.first} declares are in files that are absent; they read as "
+            f"{fill_value} ({'; '.join(missing[:5])}); see attrs['missing']",
+            MissingFilesWarning,
+            stacklevel=3,
+        )
+    if skipped:
+        warnings.warn(
+            f"left out {len(skipped)} files {attrs['skipped_reason']}: "
+            + ", ".join(repr(n) for n in skipped[:3]),
             SkippedFilesWarning,
             stacklevel=3,
         )

@@ -81,6 +81,17 @@ def _tifffile() -> Any:
     return tifffile
 
 
+def _one_file(f: Any) -> Any:
+    """A TiffFile whose series hold its own pages only: a file of a multi-file OME data
+    set (whose OME-XML describes the other files too) read as itself, as when its name
+    places it (``_ome`` reads the data set as a whole)."""
+    tifffile = _tifffile()
+    try:
+        return tifffile.TiffFile(f, _multifile=False)
+    except TypeError:  # a tifffile without the (private) switch
+        return tifffile.TiffFile(f)
+
+
 def _map_axes(axes: str) -> str:
     """tifffile's axis letters to ndstack's: pages without a name become Z (or Q)."""
     out = []
@@ -101,9 +112,8 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
     CorruptFileError
         When the file is not a TIFF or its headers cannot be parsed.
     """
-    tifffile = _tifffile()
     try:
-        with _opened(path, fs) as f, tifffile.TiffFile(f) as tif:
+        with _opened(path, fs) as f, _one_file(f) as tif:
             series = tif.series[0]
             shape = tuple(int(s) for s in series.shape)
             axes = _map_axes(series.axes)
@@ -382,10 +392,9 @@ class TiffReader:
             return self._read_contiguous(fh, path, size, pages, dtype)
 
     def _read_pages(self, f: Any, path: str, pages: np.ndarray | None) -> np.ndarray:
-        tifffile = _tifffile()
         info = self.info
         dtype = np.dtype(info.dtype).newbyteorder(info.byteorder)
-        with tifffile.TiffFile(f) as tif:
+        with _one_file(f) as tif:
             page = tif.pages.first
             n_pages = _page_count(info.shape, info.axes)
             # Pages read straight from their offsets only where this file proves that its
