@@ -16,6 +16,7 @@ import pytest
 import tifffile
 
 import ndstack
+from ndstack._grid import ReadFailedWarning
 from ndstack.errors import CorruptFileError
 
 from .conftest import bytes_read
@@ -147,6 +148,20 @@ def test_a_truncated_file_of_the_data_set_names_itself(tmp_path: Path) -> None:
     victim.write_bytes(victim.read_bytes()[:-100])
     with pytest.raises(CorruptFileError, match=r"tubhiswt_C1_TP2.ome.tif: not a readable"):
         ndstack.open(tmp_path / "tub")  # before any computation
+
+
+def test_an_unreadable_plane_raises_or_fills_as_asked(tmp_path: Path) -> None:
+    truth = write_mmstack(tmp_path / "mm")
+    cont = tmp_path / "mm" / "run_1_MMStack_Pos0_1.ome.tif"
+    arr = ndstack.open(tmp_path / "mm")
+    filled = ndstack.open(tmp_path / "mm", on_error="fill", fill_value=3)
+    cont.write_bytes(cont.read_bytes()[:200])  # cut after the open: the pixels are gone
+    with pytest.raises(CorruptFileError, match=r"run_1_MMStack_Pos0_1\.ome\.tif: "):
+        arr.isel(T=5).values
+    with pytest.warns(ReadFailedWarning, match="run_1_MMStack_Pos0_1.ome.tif"):
+        values = filled.values
+    np.testing.assert_array_equal(values[:4], truth[:4])
+    assert (values[4:] == 3).all()
 
 
 def test_a_pattern_still_reads_the_names(tmp_path: Path) -> None:

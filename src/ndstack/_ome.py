@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._axes import rank
-from ._grid import _normalize
+from ._grid import _normalize, record_fill
 from ._tiff import _map_axes, _one_file, _pixel_sizes
 from .errors import CorruptFileError, LayoutError
 
@@ -48,6 +48,7 @@ class OmePlanes:
     dtype: np.dtype
     byteorder: str
     fill_value: Any = 0
+    on_error: str = "raise"  # "fill": an unreadable plane reads as fill_value, recorded
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -69,6 +70,15 @@ class OmePlanes:
 
     def read_plane(self, at: tuple[int, ...]) -> np.ndarray:
         """The plane at leading index ``at``."""
+        try:
+            return self._read_plane(at)
+        except CorruptFileError as exc:
+            if self.on_error != "fill":
+                raise
+            record_fill(f"filled with {self.fill_value}: {exc}")
+            return np.full(self.plane_shape, self.fill_value, dtype=self.dtype)
+
+    def _read_plane(self, at: tuple[int, ...]) -> np.ndarray:
         f = int(self.file[at])
         if f < 0:
             return np.full(self.plane_shape, self.fill_value, dtype=self.dtype)

@@ -178,6 +178,7 @@ def open(
 
         dataset = find_dataset(src.root, list(src.names), fill_value)
         if dataset is not None:  # the files' own OME-XML describes them all: it wins
+            dataset = replace(dataset, planes=replace(dataset.planes, on_error=on_error))
             return _with_pixel_sizes(_open_ome(dataset, src, chunks, fill_value), given)
     layout = parse_names(src.names, pattern)
     names = [src.names[i] for i in layout.used]
@@ -647,7 +648,7 @@ def _open_ome(
     if missing:
         warnings.warn(
             f"{len(missing)} of {planes.file.size} planes that the OME-XML of "
-            f"{dataset.first} declares are in files that are absent; they read as "
+            f"{dataset.first} declares are not in its files (absent or cut short); read as "
             f"{fill_value} ({'; '.join(missing[:5])}); see attrs['missing']",
             MissingFilesWarning,
             stacklevel=3,
