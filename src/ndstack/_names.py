@@ -194,7 +194,7 @@ def _name_number(before: str, after: str, word: str, k: int) -> tuple[str, str, 
             return AXIS_LABELS[label.lower()], f"label '{label}' {where} the number", None
     if after and after.lower() in UNIT_LABELS:
         name, units = UNIT_LABELS[after.lower()]
-        return name, f"number with unit '{after}'", units
+        return name, f"number in {units} (label '{after}' after it)", units
     if before:
         return before, f"number after unknown label '{before}'", None
     if after:
