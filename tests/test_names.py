@@ -394,7 +394,7 @@ def test_frames_named_by_acquisition_time_make_one_time_axis_in_time_order() -> 
 
 def test_two_cameras_with_their_own_time_stamps_are_ordered_within_each() -> None:
     names = [
-        f"cam{c}_20240305_1422{s:02d}.{ms:03d}.tif"
+        f"cam{c}_20240305T1422{s:02d}.{ms:03d}.tif"
         for c, ms in ((1, 100), (2, 150))
         for s in range(4)
     ]
@@ -433,3 +433,44 @@ def test_a_stray_file_first_in_order_does_not_hide_the_identifiers_of_the_others
     lay = parse_names(["AAA_notes_1.tif", *names, *[n.replace("_w1", "_w2") for n in names]])
     assert lay.unmatched == ("AAA_notes_1.tif",)
     assert lay.dims == ("P", "well", "C") and {c.name for c in lay.coords} == {"id"}
+
+
+def test_a_camera_that_dropped_a_frame_is_not_shifted_against_the_other() -> None:
+    """Ranks within each camera line up only when no camera lacks a frame: with one
+    missing, the frames are ordered over all files (a sparser grid, no frame misplaced)."""
+    names = [
+        f"img_z{z}_2024-03-05_14-22-{t * 10 + z:02d}.tif"
+        for t in range(3)
+        for z in range(2)
+        if (t, z) != (0, 1)
+    ]
+    lay = parse_names(names)
+    t_of = {}  # files at one T must come from one timepoint (seconds // 10)
+    for i, n in enumerate(names):
+        t_of.setdefault(int(lay.index[i][lay.dims.index("T")]), set()).add(int(n[-6:-4]) // 10)
+    assert all(len(ts) == 1 for ts in t_of.values()), t_of
+
+
+def test_labelled_numbers_stay_axes_beside_time_stamps() -> None:
+    names = [f"mouse{m}_2024-03-0{m}_12-{t:02d}-00.tif" for m in (1, 2, 3) for t in range(4)]
+    lay = parse_names(names)
+    assert lay.dims == ("mouse", "T") and lay.shape == (3, 4)
+
+
+def test_a_date_and_a_counter_are_no_time_stamp() -> None:
+    lay = parse_names([f"run_20240305_{i:06d}.tif" for i in range(5)])
+    assert "time" not in {c.name for c in lay.coords}
+    assert lay.shape == (5,)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [f"img_P{p}_T{t}.tif" for p in (1, 2) for t in (1, 2)],  # P: a position
+        [f"E{n}_t{t}.tif" for n in (1, 2, 3) for t in (1, 2)],  # embryos
+        [f"img_{a}{i}.tif" for a in "abc" for i in (1, 2, 3)],  # a 3 x 3 grid
+        [f"img_A{i:03d}.tif" for i in (1, 2, 3)],  # three digits: no plate column
+    ],
+)
+def test_letters_before_numbers_are_no_wells_unless_they_look_like_plates(names) -> None:
+    assert "well" not in parse_names(names).dims

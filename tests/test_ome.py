@@ -171,3 +171,31 @@ def test_a_pattern_still_reads_the_names(tmp_path: Path) -> None:
     assert arr.attrs["layout"] == "pattern"
     assert arr.dims == ("T", "C", "Z", "Y", "X")
     np.testing.assert_array_equal(arr.values, truth)
+
+
+def test_a_small_data_set_beside_many_other_files_does_not_take_over(tmp_path: Path) -> None:
+    write_mmstack(tmp_path / "exp" / "calib")
+    for t in range(10):
+        tifffile.imwrite(tmp_path / "exp" / f"img_t{t:03d}.tif", np.full((6, 7), t, np.uint16))
+    with pytest.warns(ndstack.SkippedFilesWarning):  # the two calibration files
+        arr = ndstack.open(tmp_path / "exp")
+    assert arr.attrs["layout"] == "inferred" and arr.sizes["T"] == 10
+
+
+def test_renamed_single_file_exports_open_by_their_names(tmp_path: Path) -> None:
+    """Each file an OME-TIFF of its own that still declares the name it was exported as."""
+    folder = tmp_path / "ren"
+    folder.mkdir()
+    for t in range(3):
+        u = f"urn:uuid:{uuid.uuid4()}"
+        tiffdata = (
+            f'<TiffData FirstC="0" FirstT="0" FirstZ="0" IFD="0" PlaneCount="2">'
+            f'<UUID FileName="export.ome.tif">{u}</UUID></TiffData>'
+        )
+        xml = _ome_xml(u, {"X": 7, "Y": 6, "Z": 2, "C": 1, "T": 1}, tiffdata, ["DAPI"])
+        data = np.full((2, 6, 7), t, np.uint16)
+        tifffile.imwrite(folder / f"img_t{t}.ome.tif", data, description=xml, metadata=None,
+                         photometric="minisblack")  # fmt: skip
+    arr = ndstack.open(folder)
+    assert arr.dims == ("T", "Z", "Y", "X") and arr.sizes["T"] == 3
+    assert [int(arr.isel(T=t, Z=1, Y=0, X=0)) for t in range(3)] == [0, 1, 2]

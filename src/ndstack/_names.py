@@ -212,8 +212,8 @@ def _stems(names: Sequence[str]) -> list[str]:
 
 
 #: what separates the segments of a name (aligned one by one across names)
-_SEP = re.compile(r"([_\-. /]+)")
 _SEPARATORS = "_-. /"
+_SEP = re.compile(f"([{re.escape(_SEPARATORS)}]+)")
 
 
 def _aligned(stems: Sequence[str]) -> list[list[str]] | None:
@@ -272,7 +272,7 @@ def _infer_majority(
 #: a UUID (GUID) in a name: an identifier of one file (MetaXpress writes one per image)
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 #: the last segment of a name: a label and the hex digits glued to it (BBBC006's ``w1a57``)
-_HEX_TAIL = re.compile(r"(?:^|[_\- .])[A-Za-z]+([0-9A-Fa-f]{4,})$")
+_HEX_TAIL = re.compile(f"(?:^|[{re.escape(_SEPARATORS)}])[A-Za-z]+([0-9A-Fa-f]{{4,}})$")
 
 
 def _identifiers(stems: list[str]) -> tuple[list[str], list[str] | None, str]:
@@ -305,9 +305,10 @@ def _identifiers(stems: list[str]) -> tuple[list[str], list[str] | None, str]:
 
 
 #: a date and time in a name (``2024-03-05_14-22-07.123``, ``20240305T142207``): the
-#: same separators in the date and in the time, a fraction of a second optional
+#: same separators in the date and in the time, a fraction of a second optional; the time
+#: has separators or follows a ``T`` (``run_20240305_000001`` is a date and a counter)
 _STAMP = re.compile(
-    r"(?<!\d)((?:19|20)\d\d)([-_.]?)([01]\d)\2([0-3]\d)[T_ -]?"
+    r"(?<!\d)((?:19|20)\d\d)([-_.]?)([01]\d)\2([0-3]\d)(?:[_ -]?(?=\d\d[-_.:])|T)"
     r"([0-2]\d)([-_.:]?)([0-5]\d)\6([0-5]\d)(?:[.,]?(\d{1,6}))?(?!\d)"
 )
 
@@ -377,9 +378,10 @@ def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]
     return fields, constants
 
 
-#: a letter that names a plate row, glued to its column number (``B02``, ``a01``, ``A1``)
-_ROW = re.compile(r"[A-Pa-p]|A[A-F]")
-_TOKEN_START = re.compile(r"(?:^|[_\- ./])$")
+#: a letter that names a plate row (384 wells: A-P; 1536: also AA-AF), glued to its
+#: column number (``B02``, ``a01``, ``A1``)
+_ROW = re.compile(r"[A-P]|A[A-F]|[a-p]")
+_TOKEN_START = re.compile(f"(?:^|[{re.escape(_SEPARATORS)}])$")
 
 
 def _column_fields(columns: list[tuple[str, ...]]) -> tuple[list[_Field], dict[str, object]]:
@@ -402,6 +404,7 @@ def _column_fields(columns: list[tuple[str, ...]]) -> tuple[list[_Field], dict[s
             and not suf
             and _TOKEN_START.search(pre)
             and all(_ROW.fullmatch(v[len(pre) :]) for v in col)
+            and _is_column(columns[i + 1], upper=col[0][len(pre) :].isupper())
         ):
             text.append(pre)
             wells[i + 1] = [v[len(pre) :] for v in col]  # B02, C07: a varying row letter
@@ -412,7 +415,10 @@ def _column_fields(columns: list[tuple[str, ...]]) -> tuple[list[_Field], dict[s
         text.append(pre + suf)
         vals = [v[len(pre) : len(v) - len(suf)] for v in col]
         if any(v == "" for v in vals):  # text some names have and others lack (_thumb)
-            raise LayoutError(_NO_STRUCTURE + f" ('{pre}{vals[0]}{suf}' beside '{pre}{suf}')")
+            extra = next(v for v in vals if v)
+            raise LayoutError(
+                _NO_STRUCTURE + f" (some have '{extra}' after '{pre}', others nothing)"
+            )
         fields.append(
             _Field("", vals, "word that varies between the names", i, kind="word",
                    glued=bool(i) and not pre)
@@ -442,18 +448,27 @@ def _column_fields(columns: list[tuple[str, ...]]) -> tuple[list[_Field], dict[s
     return fields, constants
 
 
+def _is_column(col: tuple[str, ...], *, upper: bool) -> bool:
+    """Whether numbers after row letters are plate columns: at most two digits (48
+    columns), two in every name where the rows are lower case (BBBC006's ``a01``; ``a1``,
+    ``b2`` are no wells)."""
+    return all(len(c) == 2 or (upper and len(c) == 1) for c in col)
+
+
 def _is_row_letter(label: str, text: str, col: tuple[str, ...], *, first: bool) -> bool:
-    """Whether a one-letter label that no axis uses, at the start of a token (``_B02``,
-    not ``F001L01``), is the row of a plate well and its number the column (two digits or
-    fewer, varying: all wells of one row)."""
+    """Whether a capital letter that names no axis, at the start of a token (``_B02``,
+    not ``F001L01``), is the row of a plate well and its number the column: two digits
+    in every name (``B02``, ``B03``: the wells of one row; ``E1``, ``P3`` are no wells)."""
     head = text[: -len(label)] if label else text
     return (
         len(label) == 1
+        and label.isupper()
         and label.lower() not in AXIS_LABELS
+        and label not in NAME_AXES
         and _ROW.fullmatch(label) is not None
         and (first or head != "")
         and _TOKEN_START.search(head) is not None
-        and max(len(c) for c in col) <= 2
+        and all(len(c) == 2 for c in col)
         and len(set(col)) > 1
     )
 
@@ -769,12 +784,13 @@ def _order_fallback(
     totally (a counter split over fields, hours/minutes/seconds): they make one axis,
     ``T`` (``frame`` if the names have a ``T``), the rank of the files in that order —
     over all files, or within each combination of the other axes (two cameras with their
-    own time stamps) when that gives the fuller grid — and stay as coordinates.
+    own time stamps) when every combination holds as many files (ranks then line up) —
+    and stay as coordinates. Numbers with a label of their own (``mouse3``) stay axes.
     """
-    cands = [
+    cands = [  # labelled numbers (mouse3, cam1, run2) are axes of their own
         a
         for a in axes
-        if a.field.kind == "stamp" or (a.field.kind == "number" and a.field.name not in NAME_AXES)
+        if a.field.kind == "stamp" or (a.field.kind == "number" and not a.field.label)
     ]
     fill = _fill(n, [len(a.uniq) for a in axes])
     if fill < SPARSE and len(cands) >= 2:
@@ -796,14 +812,15 @@ def _order_fallback(
         group_of = uniq // (int(rows.max()) + 1)
         first = np.searchsorted(group_of, group_of)  # first key of each key's group
         per_group = (np.arange(len(uniq)) - first)[inverse.ravel()]
-        if _fill(n, [*other_sizes, int(per_group.max()) + 1]) > _fill(
-            n, [*other_sizes, int(rows.max()) + 1]
-        ):
+        counts = np.bincount(groups.ravel())
+        # ranks line up across groups only when no group lacks a file (a camera that
+        # dropped a frame would shift all its later ones): then all groups hold as many
+        if len(set(counts.tolist())) == 1 and len(counts) == int(np.prod(other_sizes)):
             ordinal, per = per_group, " within each " + ", ".join(a.field.name for a in others)
     size = int(ordinal.max()) + 1
     if _fill(n, [*other_sizes, size]) <= fill and why != "a time stamp":
         return axes, dependents
-    taken = {a.field.name for a in others}
+    taken = {a.field.name for a in others} | {d.coded.field.name for d in dependents}
     name = "T" if "T" not in taken else "frame"
     fields = ", ".join(f"'{a.field.name}'" for a in members)
     how = f"order of the files by {fields}{per} ({why}); kept as coordinates"

@@ -25,6 +25,7 @@ import numpy as np
 
 from ._axes import rank
 from ._grid import _normalize, record_fill
+from ._names import MAJORITY
 from ._tiff import _map_axes, _one_file, _pixel_sizes
 from .errors import CorruptFileError, LayoutError
 
@@ -151,7 +152,13 @@ def find_dataset(root: str, names: list[str], fill_value: Any = 0) -> OmeDataset
             series = [s for s in tif.series if s.kind == "ome"]
             if not series:
                 return None
-            return _dataset(root, first, tif, series, fill_value)
+            found = _dataset(root, first, tif, series, fill_value)
+            members = set(found.planes.files) & set(names)
+            # the data set must be what the source is: not one of many files (exports
+            # renamed, each declaring its old name), nor a few beside many others
+            if len(members) < MAJORITY * len(names):
+                return None
+            return found
     except (LayoutError, CorruptFileError):
         raise
     except Exception as exc:  # named below, once the traceback holds no file open
@@ -190,11 +197,11 @@ def _close_leaked() -> None:
 
 def _dataset(root: str, first: str, tif: Any, series: list[Any], fill_value: Any) -> OmeDataset:
     s0 = series[0]
-    shapes = {tuple(s.shape) for s in series}
-    if len(shapes) > 1 or len({s.dtype for s in series}) > 1:
+    kinds = {(tuple(s.shape), s.axes, str(s.dtype)) for s in series}
+    if len(kinds) > 1:
         raise LayoutError(
-            f"{first}: its OME-XML describes images of different shapes {sorted(shapes)}; "
-            "open the files of each image as a list"
+            f"{first}: its OME-XML describes images that differ in shape, dim order or "
+            f"dtype {sorted(kinds)}; open the files of each image as a list"
         )
     plane = tuple(int(n) for n in s0.keyframe.shape)
     shape = tuple(int(n) for n in s0.shape)
