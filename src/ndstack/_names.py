@@ -32,6 +32,7 @@ import numpy as np
 
 from ._axes import NAME_AXES, OTHER_RANK, is_tiff_name, rank
 from ._match import compile_pattern, is_regex, template_to_regex
+from ._tokens import SEPARATORS, take_identifiers, take_time_stamps, without_uuid
 from .errors import DuplicatePositionError, LayoutError, PatternError
 
 __all__ = ["Axis", "Coord", "Layout", "natural_key", "parse_names", "template_to_regex"]
@@ -212,8 +213,7 @@ def _stems(names: Sequence[str]) -> list[str]:
 
 
 #: what separates the segments of a name (aligned one by one across names)
-_SEPARATORS = "_-. /"
-_SEP = re.compile(f"([{re.escape(_SEPARATORS)}]+)")
+_SEP = re.compile(f"([{re.escape(SEPARATORS)}]+)")
 
 
 def _aligned(stems: Sequence[str]) -> list[list[str]] | None:
@@ -259,7 +259,7 @@ def _infer_majority(
             raise
         error = exc
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, stem in enumerate(_UUID.sub("", s, count=1) for s in _stems(names)):
+    for i, stem in enumerate(without_uuid(s) for s in _stems(names)):
         groups.setdefault((len(_NUM.split(stem)), len(_SEP.split(stem))), []).append(i)
     biggest = max(groups.values(), key=len)
     if len(biggest) < MAJORITY * len(names) or len(biggest) < 2:
@@ -269,78 +269,15 @@ def _infer_majority(
     return fields, constants, biggest, [n for i, n in enumerate(names) if i not in kept]
 
 
-#: a UUID (GUID) in a name: an identifier of one file (MetaXpress writes one per image)
-_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-#: the last segment of a name: a label and the hex digits glued to it (BBBC006's ``w1a57``)
-_HEX_TAIL = re.compile(f"(?:^|[{re.escape(_SEPARATORS)}])[A-Za-z]+([0-9A-Fa-f]{{4,}})$")
-
-
-def _identifiers(stems: list[str]) -> tuple[list[str], list[str] | None, str]:
-    """Stems without the identifier that each of them holds, the identifiers (None when
-    they do not all hold one) and what they are. Identifiers are values of a file, never
-    axes or numbers: a UUID anywhere (MetaXpress), or a fixed-length hex fragment glued
-    after the index that ends every name (BBBC006 ``_w1a57``, ``_w2283``: the fragment
-    starts at the first place where some name has a hex letter)."""
-    if _UUID.search(stems[0]):  # the first name tells, in one pass
-        found = [_UUID.findall(s) for s in stems]
-        if all(len(f) == 1 for f in found):
-            return [_UUID.sub("", s, count=1) for s in stems], [f[0] for f in found], "a UUID"
-    if not _HEX_TAIL.search(stems[0]):
-        return stems, None, ""
-    tails = [_HEX_TAIL.search(s) for s in stems]
-    if len(stems) < 2 or not all(tails) or len({len(m.group(1)) for m in tails if m}) != 1:
-        return stems, None, ""
-    runs = [m.group(1) for m in tails if m]
-    # a place is hex when some name has a letter there and not all the same (the 'f' and
-    # 'd' of Cellomics' A01f00d1 are labels)
-    letters = [
-        any(r[j] not in "0123456789" for r in runs) and len({r[j] for r in runs}) > 1
-        for j in range(len(runs[0]))
-    ]
-    start = letters.index(True) if True in letters else 0
-    if start < 1 or len(runs[0]) - start < 3 or len({r[start:] for r in runs}) < 2:
-        return stems, None, ""
-    cut = len(runs[0]) - start
-    return [s[:-cut] for s in stems], [r[start:] for r in runs], "a hex fragment"
-
-
-#: a date and time in a name (``2024-03-05_14-22-07.123``, ``20240305T142207``): the
-#: same separators in the date and in the time, a fraction of a second optional; the time
-#: has separators or follows a ``T`` (``run_20240305_000001`` is a date and a counter)
-_STAMP = re.compile(
-    r"(?<!\d)((?:19|20)\d\d)([-_.]?)([01]\d)\2([0-3]\d)(?:[_ -]?(?=\d\d[-_.:])|T)"
-    r"([0-2]\d)([-_.:]?)([0-5]\d)\6([0-5]\d)(?:[.,]?(\d{1,6}))?(?!\d)"
-)
-
-
-def _time_stamps(stems: list[str]) -> tuple[list[str], _Field | None]:
-    """Stems without the date and time that each holds once, and the times as one field
-    (None when they do not all hold one, or all the same): frames named by acquisition
-    time make one time axis in time order, not hours, minutes and seconds apart."""
-    if not _STAMP.search(stems[0]):
+def _time_field(stems: list[str]) -> tuple[list[str], _Field | None]:
+    """Stems without their time stamps, and the stamps as one field ``time`` (see
+    :func:`._tokens.take_time_stamps`), classified with the numbers, in name order."""
+    stems, stamps = take_time_stamps(stems)
+    if stamps is None:
         return stems, None
-    found = [list(_STAMP.finditer(s)) for s in stems]
-    if not all(len(f) == 1 for f in found):
-        return stems, None
-    times = []
-    for f in found:
-        y, _, mo, d, h, _, mi, sec, frac = f[0].groups()
-        try:
-            times.append(
-                np.datetime64(f"{y}-{mo}-{d}T{h}:{mi}:{sec}.{(frac or '').ljust(6, '0')}", "us")
-            )
-        except ValueError:  # 2024-13-45: not a date
-            return stems, None
-    if len(set(times)) == 1:
-        return stems, None
-    first = found[0][0]
-    # between the number columns around it: classified with the numbers, in name order
-    position = 2 * len(_NUM.findall(stems[0][: first.start()])) + 0.5
-    field = _Field(
-        "time", times, f"date and time in every name (e.g. '{first.group(0)}')", position,
-        kind="stamp",
-    )  # fmt: skip
-    return [s[: f[0].start()] + s[f[0].end() :] for s, f in zip(stems, found)], field
+    how = f"date and time in every name (e.g. '{stamps.example}')"
+    position = 2 * stamps.numbers_before + 0.5  # between the number columns around it
+    return stems, _Field("time", stamps.times, how, position, kind="stamp")
 
 
 _NO_STRUCTURE = (
@@ -350,8 +287,8 @@ _NO_STRUCTURE = (
 
 
 def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]]:
-    stems, ids, id_kind = _identifiers(_stems(names))
-    stems, stamps = _time_stamps(stems)
+    stems, ids, id_kind = take_identifiers(_stems(names))
+    stems, stamps = _time_field(stems)
     split = [_NUM.split(n) for n in stems]
     lengths = {len(p) for p in split}
     if len(lengths) > 1:  # words holding digits (Alexa488, Cy5) beside others (DAPI)?
@@ -381,7 +318,7 @@ def _infer_fields(names: Sequence[str]) -> tuple[list[_Field], dict[str, object]
 #: a letter that names a plate row (384 wells: A-P; 1536: also AA-AF), glued to its
 #: column number (``B02``, ``a01``, ``A1``)
 _ROW = re.compile(r"[A-P]|A[A-F]|[a-p]")
-_TOKEN_START = re.compile(f"(?:^|[{re.escape(_SEPARATORS)}])$")
+_TOKEN_START = re.compile(f"(?:^|[{re.escape(SEPARATORS)}])$")
 
 
 def _column_fields(columns: list[tuple[str, ...]]) -> tuple[list[_Field], dict[str, object]]:
@@ -410,8 +347,8 @@ def _column_fields(columns: list[tuple[str, ...]]) -> tuple[list[_Field], dict[s
             wells[i + 1] = [v[len(pre) :] for v in col]  # B02, C07: a varying row letter
             continue  # glued to its column
         # a word is whole between separators: sdcGFP and sdcRFP, not G and R
-        pre = pre[: max(pre.rfind(c) for c in _SEPARATORS) + 1]
-        suf = suf[min((suf.find(c) for c in _SEPARATORS if c in suf), default=len(suf)) :]
+        pre = pre[: max(pre.rfind(c) for c in SEPARATORS) + 1]
+        suf = suf[min((suf.find(c) for c in SEPARATORS if c in suf), default=len(suf)) :]
         text.append(pre + suf)
         vals = [v[len(pre) : len(v) - len(suf)] for v in col]
         if any(v == "" for v in vals):  # text some names have and others lack (_thumb)

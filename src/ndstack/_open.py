@@ -421,8 +421,17 @@ def _arrangement(
     return [e[1] for e in entries], tuple(e[2] for e in entries), grid_names
 
 
+def _checked_chunks(chunks: Mapping[str, int] | None, dims: Sequence[str]) -> dict[str, int]:
+    """``chunks=`` as a dict, each key one of ``dims``."""
+    out = dict(chunks or {})
+    unknown = set(out) - set(dims)
+    if unknown:
+        raise ValueError(f"chunks names unknown dims {sorted(unknown)}; dims are {list(dims)}")
+    return out
+
+
 def _token(
-    src: Source, names: list[str], sizes: list[int], info: FileInfo, extra: Sequence[Any]
+    src: Source, names: list[str], sizes: list[int], info: FileInfo | str, extra: Sequence[Any]
 ) -> str:
     h = hashlib.blake2b(digest_size=12)
     h.update(repr((src.root, info, tuple(extra))).encode())
@@ -452,10 +461,7 @@ def _to_dask(
 ) -> Any:
     import dask.array as da
 
-    chunks = dict(chunks or {})
-    unknown = set(chunks) - set(dims)
-    if unknown:
-        raise ValueError(f"chunks names unknown dims {sorted(unknown)}; dims are {dims}")
+    chunks = _checked_chunks(chunks, dims)
     shape = grid.shape
     out_chunks = []
     for d, s, n in zip(dims, sources, shape):
@@ -580,26 +586,18 @@ def _open_ome(
     planes = dataset.planes
     dims = list(dataset.dims)
     lead = planes.file.ndim
-    chunks = dict(chunks or {})
-    unknown = set(chunks) - set(dims)
-    if unknown:
-        raise ValueError(f"chunks names unknown dims {sorted(unknown)}; dims are {dims}")
+    chunks = _checked_chunks(chunks, dims)
     out_chunks = tuple(
         chunks.get(d, 1 if i < lead else n) for i, (d, n) in enumerate(zip(dims, planes.shape))
     )
     members = set(planes.files)
     sizes = dict(zip(src.names, src.sizes))
-    h = hashlib.blake2b(digest_size=12)
-    h.update(repr((src.root, dims, planes.shape, str(planes.dtype), out_chunks)).encode())
-    h.update("\0".join(f"{n}:{sizes.get(n)}" for n in planes.files).encode("utf-8", "replace"))
-    try:
-        h.update(repr(os.stat(os.path.join(src.root, dataset.first)).st_mtime_ns).encode())
-    except OSError:
-        pass
+    extra = (dims, planes.shape, str(planes.dtype), out_chunks, dataset.first)
+    token = _token(src, list(planes.files), [sizes.get(n, -1) for n in planes.files], "ome", extra)
     data = da.from_array(
         planes,
         chunks=out_chunks,
-        name="ndstack-ome-" + h.hexdigest(),
+        name="ndstack-ome-" + token,
         asarray=False,
         fancy=True,
         meta=np.empty((0,) * len(dims), dtype=planes.dtype),
