@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,10 +134,12 @@ def _is_ome_name(name: str) -> bool:
     return name.lower().endswith(_OME_ENDINGS)
 
 
-def find_dataset(root: str, names: list[str], fill_value: Any = 0) -> OmeDataset | None:
+def find_dataset(root: str, names: Sequence[str], fill_value: Any = 0) -> OmeDataset | None:
     """The data set that the first OME-TIFF's metadata describes, when it spans several
-    files; None otherwise (names then give the grid)."""
-    first = next((n for n in names if _is_ome_name(n)), None)
+    files and is most of ``names``; None otherwise (names then give the grid)."""
+    # a data set that is most of the names has one of its files among the first quarter
+    head = names[: int((1 - MAJORITY) * len(names)) + 1]
+    first = next((n for n in head if _is_ome_name(n)), None)
     if first is None:
         return None
     import tifffile

@@ -176,7 +176,7 @@ def open(
     if reader is None and pattern is None and src.fs is None:
         from ._ome import find_dataset
 
-        dataset = find_dataset(src.root, list(src.names), fill_value)
+        dataset = find_dataset(src.root, src.names, fill_value)
         if dataset is not None:  # the files' own OME-XML describes them all: it wins
             dataset = replace(dataset, planes=replace(dataset.planes, on_error=on_error))
             return _with_pixel_sizes(_open_ome(dataset, src, chunks, fill_value), given)
