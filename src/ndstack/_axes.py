@@ -6,7 +6,16 @@ in-file ``Q`` pages, ``Y, X`` and samples ``S``. Pure data, no imports beyond ty
 
 from __future__ import annotations
 
-__all__ = ["NAME_AXES", "OTHER_RANK", "RANK", "TIFF_EXTENSIONS", "is_tiff_name", "rank"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "NAME_AXES",
+    "OTHER_RANK",
+    "RANK",
+    "RASTER_FORMATS",
+    "TIFF_EXTENSIONS",
+    "is_tiff_name",
+    "rank",
+]
 
 #: Sort keys of the axes ndstack knows; any other axis sorts at :data:`OTHER_RANK`.
 RANK: dict[str, float] = {
@@ -19,6 +28,18 @@ NAME_AXES = frozenset({"P", "tile_y", "tile_x", "T", "C", "Z"})
 
 #: File endings the TIFF reader takes (lower case; names are compared case-insensitively).
 TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".lsm", ".stk")
+#: One-image raster formats read by default (through imagecodecs), with their endings.
+RASTER_FORMATS: dict[str, tuple[str, ...]] = {
+    "PNG": (".png",),
+    "JPEG": (".jpg", ".jpeg", ".jpe"),
+    "JPEG 2000": (".jp2", ".j2k", ".jpx"),
+    "JPEG XL": (".jxl",),
+    "WebP": (".webp",),
+    "BMP": (".bmp",),
+    "GIF": (".gif",),
+}
+#: Every ending the built-in readers take.
+IMAGE_EXTENSIONS = TIFF_EXTENSIONS + tuple(e for v in RASTER_FORMATS.values() for e in v)
 
 
 def rank(axis: str) -> float:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ._axes import TIFF_EXTENSIONS, rank
+from ._axes import IMAGE_EXTENSIONS, is_tiff_name, rank
 from ._discover import Source, discover
 from ._grid import FileAxis, FileGrid, FunctionReader, GridAxis, Place, TileAxis, place_key
 from ._names import TILE_AXES, Layout, parse_names
+from ._raster import RasterReader, probe_raster
 from ._redact import redact
 from ._tiff import FileInfo, TiffReader, probe_tiff
 from .errors import (
@@ -171,8 +172,9 @@ def open(
         raise ValueError(f"check must be 'auto', 'headers' or 'none', not {check!r}")
     if tiles not in ("stitch", "axes"):
         raise ValueError(f"tiles must be 'stitch' or 'axes', not {tiles!r}")
-    exts = extensions if extensions is not None else (TIFF_EXTENSIONS if reader is None else None)
+    exts = extensions if extensions is not None else (IMAGE_EXTENSIONS if reader is None else None)
     src = discover(source, extensions=exts)
+    src, other_format = _one_format(src) if reader is None else (src, [])
     if reader is None and pattern is None and src.fs is None:
         from ._ome import find_dataset
 
@@ -181,6 +183,13 @@ def open(
             dataset = replace(dataset, planes=replace(dataset.planes, on_error=on_error))
             return _with_pixel_sizes(_open_ome(dataset, src, chunks, fill_value), given)
     layout = parse_names(src.names, pattern)
+    if other_format:
+        why = f"of another format than the {len(src.names)} others"
+        layout = replace(
+            layout,
+            unmatched=(*other_format, *layout.unmatched),
+            skip_reason="; ".join(r for r in (why, layout.skip_reason) if r),
+        )
     names = [src.names[i] for i in layout.used]
     sizes = [src.sizes[i] for i in layout.used]
 
@@ -274,6 +283,38 @@ def _with_pixel_sizes(arr: xr.DataArray, given: dict[str, float]) -> xr.DataArra
     return out
 
 
+def _one_format(src: Source) -> tuple[Source, list[str]]:
+    """The files of the source's one format, and the others: files of other formats
+    beside a clear majority (a ``preview.png`` among TIFFs) are left out; without one,
+    a mix is refused, naming an example of each format."""
+    from ._names import MAJORITY
+    from ._raster import format_of
+
+    kinds: dict[str | None, list[int]] = {}
+    for i, n in enumerate(src.names):
+        kinds.setdefault(format_of(n), []).append(i)
+    if len(kinds) == 1:
+        return src, []
+    main = max(kinds.values(), key=len)
+    if len(main) < MAJORITY * len(src.names):
+        shown = "; ".join(f"{k or 'unknown'}: {src.names[v[0]]!r} ({len(v)} files)"
+                          for k, v in kinds.items())  # fmt: skip
+        raise LayoutError(
+            f"the source mixes image formats ({shown}); pass extensions= to choose, e.g. "
+            f"extensions=['.png']"
+        )
+    keep = set(main)
+    others = [n for i, n in enumerate(src.names) if i not in keep]
+    return (
+        replace(
+            src,
+            names=tuple(src.names[i] for i in main),
+            sizes=tuple(src.sizes[i] for i in main),
+        ),
+        others,
+    )
+
+
 def _probe_first(
     src: Source,
     names: list[str],
@@ -287,10 +328,11 @@ def _probe_first(
         path = src.path(name)
         try:
             if reader is None:
-                info = probe_tiff(path, src.fs)
+                info = _probe_builtin(path, src.fs)
                 if file_axes is not None:
                     info = _with_axes(info, file_axes, path)
-                return i, info, TiffReader(info, src.fs)
+                tiff = is_tiff_name(path)
+                return i, info, TiffReader(info, src.fs) if tiff else RasterReader(info, src.fs)
             fr = _probe_function(reader, path)
             axes = file_axes or _DEFAULT_FILE_AXES.get(len(fr.shape))
             if axes is None:
@@ -305,6 +347,11 @@ def _probe_first(
                 raise
             bad[i] = str(exc)
     raise CorruptFileError(f"none of the {len(names)} files could be read; first error: {bad[0]}")
+
+
+def _probe_builtin(path: str, fs: Any) -> FileInfo:
+    """Headers of a file for the built-in readers: TIFF, or a raster format."""
+    return probe_tiff(path, fs) if is_tiff_name(path) else probe_raster(path, fs)
 
 
 def _with_axes(info: FileInfo, axes: str, path: str) -> FileInfo:
@@ -340,6 +387,8 @@ def _check_files(
     ref = sizes[first]
     todo = [i for i in range(len(names)) if i not in bad and i != first]
     if check == "auto":
+        if not is_tiff_name(names[first]):
+            return  # compressed rasters differ in size anyway: each read checks its shape
         todo = [i for i in todo if sizes[i] != ref]
     if not todo:
         return
@@ -347,7 +396,7 @@ def _check_files(
     def one(i: int) -> Exception | None:
         path = src.path(names[i])
         try:
-            found = probe_tiff(path, src.fs)
+            found = _probe_builtin(path, src.fs)
         except CorruptFileError as exc:
             return exc
         if found.shape != info.shape or found.dtype != info.dtype:

@@ -1,0 +1,152 @@
+"""Common raster formats, one image per file: PNG, JPEG, JPEG 2000, JPEG XL, WebP, BMP, GIF.
+
+Read through imagecodecs (a core dependency). Shape and dtype come from the header where
+the format makes that cheap — PNG's IHDR (and its ``pHYs`` pixel size, when in metres),
+JPEG's SOF — and from one decode of the first file otherwise. RGB(A) samples are the last
+axis inside the file, named like TIFF's: ``C`` when the files hold no other channel axis.
+A read decodes the whole file (these formats hold one plane: one plane is one file) and
+checks its shape and dtype against the first file's.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._axes import RASTER_FORMATS, is_tiff_name
+from ._redact import reason
+from ._tiff import FileInfo, _map_axes, _opened
+from .errors import CorruptFileError, FileMismatchError
+
+__all__ = ["RasterReader", "format_of", "probe_raster"]
+
+_BY_ENDING = {e: f for f, endings in RASTER_FORMATS.items() for e in endings}
+_PNG_SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples (3, palette: decoded)
+_HEAD = 65536  # JPEG's SOF follows EXIF and ICC segments: within the first 64 kB mostly
+
+
+def format_of(name: str) -> str | None:
+    """The format a file name ends in: ``"TIFF"``, a raster format, or None.
+
+    >>> [format_of(n) for n in ("a.TIF", "b.png", "c.jpeg", "d.txt")]
+    ['TIFF', 'PNG', 'JPEG', None]
+    """
+    if is_tiff_name(name):
+        return "TIFF"
+    dot = name.rfind(".")
+    return _BY_ENDING.get(name[dot:].lower()) if dot >= 0 else None
+
+
+def _axes(shape: tuple[int, ...], fmt: str) -> str:
+    if len(shape) == 2:
+        return "YX"
+    if len(shape) == 3:
+        return _map_axes("YXS")
+    return _map_axes("TYXS" if fmt == "GIF" else "ZYXS"[-len(shape) :])
+
+
+def _from_header(head: bytes, fmt: str) -> tuple[tuple[int, ...], str, dict[str, float]] | None:
+    """(shape, dtype, pixel sizes in µm) from the first bytes, where the format allows."""
+    if fmt == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+        if colour not in _PNG_SAMPLES or depth not in (8, 16):
+            return None  # palettes and 1/2/4-bit pixels: decode to learn what they give
+        samples = _PNG_SAMPLES[colour]
+        shape = (height, width) if samples == 1 else (height, width, samples)
+        sizes: dict[str, float] = {}
+        at = head.find(b"pHYs")
+        if at > 0 and len(head) >= at + 13:
+            ppx, ppy, unit = struct.unpack(">IIB", head[at + 4 : at + 13])
+            if unit == 1 and ppx > 0 and ppy > 0:  # pixels per metre
+                sizes = {"Y": 1e6 / ppy, "X": 1e6 / ppx}
+        return shape, "uint16" if depth == 16 else "uint8", sizes
+    if fmt == "JPEG" and head[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(head):
+            if head[i] != 0xFF:
+                return None
+            marker = head[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = struct.unpack(">H", head[i + 2 : i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                precision, height, width, comps = struct.unpack(">BHHB", head[i + 4 : i + 10])
+                if height == 0:
+                    return None  # the height comes later (DNL): decode
+                shape = (height, width) if comps == 1 else (height, width, comps)
+                return shape, "uint8" if precision <= 8 else "uint16", {}
+            i += 2 + length
+    return None
+
+
+def probe_raster(path: str, fs: Any = None) -> FileInfo:
+    """Shape, dtype, axes and pixel sizes of one raster file: its header, or one decode.
+
+    Raises
+    ------
+    CorruptFileError
+        When the file cannot be read or decoded, naming it and the format expected.
+    """
+    fmt = format_of(path) or "image"
+    try:
+        with _opened(path, fs) as f:
+            if isinstance(f, str):
+                with open(f, "rb") as fh:
+                    head = fh.read(_HEAD)
+            else:
+                head = f.read(_HEAD)
+    except OSError as exc:
+        raise CorruptFileError(f"{path}: cannot be read ({reason(exc)})") from None
+    found = _from_header(head, fmt)
+    if found is None:
+        data = _decode(path, fs, fmt)
+        shape, dtype, sizes = tuple(int(n) for n in data.shape), data.dtype.name, {}
+    else:
+        shape, dtype, sizes = found
+    return FileInfo(
+        shape=shape,
+        dtype=dtype,
+        axes=_axes(shape, fmt),
+        pixel_sizes=sizes,
+        unit="micrometer" if sizes else None,
+        pixel_note=None if sizes else f"{fmt} files carry no pixel size; pass pixel_size=",
+    )
+
+
+def _decode(path: str, fs: Any, fmt: str) -> np.ndarray:
+    import imagecodecs
+
+    try:
+        if fs is None:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = fs.cat_file(path)
+        return np.asarray(imagecodecs.imread(raw))
+    except OSError as exc:
+        raise CorruptFileError(f"{path}: cannot be read ({reason(exc)})") from None
+    except Exception as exc:  # imagecodecs raises its codecs' own errors
+        raise CorruptFileError(f"{path}: not a readable {fmt} file ({reason(exc)})") from None
+
+
+@dataclass(frozen=True)
+class RasterReader:
+    """Reads whole raster files (one plane each) for a :class:`~._grid.FileGrid`."""
+
+    info: FileInfo
+    fs: Any = None
+
+    def read(self, path: str, sel: Any) -> np.ndarray:
+        data = _decode(path, self.fs, format_of(path) or "image")
+        if data.shape != self.info.shape or data.dtype != np.dtype(self.info.dtype):
+            raise FileMismatchError(
+                f"{path}: expected shape {self.info.shape} dtype {self.info.dtype} like the "
+                f"first file, found shape {data.shape} dtype {data.dtype}"
+            )
+        if all(len(s) == n for s, n in zip(sel, data.shape)):
+            return data
+        return data[np.ix_(*sel)]

@@ -1,0 +1,146 @@
+"""Image sequences in the common raster formats open by default, like TIFFs.
+
+Every file is written by its own encoder (imagecodecs) here and compared with
+``imagecodecs.imread`` of the same file, over arrays of several chunks (one per file).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+
+import ndstack
+from ndstack._raster import probe_raster
+from ndstack.errors import CorruptFileError, LayoutError, NoImagesError
+
+from .conftest import bytes_read, serve_http
+
+RNG = np.random.default_rng(11)
+
+#: (ending, image shape and dtype, what the array's dims are besides the file axis)
+CASES = [
+    (".png", (24, 32), np.uint8, ("Y", "X")),
+    (".png", (24, 32), np.uint16, ("Y", "X")),
+    (".png", (24, 32, 3), np.uint8, ("C", "Y", "X")),
+    (".png", (24, 32, 4), np.uint8, ("C", "Y", "X")),
+    (".jpg", (24, 32), np.uint8, ("Y", "X")),
+    (".jpg", (24, 32, 3), np.uint8, ("C", "Y", "X")),
+    (".jp2", (24, 32), np.uint16, ("Y", "X")),
+    (".jxl", (24, 32, 3), np.uint8, ("C", "Y", "X")),
+    (".webp", (24, 32, 3), np.uint8, ("C", "Y", "X")),
+    (".bmp", (24, 32, 3), np.uint8, ("C", "Y", "X")),
+    (".gif", (24, 32), np.uint8, ("C", "Y", "X")),  # GIF decodes to RGB
+]
+
+
+def _write(folder: Path, ending: str, shape: tuple[int, ...], dtype: type, n: int = 4) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for z in range(n):
+        data = RNG.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+        path = folder / f"slice_{z:04d}{ending}"
+        imagecodecs.imwrite(path, data)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize(("ending", "shape", "dtype", "dims"), CASES)
+def test_a_sequence_of_each_format_opens_by_default(
+    tmp_path: Path, ending: str, shape: tuple[int, ...], dtype: type, dims: tuple[str, ...]
+) -> None:
+    paths = _write(tmp_path / "s", ending, shape, dtype)
+    arr = ndstack.open(tmp_path / "s")
+    expected = np.stack([imagecodecs.imread(p) for p in paths])
+    if expected.ndim == 4:  # samples last in the files: C, in OME order (C, Z, Y, X)
+        expected = np.moveaxis(expected, -1, 0)
+    assert arr.dims == (*dims[:-2], "Z", "Y", "X")
+    assert arr.data.numblocks[arr.dims.index("Z")] == len(paths)
+    assert arr.dtype == expected.dtype
+    np.testing.assert_array_equal(arr.values, expected)
+    np.testing.assert_array_equal(arr.isel(Z=2).values, expected[..., 2, :, :])
+
+
+@pytest.mark.parametrize("ending", [".png", ".jpg"])
+def test_png_and_jpeg_headers_give_what_a_decode_gives(tmp_path: Path, ending: str) -> None:
+    for shape, dtype in (((9, 13), np.uint8), ((9, 13, 3), np.uint8)):
+        (path,) = _write(tmp_path / str(len(shape)), ending, shape, dtype, n=1)
+        info = probe_raster(str(path))
+        decoded = imagecodecs.imread(path)
+        assert info.shape == decoded.shape and info.dtype == decoded.dtype.name
+
+
+def _with_phys(png: bytes, um_per_px: float) -> bytes:
+    """A PNG with a pHYs chunk (pixels per metre) after its IHDR."""
+    ppm = round(1e6 / um_per_px)
+    body = b"pHYs" + struct.pack(">IIB", ppm, ppm, 1)
+    chunk = struct.pack(">I", 9) + body + struct.pack(">I", zlib.crc32(body))
+    return png[:33] + chunk + png[33:]
+
+
+def test_a_png_pixel_size_in_metres_is_read_and_pixel_size_gives_one(tmp_path: Path) -> None:
+    paths = _write(tmp_path / "s", ".png", (8, 8), np.uint8, n=2)
+    for p in paths:
+        p.write_bytes(_with_phys(p.read_bytes(), 0.5))
+    arr = ndstack.open(tmp_path / "s")
+    assert arr.attrs["pixel_size"] == pytest.approx({"Y": 0.5, "X": 0.5})
+    plain = _write(tmp_path / "p", ".png", (8, 8), np.uint8, n=2)
+    given = ndstack.open(plain[0].parent, pixel_size={"Z": 0.3, "Y": 0.1, "X": 0.1})
+    assert given.attrs["pixel_size"] == {"Z": 0.3, "Y": 0.1, "X": 0.1}
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_one_plane_of_a_png_sequence_reads_one_file(tmp_path: Path) -> None:
+    paths = _write(tmp_path / "s", ".png", (256, 256), np.uint16, n=8)
+    arr = ndstack.open(tmp_path / "s")
+    before = bytes_read()
+    arr.isel(Z=5).values
+    read = bytes_read() - before
+    assert paths[5].stat().st_size <= read < 1.5 * paths[5].stat().st_size
+
+
+def test_a_list_of_png_urls_opens_over_http(tmp_path: Path) -> None:
+    paths = _write(tmp_path / "s", ".png", (16, 20), np.uint8, n=3)
+    with serve_http(tmp_path / "s") as url:
+        arr = ndstack.open([f"{url}/{p.name}" for p in paths])
+        expected = np.stack([imagecodecs.imread(p) for p in paths])
+        np.testing.assert_array_equal(arr.values, expected)
+
+
+def test_a_stray_png_among_tiffs_is_left_out_and_a_real_mix_refused(tmp_path: Path) -> None:
+    import tifffile
+
+    for t in range(4):
+        tifffile.imwrite(tmp_path / f"img_t{t}.tif", np.full((4, 5), t, np.uint8))
+    imagecodecs.imwrite(tmp_path / "preview.png", np.zeros((4, 5), np.uint8))
+    with pytest.warns(ndstack.SkippedFilesWarning, match="preview.png"):
+        arr = ndstack.open(tmp_path)
+    assert arr.sizes["T"] == 4 and arr.attrs["skipped_files"] == ["preview.png"]
+    assert "another format" in arr.attrs["skipped_reason"]
+    for t in range(4):
+        imagecodecs.imwrite(tmp_path / f"img_t{t}.png", np.zeros((4, 5), np.uint8))
+    with pytest.raises(LayoutError, match=r"mixes image formats .*'img_t0.(tif|png)'.*'img_t0"):
+        ndstack.open(tmp_path)
+    with pytest.warns(ndstack.SkippedFilesWarning, match="preview.png"):  # another structure
+        assert ndstack.open(tmp_path, extensions=[".png"]).sizes["T"] == 4
+
+
+def test_a_truncated_png_is_named_when_read(tmp_path: Path) -> None:
+    paths = _write(tmp_path / "s", ".png", (16, 16), np.uint8, n=3)
+    paths[2].write_bytes(paths[2].read_bytes()[:60])
+    arr = ndstack.open(tmp_path / "s")
+    with pytest.raises(CorruptFileError, match=r"slice_0002\.png: not a readable PNG"):
+        arr.values
+    filled = ndstack.open(tmp_path / "s", on_error="fill", fill_value=9)
+    with pytest.warns(UserWarning, match="slice_0002.png"):
+        assert (filled.isel(Z=2).values == 9).all()
+
+
+def test_an_unknown_ending_is_named_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "a.xyz").write_bytes(b"\0" * 10)
+    with pytest.raises(NoImagesError, match=r"looked for .*\.png"):
+        ndstack.open(tmp_path)
