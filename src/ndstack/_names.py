@@ -41,7 +41,7 @@ __all__ = ["Axis", "Coord", "Layout", "natural_key", "parse_names", "template_to
 AXIS_LABELS: dict[str, str] = {
     **dict.fromkeys(["ch", "c", "channel", "w", "wavelength"], "C"),
     **dict.fromkeys(["t", "tp", "time", "stack", "tl", "timepoint", "cycle"], "T"),
-    **dict.fromkeys(["z", "zstep", "plane", "slice"], "Z"),
+    **dict.fromkeys(["z", "zstep", "plane", "slice", "section"], "Z"),
     **dict.fromkeys(["s", "site", "f", "field", "pos", "position", "point"], "P"),
     "x": "tile_x",
     "y": "tile_y",
