@@ -290,6 +290,9 @@ def _one_format(src: Source) -> tuple[Source, list[str]]:
     from ._names import MAJORITY
     from ._raster import format_of
 
+    ending = src.names[0][src.names[0].rfind(".") :]
+    if "." in ending and all(n.endswith(ending) for n in src.names):
+        return src, []  # one ending: one format (the common case, in one pass)
     kinds: dict[str | None, list[int]] = {}
     for i, n in enumerate(src.names):
         kinds.setdefault(format_of(n), []).append(i)
