@@ -144,3 +144,79 @@ def test_an_unknown_ending_is_named_in_the_error(tmp_path: Path) -> None:
     (tmp_path / "a.xyz").write_bytes(b"\0" * 10)
     with pytest.raises(NoImagesError, match=r"looked for .*\.png"):
         ndstack.open(tmp_path)
+
+
+_PLUGIN = """
+import numpy as np
+from ndstack import FileInfo
+
+
+class NpyReader:
+    def __init__(self, info):
+        self.info = info
+
+    def read(self, path, sel):
+        READS.append(path)
+        return np.asarray(np.load(path, mmap_mode="r")[np.ix_(*sel)])
+
+
+class Npy:
+    name = "NumPy"
+    extensions = (".npy",)
+
+    def probe(self, path, fs=None):
+        a = np.load(path, mmap_mode="r")
+        sizes = {"Y": 0.2, "X": 0.2}
+        return FileInfo(a.shape, a.dtype.name, "YX", pixel_sizes=sizes, unit="micrometer")
+
+    def reader(self, info, fs=None):
+        return NpyReader(info)
+
+
+READS = []
+FORMAT = Npy()
+"""
+
+
+@pytest.fixture
+def fresh_formats():
+    from ndstack import _formats
+
+    _formats._from_entry_points.cache_clear()
+    _formats._by_ending.cache_clear()
+    yield _formats
+    _formats._REGISTERED.clear()
+    _formats._from_entry_points.cache_clear()
+    _formats._by_ending.cache_clear()
+
+
+def test_a_format_from_an_installed_entry_point_reads_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_formats
+) -> None:
+    """A real distribution on sys.path declares ``[ndstack.readers] npy = ndstackfmt:FORMAT``."""
+    site = tmp_path / "site"
+    (site / "ndstackfmt").mkdir(parents=True)
+    (site / "ndstackfmt" / "__init__.py").write_text(_PLUGIN)
+    info = site / "ndstackfmt-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ndstackfmt\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[ndstack.readers]\nnpy = ndstackfmt:FORMAT\n")
+    monkeypatch.syspath_prepend(str(site))
+    data = tmp_path / "data"
+    data.mkdir()
+    truth = RNG.integers(0, 1000, (3, 5, 6)).astype(np.int32)
+    for z in range(3):
+        np.save(data / f"plane_z{z}.npy", truth[z])
+    arr = ndstack.open(data)
+    assert arr.dims == ("Z", "Y", "X") and arr.attrs["pixel_size"] == {"Y": 0.2, "X": 0.2}
+    np.testing.assert_array_equal(arr.values, truth)
+    import ndstackfmt
+
+    ndstackfmt.READS.clear()
+    np.testing.assert_array_equal(arr.isel(Z=1).values, truth[1])
+    assert [Path(p).name for p in ndstackfmt.READS] == ["plane_z1.npy"]
+
+
+def test_register_format_refuses_what_is_no_format(fresh_formats) -> None:
+    with pytest.raises(TypeError, match="lacks probe, reader"):
+        ndstack.register_format(type("Half", (), {"name": "x", "extensions": (".x",)})())

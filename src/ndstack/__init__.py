@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from . import errors, ops
 from ._cluster import cluster
+from ._formats import register_format
 from ._info import Info, format_info, info
 from ._names import parse_names
 from ._napari import view
 from ._open import MissingFilesWarning, SkippedFilesWarning, open
 from ._preview import preview
+from ._tiff import FileInfo
 from ._zarr.results import VerifyReport, WriteSummary
 from ._zarr.verify import verify
 from ._zarr.write import to_zarr
 
 __all__ = [
+    "FileInfo",
     "Info",
     "MissingFilesWarning",
     "SkippedFilesWarning",
@@ -33,6 +36,7 @@ __all__ = [
     "ops",
     "parse_names",
     "preview",
+    "register_format",
     "to_zarr",
     "verify",
     "view",

@@ -7,7 +7,6 @@ in-file ``Q`` pages, ``Y, X`` and samples ``S``. Pure data, no imports beyond ty
 from __future__ import annotations
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "NAME_AXES",
     "OTHER_RANK",
     "RANK",
@@ -38,8 +37,6 @@ RASTER_FORMATS: dict[str, tuple[str, ...]] = {
     "BMP": (".bmp",),
     "GIF": (".gif",),
 }
-#: Every ending the built-in readers take.
-IMAGE_EXTENSIONS = TIFF_EXTENSIONS + tuple(e for v in RASTER_FORMATS.values() for e in v)
 
 
 def rank(axis: str) -> float:

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ._axes import IMAGE_EXTENSIONS, is_tiff_name, rank
+from ._axes import is_tiff_name, rank
 from ._discover import Source, discover
+from ._formats import Format, format_of
+from ._formats import extensions as known_endings
 from ._grid import FileAxis, FileGrid, FunctionReader, GridAxis, Place, TileAxis, place_key
 from ._names import TILE_AXES, Layout, parse_names
-from ._raster import RasterReader, probe_raster
 from ._redact import redact
-from ._tiff import FileInfo, TiffReader, probe_tiff
+from ._tiff import FileInfo
 from .errors import (
     CorruptFileError,
     FileMismatchError,
@@ -172,7 +173,7 @@ def open(
         raise ValueError(f"check must be 'auto', 'headers' or 'none', not {check!r}")
     if tiles not in ("stitch", "axes"):
         raise ValueError(f"tiles must be 'stitch' or 'axes', not {tiles!r}")
-    exts = extensions if extensions is not None else (IMAGE_EXTENSIONS if reader is None else None)
+    exts = extensions if extensions is not None else (known_endings() if reader is None else None)
     src = discover(source, extensions=exts)
     src, other_format = _one_format(src) if reader is None else (src, [])
     if reader is None and pattern is None and src.fs is None:
@@ -288,14 +289,13 @@ def _one_format(src: Source) -> tuple[Source, list[str]]:
     beside a clear majority (a ``preview.png`` among TIFFs) are left out; without one,
     a mix is refused, naming an example of each format."""
     from ._names import MAJORITY
-    from ._raster import format_of
 
     ending = src.names[0][src.names[0].rfind(".") :]
     if "." in ending and all(n.endswith(ending) for n in src.names):
         return src, []  # one ending: one format (the common case, in one pass)
     kinds: dict[str | None, list[int]] = {}
     for i, n in enumerate(src.names):
-        kinds.setdefault(format_of(n), []).append(i)
+        kinds.setdefault(getattr(format_of(n), "name", None), []).append(i)
     if len(kinds) == 1:
         return src, []
     main = max(kinds.values(), key=len)
@@ -334,8 +334,7 @@ def _probe_first(
                 info = _probe_builtin(path, src.fs)
                 if file_axes is not None:
                     info = _with_axes(info, file_axes, path)
-                tiff = is_tiff_name(path)
-                return i, info, TiffReader(info, src.fs) if tiff else RasterReader(info, src.fs)
+                return i, info, _format(path).reader(info, src.fs)
             fr = _probe_function(reader, path)
             axes = file_axes or _DEFAULT_FILE_AXES.get(len(fr.shape))
             if axes is None:
@@ -352,9 +351,20 @@ def _probe_first(
     raise CorruptFileError(f"none of the {len(names)} files could be read; first error: {bad[0]}")
 
 
+def _format(path: str) -> Format:
+    """The format that reads ``path`` (by its ending; see :mod:`._formats`)."""
+    fmt = format_of(path)
+    if fmt is None:
+        raise CorruptFileError(
+            f"{path}: no format reads this ending (known: {', '.join(known_endings())}); "
+            "pass reader= (any function path -> ndarray)"
+        )
+    return fmt
+
+
 def _probe_builtin(path: str, fs: Any) -> FileInfo:
-    """Headers of a file for the built-in readers: TIFF, or a raster format."""
-    return probe_tiff(path, fs) if is_tiff_name(path) else probe_raster(path, fs)
+    """Headers of a file, probed by its format."""
+    return _format(path).probe(path, fs)
 
 
 def _with_axes(info: FileInfo, axes: str, path: str) -> FileInfo:

@@ -16,28 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from ._axes import RASTER_FORMATS, is_tiff_name
+from ._axes import RASTER_FORMATS
 from ._redact import reason
 from ._tiff import FileInfo, _map_axes, _opened
 from .errors import CorruptFileError, FileMismatchError
 
-__all__ = ["RasterReader", "format_of", "probe_raster"]
+__all__ = ["RasterReader", "probe_raster"]
 
 _BY_ENDING = {e: f for f, endings in RASTER_FORMATS.items() for e in endings}
 _PNG_SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples (3, palette: decoded)
 _HEAD = 65536  # JPEG's SOF follows EXIF and ICC segments: within the first 64 kB mostly
 
 
-def format_of(name: str) -> str | None:
-    """The format a file name ends in: ``"TIFF"``, a raster format, or None.
-
-    >>> [format_of(n) for n in ("a.TIF", "b.png", "c.jpeg", "d.txt")]
-    ['TIFF', 'PNG', 'JPEG', None]
-    """
-    if is_tiff_name(name):
-        return "TIFF"
+def _format_name(name: str) -> str:
+    """The raster format a file name ends in (for messages)."""
     dot = name.rfind(".")
-    return _BY_ENDING.get(name[dot:].lower()) if dot >= 0 else None
+    return _BY_ENDING.get(name[dot:].lower(), "image") if dot >= 0 else "image"
 
 
 def _axes(shape: tuple[int, ...], fmt: str) -> str:
@@ -91,7 +85,7 @@ def probe_raster(path: str, fs: Any = None) -> FileInfo:
     CorruptFileError
         When the file cannot be read or decoded, naming it and the format expected.
     """
-    fmt = format_of(path) or "image"
+    fmt = _format_name(path)
     try:
         with _opened(path, fs) as f:
             if isinstance(f, str):
@@ -141,7 +135,7 @@ class RasterReader:
     fs: Any = None
 
     def read(self, path: str, sel: Any) -> np.ndarray:
-        data = _decode(path, self.fs, format_of(path) or "image")
+        data = _decode(path, self.fs, _format_name(path))
         if data.shape != self.info.shape or data.dtype != np.dtype(self.info.dtype):
             raise FileMismatchError(
                 f"{path}: expected shape {self.info.shape} dtype {self.info.dtype} like the "

@@ -1,0 +1,136 @@
+"""The file formats ndstack reads without ``reader=``: built-in ones and registered ones.
+
+A format is an object with
+
+* ``name`` (``"PNG"``) and ``extensions`` (lower-case endings, ``(".png",)``);
+* ``probe(path, fs) -> FileInfo``: shape, dtype, in-file axes and pixel sizes of one
+  file, from its headers where the format allows (raising
+  :class:`~ndstack.errors.CorruptFileError` naming the file);
+* ``reader(info, fs)``: a picklable :class:`~._grid.Reader` for the task graph, whose
+  ``read(path, sel)`` returns the selection of one file.
+
+TIFF and the raster formats of :mod:`._raster` are built in. Other packages add formats
+through the entry point group ``ndstack.readers`` (each entry point names such an
+object), or a program calls :func:`register_format`. Pure lookup, no I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._axes import RASTER_FORMATS, TIFF_EXTENSIONS
+from ._tiff import FileInfo
+
+__all__ = ["Format", "extensions", "format_of", "formats", "register_format"]
+
+ENTRY_POINTS = "ndstack.readers"
+
+
+class Format(Protocol):
+    """A file format ndstack reads by ending (see the module docstring)."""
+
+    name: str
+    extensions: tuple[str, ...]
+
+    def probe(self, path: str, fs: Any = None) -> FileInfo: ...
+
+    def reader(self, info: FileInfo, fs: Any = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class _Tiff:
+    name: str = "TIFF"
+    extensions: tuple[str, ...] = TIFF_EXTENSIONS
+
+    def probe(self, path: str, fs: Any = None) -> FileInfo:
+        from ._tiff import probe_tiff
+
+        return probe_tiff(path, fs)
+
+    def reader(self, info: FileInfo, fs: Any = None) -> Any:
+        from ._tiff import TiffReader
+
+        return TiffReader(info, fs)
+
+
+@dataclass(frozen=True)
+class _Raster:
+    name: str
+    extensions: tuple[str, ...]
+
+    def probe(self, path: str, fs: Any = None) -> FileInfo:
+        from ._raster import probe_raster
+
+        return probe_raster(path, fs)
+
+    def reader(self, info: FileInfo, fs: Any = None) -> Any:
+        from ._raster import RasterReader
+
+        return RasterReader(info, fs)
+
+
+_BUILT_IN: tuple[Format, ...] = (
+    _Tiff(),
+    *(_Raster(name, endings) for name, endings in RASTER_FORMATS.items()),
+)
+_REGISTERED: list[Format] = []
+
+
+def register_format(fmt: Format) -> None:
+    """Add a format (checked for the protocol's parts); its endings win over earlier ones."""
+    missing = [a for a in ("name", "extensions", "probe", "reader") if not hasattr(fmt, a)]
+    if missing:
+        raise TypeError(f"{fmt!r} is no ndstack format: it lacks {', '.join(missing)}")
+    _REGISTERED.append(fmt)
+    _by_ending.cache_clear()
+
+
+@functools.cache
+def _from_entry_points() -> tuple[Format, ...]:
+    from importlib.metadata import entry_points
+
+    found = []
+    for ep in entry_points(group=ENTRY_POINTS):
+        fmt = ep.load()
+        missing = [a for a in ("name", "extensions", "probe", "reader") if not hasattr(fmt, a)]
+        if missing:
+            raise TypeError(
+                f"the entry point {ep.name!r} ({ep.value}) of {ENTRY_POINTS!r} gives "
+                f"{fmt!r}, which lacks {', '.join(missing)}"
+            )
+        found.append(fmt)
+    return tuple(found)
+
+
+def formats() -> tuple[Format, ...]:
+    """Every format: built in, from entry points, then registered (later ones win)."""
+    return (*_BUILT_IN, *_from_entry_points(), *_REGISTERED)
+
+
+@functools.cache
+def _by_ending() -> dict[str, Format]:
+    return {e.lower(): f for f in formats() for e in f.extensions}
+
+
+def extensions() -> tuple[str, ...]:
+    """Every ending some format reads (what a folder is searched for by default)."""
+    return tuple(_by_ending())
+
+
+def format_of(name: str) -> Format | None:
+    """The format of a file by its ending (the longest that matches), or None.
+
+    >>> [getattr(format_of(n), "name", None) for n in ("a.TIF", "b.png", "c.jpeg", "d.txt")]
+    ['TIFF', 'PNG', 'JPEG', None]
+    """
+    low = name.lower()
+    table = _by_ending()
+    dot = low.find(".", low.rfind("/") + 1)
+    while dot >= 0:  # from the first dot on: the longest ending first (.ome.tif, .tif)
+        fmt = table.get(low[dot:])
+        if fmt is not None:
+            return fmt
+        dot = low.find(".", dot + 1)
+    return None
