@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ._axes import RASTER_FORMATS, TIFF_EXTENSIONS
 from ._tiff import FileInfo
 
-__all__ = ["Format", "extensions", "format_of", "formats", "register_format"]
+__all__ = ["Format", "extensions", "format_of", "formats", "named", "register_format"]
 
 ENTRY_POINTS = "ndstack.readers"
 
@@ -71,9 +71,16 @@ class _Raster:
         return RasterReader(info, fs)
 
 
+def _bioio() -> Format:
+    from ._bioio import Bioio
+
+    return Bioio()
+
+
 _BUILT_IN: tuple[Format, ...] = (
     _Tiff(),
     *(_Raster(name, endings) for name, endings in RASTER_FORMATS.items()),
+    _bioio(),  # vendor endings (.czi, .nd2, .lif ...): bioio itself is imported on use
 )
 _REGISTERED: list[Format] = []
 
@@ -117,6 +124,15 @@ def _by_ending() -> dict[str, Format]:
 def extensions() -> tuple[str, ...]:
     """Every ending some format reads (what a folder is searched for by default)."""
     return tuple(_by_ending())
+
+
+def named(name: str) -> Format:
+    """The format called ``name`` (``reader="bioio"`` routes every file through it)."""
+    for fmt in reversed(formats()):
+        if fmt.name.lower() == name.lower():
+            return fmt
+    known = ", ".join(sorted({f.name for f in formats()}))
+    raise ValueError(f"reader={name!r} names no format; known: {known}")
 
 
 def format_of(name: str) -> Format | None:

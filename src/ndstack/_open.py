@@ -16,6 +16,7 @@ from ._axes import is_tiff_name, rank
 from ._discover import Source, discover
 from ._formats import Format, format_of
 from ._formats import extensions as known_endings
+from ._formats import named as named_format
 from ._grid import FileAxis, FileGrid, FunctionReader, GridAxis, Place, TileAxis, place_key
 from ._names import TILE_AXES, Layout, parse_names
 from ._redact import redact
@@ -59,7 +60,7 @@ def open(
     source: Any,
     pattern: str | None = None,
     *,
-    reader: Callable[[str], Any] | None = None,
+    reader: Callable[[str], Any] | str | None = None,
     chunks: Mapping[str, int] | None = None,
     fill_value: float = 0,
     on_error: OnError = "raise",
@@ -94,7 +95,9 @@ def open(
         the source. Files it does not match are skipped.
     reader
         Any function ``path -> ndarray``; called once on the first file to learn the
-        shape and dtype. Default: the built-in TIFF reader (tifffile).
+        shape and dtype. Or the name of a format (``"bioio"``: every file through bioio
+        and its plugins). Default: the format each file's ending names (TIFF, PNG, JPEG
+        and other rasters, vendor formats through bioio, registered formats).
     chunks
         Chunk sizes of in-file axes, e.g. ``{"Z": 8}``. Default: one chunk per file.
     fill_value
@@ -118,8 +121,8 @@ def open(
         With ``reader=``: the shape and dtype every file has, so that opening calls the
         reader on no file at all. Every read is still checked against them.
     extensions
-        File endings to take (default: TIFF endings; with ``reader=``, every file except
-        known non-images).
+        File endings to take (default: every ending a format reads; with ``reader=``,
+        every file except known non-images).
     storage_options
         For URLs (``s3://``, ``gs://``, ``https://`` ...): fsspec options of their
         filesystem (``endpoint_url``, ``anon``, ``profile`` ...), used for every request to
@@ -173,6 +176,8 @@ def open(
         raise ValueError(f"check must be 'auto', 'headers' or 'none', not {check!r}")
     if tiles not in ("stitch", "axes"):
         raise ValueError(f"tiles must be 'stitch' or 'axes', not {tiles!r}")
+    forced = named_format(reader) if isinstance(reader, str) else None  # reader="bioio"
+    func = None if isinstance(reader, str) else reader
     exts = extensions if extensions is not None else (known_endings() if reader is None else None)
     src = discover(source, extensions=exts)
     src, other_format = _one_format(src) if reader is None else (src, [])
@@ -195,15 +200,13 @@ def open(
     sizes = [src.sizes[i] for i in layout.used]
 
     bad: dict[int, str] = {}
-    if reader is not None:
+    if func is not None:
         from ._cluster import require_picklable
 
-        require_picklable(reader, f"the reader {getattr(reader, '__qualname__', reader)!r}")
-    if reader is not None and file_shape is not None and dtype is not None:
+        require_picklable(func, f"the reader {getattr(func, '__qualname__', func)!r}")
+    if func is not None and file_shape is not None and dtype is not None:
         first = 0
-        file_reader = FunctionReader(
-            reader, tuple(int(n) for n in file_shape), np.dtype(dtype).name
-        )
+        file_reader = FunctionReader(func, tuple(int(n) for n in file_shape), np.dtype(dtype).name)
         axes = file_axes or _DEFAULT_FILE_AXES.get(len(file_reader.shape), "")
         info = _with_axes(
             FileInfo(file_reader.shape, file_reader.dtype, axes, {}, None), axes, "file_shape"
@@ -211,9 +214,9 @@ def open(
     elif file_shape is not None or dtype is not None:
         raise ValueError("file_shape= and dtype= go together, and with reader=")
     else:
-        first, info, file_reader = _probe_first(src, names, reader, file_axes, on_error, bad)
-    if reader is None and check != "none":
-        _check_files(src, names, sizes, info, first, check, on_error, bad)
+        first, info, file_reader = _probe_first(src, names, func, file_axes, on_error, bad, forced)
+    if func is None and check != "none":
+        _check_files(src, names, sizes, info, first, check, on_error, bad, forced)
 
     layout = _block_axes(layout, info.axes, tiles)
     dims, sources, grid_names = _arrangement(layout, info, tiles)
@@ -325,16 +328,18 @@ def _probe_first(
     file_axes: str | None,
     on_error: str,
     bad: dict[int, str],
+    forced: Format | None = None,
 ) -> tuple[int, FileInfo, Any]:
     """Probe the first readable file; with ``on_error='fill'`` skip unreadable ones."""
     for i, name in enumerate(names):
         path = src.path(name)
         try:
             if reader is None:
-                info = _probe_builtin(path, src.fs)
+                fmt = forced or _format(path)
+                info = fmt.probe(path, src.fs)
                 if file_axes is not None:
                     info = _with_axes(info, file_axes, path)
-                return i, info, _format(path).reader(info, src.fs)
+                return i, info, fmt.reader(info, src.fs)
             fr = _probe_function(reader, path)
             axes = file_axes or _DEFAULT_FILE_AXES.get(len(fr.shape))
             if axes is None:
@@ -360,11 +365,6 @@ def _format(path: str) -> Format:
             "pass reader= (any function path -> ndarray)"
         )
     return fmt
-
-
-def _probe_builtin(path: str, fs: Any) -> FileInfo:
-    """Headers of a file, probed by its format."""
-    return _format(path).probe(path, fs)
 
 
 def _with_axes(info: FileInfo, axes: str, path: str) -> FileInfo:
@@ -395,12 +395,13 @@ def _check_files(
     check: str,
     on_error: str,
     bad: dict[int, str],
+    forced: Format | None = None,
 ) -> None:
     """Compare every file with the first: by size, then by headers where sizes differ."""
     ref = sizes[first]
     todo = [i for i in range(len(names)) if i not in bad and i != first]
     if check == "auto":
-        if not is_tiff_name(names[first]):
+        if forced is not None or not is_tiff_name(names[first]):
             return  # compressed rasters differ in size anyway: each read checks its shape
         todo = [i for i in todo if sizes[i] != ref]
     if not todo:
@@ -409,7 +410,7 @@ def _check_files(
     def one(i: int) -> Exception | None:
         path = src.path(names[i])
         try:
-            found = _probe_builtin(path, src.fs)
+            found = (forced or _format(path)).probe(path, src.fs)
         except CorruptFileError as exc:
             return exc
         if found.shape != info.shape or found.dtype != info.dtype:
@@ -542,7 +543,7 @@ def _to_dask(
         # not on_error: it changes only what happens to unreadable files, and the array's
         # name is its identity for to_zarr (a run that stopped on a bad file resumes
         # with on_error="fill")
-        getattr(reader, "__qualname__", None),
+        reader if isinstance(reader, str) else getattr(reader, "__qualname__", None),
     )
     name = "ndstack-open-" + _token(src, names, sizes, info, extra)
     return da.from_array(

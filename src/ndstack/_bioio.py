@@ -1,0 +1,133 @@
+"""Vendor and container formats through bioio and its plugins (the ``bioio`` extra).
+
+A folder of ``.czi``, ``.nd2``, ``.lif`` ... files assembles across names like TIFFs do:
+each file is probed with ``bioio.BioImage`` (dims, shape, dtype, physical pixel sizes)
+and read lazily through its dask data, so a selection reads what the plugin reads for it
+(in the chunks the plugin gives). A file with
+several scenes of one shape gives them as a leading in-file axis ``P``. ``reader="bioio"``
+routes any files through bioio (an OME-TIFF too, by bioio's reading of its metadata).
+
+bioio is imported only here, only when such files are opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._redact import reason
+from ._tiff import FileInfo
+from .errors import CorruptFileError, FileMismatchError, LayoutError, MissingDependencyError
+
+__all__ = ["PLUGINS", "Bioio", "BioioReader"]
+
+#: endings no built-in reader takes, and the bioio plugin that reads each
+PLUGINS: dict[str, str] = {
+    ".czi": "bioio-czi",
+    ".nd2": "bioio-nd2",
+    ".lif": "bioio-lif",
+    ".dv": "bioio-dv",
+    ".sldy": "bioio-sldy",
+    ".ims": "bioio-imaris",
+}
+
+
+def _image(path: str) -> Any:
+    try:
+        from bioio import BioImage
+    except ImportError:
+        raise MissingDependencyError(
+            f"{path}: reading it needs bioio: pip install 'ndstack[bioio]' "
+            f"{_plugin_for(path)}".rstrip()
+        ) from None
+    try:
+        return BioImage(path)
+    except Exception as exc:
+        name = type(exc).__name__
+        if "Unsupported" in name or "NoReader" in name or "plugin" in str(exc).lower():
+            raise MissingDependencyError(
+                f"{path}: no installed bioio plugin reads it; pip install "
+                f"{_plugin_for(path) or 'the bioio plugin for its format'} ({reason(exc)})"
+            ) from None
+        raise CorruptFileError(f"{path}: bioio cannot read it ({reason(exc)})") from None
+
+
+def _plugin_for(path: str) -> str:
+    low = path.lower()
+    return next((p for e, p in PLUGINS.items() if low.endswith(e)), "")
+
+
+def _scene_shapes(img: Any) -> list[tuple[tuple[int, ...], str, str]]:
+    out = []
+    for scene in img.scenes:
+        img.set_scene(scene)
+        out.append((tuple(int(n) for n in img.shape), img.dims.order, str(img.dtype)))
+    img.set_scene(img.scenes[0])
+    return out
+
+
+@dataclass(frozen=True)
+class Bioio:
+    """The bioio :class:`~._formats.Format`: vendor endings, or any file when asked."""
+
+    name: str = "bioio"
+    extensions: tuple[str, ...] = tuple(PLUGINS)
+
+    def probe(self, path: str, fs: Any = None) -> FileInfo:
+        if fs is not None:
+            raise LayoutError(f"{path}: bioio formats are read from local files only")
+        img = _image(path)
+        shapes = _scene_shapes(img) if len(img.scenes) > 1 else []
+        if len(set(shapes)) > 1:
+            raise LayoutError(
+                f"{path}: its {len(shapes)} scenes differ in shape or dtype "
+                f"({sorted(set(shapes))}); open them one by one"
+            )
+        shape = tuple(int(n) for n in img.shape)
+        axes = str(img.dims.order)
+        if shapes:
+            shape, axes = (len(shapes), *shape), "P" + axes
+        sizes = {
+            ax: float(v)
+            for ax, v in zip("ZYX", img.physical_pixel_sizes)
+            if v is not None and ax in axes and float(v) > 0
+        }
+        return FileInfo(
+            shape=shape,
+            dtype=np.dtype(img.dtype).name,
+            axes=axes,
+            pixel_sizes=sizes,
+            unit="micrometer" if sizes else None,
+        )
+
+    def reader(self, info: FileInfo, fs: Any = None) -> BioioReader:
+        return BioioReader(info)
+
+
+@dataclass(frozen=True)
+class BioioReader:
+    """Reads a selection of one file through bioio's dask data (picklable: no handle)."""
+
+    info: FileInfo
+
+    def read(self, path: str, sel: Any) -> np.ndarray:
+        img = _image(path)
+        scenes = self.info.axes.startswith("P")
+        parts = []
+        for scene in sel[0] if scenes else [None]:
+            if scene is not None:
+                img.set_scene(img.scenes[int(scene)])
+            data = img.get_image_dask_data(self.info.axes[1:] if scenes else self.info.axes)
+            expected = self.info.shape[1:] if scenes else self.info.shape
+            if tuple(data.shape) != expected or data.dtype != np.dtype(self.info.dtype):
+                raise FileMismatchError(
+                    f"{path}: expected shape {expected} dtype {self.info.dtype} like the "
+                    f"first file, found shape {tuple(data.shape)} dtype {data.dtype}"
+                )
+            for k, idx in enumerate(sel[1:] if scenes else sel):  # outer selection
+                if len(idx) != data.shape[k] or np.any(idx != np.arange(data.shape[k])):
+                    data = data[(slice(None),) * k + (np.asarray(idx),)]
+            parts.append(np.asarray(data.compute(scheduler="synchronous")))
+        return np.stack(parts) if scenes else parts[0]
