@@ -220,3 +220,23 @@ def test_a_format_from_an_installed_entry_point_reads_its_files(
 def test_register_format_refuses_what_is_no_format(fresh_formats) -> None:
     with pytest.raises(TypeError, match="lacks probe, reader"):
         ndstack.register_format(type("Half", (), {"name": "x", "extensions": (".x",)})())
+
+
+def test_files_whose_ending_lies_are_read_as_what_they_are(tmp_path: Path) -> None:
+    import tifffile
+
+    truth = RNG.integers(0, 255, (3, 6, 7), dtype=np.uint8)
+    for z in range(3):  # TIFFs named .png (an export that renamed them)
+        tifffile.imwrite(tmp_path / f"t_z{z}.png", truth[z], photometric="minisblack")
+    np.testing.assert_array_equal(ndstack.open(tmp_path).values, truth)
+    other = tmp_path / "o"
+    other.mkdir()
+    for z in range(3):  # PNGs named .tif
+        imagecodecs.imwrite(other / f"p_z{z}.png", truth[z])
+        (other / f"p_z{z}.png").rename(other / f"p_z{z}.tif")
+    np.testing.assert_array_equal(ndstack.open(other).values, truth)
+    junk = tmp_path / "j"
+    junk.mkdir()
+    (junk / "a_z0.tif").write_bytes(b"not an image at all")
+    with pytest.raises(CorruptFileError, match=r"a_z0\.tif: not a readable TIFF"):
+        ndstack.open(junk)

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ._axes import RASTER_FORMATS, TIFF_EXTENSIONS
 from ._tiff import FileInfo
 
-__all__ = ["Format", "extensions", "format_of", "formats", "named", "register_format"]
+__all__ = ["Format", "extensions", "format_of", "formats", "named", "register_format", "sniff"]
 
 ENTRY_POINTS = "ndstack.readers"
 
@@ -149,4 +149,34 @@ def format_of(name: str) -> Format | None:
         if fmt is not None:
             return fmt
         dot = low.find(".", dot + 1)
+    return None
+
+
+#: the first bytes of each built-in format (for files whose ending lies)
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"II*\0", 0, "TIFF"),
+    (b"MM\0*", 0, "TIFF"),
+    (b"II+\0", 0, "TIFF"),  # BigTIFF
+    (b"MM\0+", 0, "TIFF"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\0\0\0\x0cjP  ", 0, "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", 0, "JPEG 2000"),
+    (b"\xff\x0a", 0, "JPEG XL"),
+    (b"\0\0\0\x0cJXL ", 0, "JPEG XL"),
+    (b"WEBP", 8, "WebP"),
+    (b"BM", 0, "BMP"),
+    (b"GIF8", 0, "GIF"),
+)
+
+
+def sniff(head: bytes) -> Format | None:
+    """The built-in format whose magic bytes ``head`` starts with, or None.
+
+    >>> sniff(b"\\x89PNG\\r\\n\\x1a\\n....").name
+    'PNG'
+    """
+    for magic, at, name in _MAGIC:
+        if head[at : at + len(magic)] == magic:
+            return next(f for f in _BUILT_IN if f.name == name)
     return None

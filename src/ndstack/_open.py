@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import warnings
@@ -14,7 +15,7 @@ import numpy as np
 
 from ._axes import is_tiff_name, rank
 from ._discover import Source, discover
-from ._formats import Format, format_of
+from ._formats import Format, format_of, sniff
 from ._formats import extensions as known_endings
 from ._formats import named as named_format
 from ._grid import FileAxis, FileGrid, FunctionReader, GridAxis, Place, TileAxis, place_key
@@ -214,7 +215,11 @@ def open(
     elif file_shape is not None or dtype is not None:
         raise ValueError("file_shape= and dtype= go together, and with reader=")
     else:
-        first, info, file_reader = _probe_first(src, names, func, file_axes, on_error, bad, forced)
+        first, info, file_reader, fmt = _probe_first(
+            src, names, func, file_axes, on_error, bad, forced
+        )
+        if fmt is not None and fmt is not format_of(names[first]):
+            forced = fmt  # every file is read and checked as what the first one is
     if func is None and check != "none":
         _check_files(src, names, sizes, info, first, check, on_error, bad, forced)
 
@@ -329,17 +334,27 @@ def _probe_first(
     on_error: str,
     bad: dict[int, str],
     forced: Format | None = None,
-) -> tuple[int, FileInfo, Any]:
-    """Probe the first readable file; with ``on_error='fill'`` skip unreadable ones."""
+) -> tuple[int, FileInfo, Any, Format | None]:
+    """Probe the first readable file; with ``on_error='fill'`` skip unreadable ones.
+
+    Returns its position, its headers, the reader for all files and the format that
+    read it (by ending, or by its magic bytes where the ending lies: a TIFF named
+    ``.png``)."""
     for i, name in enumerate(names):
         path = src.path(name)
         try:
             if reader is None:
                 fmt = forced or _format(path)
-                info = fmt.probe(path, src.fs)
+                try:
+                    info = fmt.probe(path, src.fs)
+                except CorruptFileError:
+                    real = None if forced else _sniffed(path, src.fs)
+                    if real is None or real.name == fmt.name:
+                        raise
+                    fmt, info = real, real.probe(path, src.fs)  # the ending lies
                 if file_axes is not None:
                     info = _with_axes(info, file_axes, path)
-                return i, info, fmt.reader(info, src.fs)
+                return i, info, fmt.reader(info, src.fs), fmt
             fr = _probe_function(reader, path)
             axes = file_axes or _DEFAULT_FILE_AXES.get(len(fr.shape))
             if axes is None:
@@ -348,12 +363,24 @@ def _probe_first(
                     "pass file_axes= to name them"
                 )
             info = FileInfo(shape=fr.shape, dtype=fr.dtype, axes=axes, pixel_sizes={}, unit=None)
-            return i, _with_axes(info, axes, path), fr
+            return i, _with_axes(info, axes, path), fr, None
         except (CorruptFileError, FileMismatchError) as exc:
             if on_error != "fill":
                 raise
             bad[i] = str(exc)
     raise CorruptFileError(f"none of the {len(names)} files could be read; first error: {bad[0]}")
+
+
+def _sniffed(path: str, fs: Any) -> Format | None:
+    """The format a file's first bytes name, or None (unreadable, or no known magic)."""
+    try:
+        if fs is None:
+            with builtins.open(path, "rb") as fh:
+                return sniff(fh.read(16))
+        with fs.open(path, "rb") as fh:
+            return sniff(fh.read(16))
+    except OSError:
+        return None
 
 
 def _format(path: str) -> Format:
