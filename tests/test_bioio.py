@@ -65,3 +65,16 @@ def test_reader_names_a_known_format(tmp_path: Path) -> None:
     _write(tmp_path / "a.ome.tif", np.zeros((1, 1, 1, 2, 2), np.uint8))
     with pytest.raises(ValueError, match=r"names no format; known: .*bioio"):
         ndstack.open(tmp_path, reader="bioformats")
+
+
+def test_files_with_another_number_of_scenes_are_named(tmp_path: Path) -> None:
+    for name, n in (("a_t0.ome.tif", 2), ("a_t1.ome.tif", 3)):
+        with tifffile.TiffWriter(tmp_path / name, ome=True) as tw:
+            for _ in range(n):
+                tw.write(np.zeros((1, 1, 1, 3, 4), np.uint8), metadata={"axes": "TCZYX"},
+                         photometric="minisblack")  # fmt: skip
+    arr = ndstack.open(tmp_path, reader="bioio")
+    with pytest.raises(ndstack.errors.FileMismatchError, match=r"a_t1\.ome\.tif: expected 2 scene"):
+        arr.values
+    with pytest.raises(ndstack.errors.ParameterError, match="file_axes= does not apply"):
+        ndstack.open(tmp_path, reader="bioio", file_axes="PCTZYX")

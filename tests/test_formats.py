@@ -240,3 +240,55 @@ def test_files_whose_ending_lies_are_read_as_what_they_are(tmp_path: Path) -> No
     (junk / "a_z0.tif").write_bytes(b"not an image at all")
     with pytest.raises(CorruptFileError, match=r"a_z0\.tif: not a readable TIFF"):
         ndstack.open(junk)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_broken_raster_files_are_errors_naming_them_never_crashes(tmp_path: Path) -> None:
+    paths = _write(tmp_path / "e", ".png", (4, 5), np.uint8, n=3)
+    paths[2].write_bytes(b"")  # empty: some codecs crash on what is not theirs
+    arr = ndstack.open(tmp_path / "e")
+    with pytest.raises(CorruptFileError, match=r"slice_0002\.png: empty"):
+        arr.values
+    jpgs = _write(tmp_path / "j", ".jpg", (32, 32), np.uint8, n=2)
+    jpgs[1].write_bytes(jpgs[1].read_bytes()[:300])  # cut: no end marker
+    with pytest.raises(CorruptFileError, match=r"slice_0001\.jpg: truncated"):
+        ndstack.open(tmp_path / "j").values
+    (forged,) = _write(tmp_path / "f", ".png", (4, 5), np.uint8, n=1)
+    raw = bytearray(forged.read_bytes())
+    raw[16:24] = struct.pack(">II", 2**31 - 1, 2**31 - 1)  # IHDR width, height
+    forged.write_bytes(bytes(raw))
+    with pytest.raises(CorruptFileError, match="more than its"):
+        ndstack.open(tmp_path / "f")
+
+
+def test_a_png_with_transparency_reads_with_its_alpha(tmp_path: Path) -> None:
+    paths = _write(tmp_path / "t", ".png", (4, 5, 3), np.uint8, n=2)
+    for p in paths:  # a tRNS colour key: decoders add an alpha channel
+        raw = p.read_bytes()
+        p.write_bytes(raw[:33] + _chunk(b"tRNS", struct.pack(">HHH", 0, 0, 0)) + raw[33:])
+    arr = ndstack.open(tmp_path / "t")
+    expected = np.moveaxis(np.stack([imagecodecs.imread(p) for p in paths]), -1, 0)
+    assert arr.shape == expected.shape and expected.shape[0] == 4
+    np.testing.assert_array_equal(arr.values, expected)
+
+
+def test_a_broken_entry_point_is_left_out_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_formats
+) -> None:
+    import tifffile
+
+    site = tmp_path / "site"
+    info = site / "brokenfmt-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenfmt\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[ndstack.readers]\nbad = no_such_module_xyz:F\n")
+    monkeypatch.syspath_prepend(str(site))
+    tifffile.imwrite(tmp_path / "a.tif", np.ones((3, 4), np.uint8))
+    with pytest.warns(UserWarning, match="entry point 'bad'.*fails to load"):
+        assert int(ndstack.open(tmp_path / "a.tif").sum()) == 12
+    with pytest.raises(TypeError, match="no tuple of endings"):
+        ndstack.register_format(type("S", (), {"name": "s", "extensions": ".s",
+                                               "probe": None, "reader": None})())  # fmt: skip

@@ -35,22 +35,24 @@ PLUGINS: dict[str, str] = {
 
 
 def _image(path: str) -> Any:
-    try:
-        from bioio import BioImage
-    except ImportError:
+    """``bioio.BioImage(path)``; a missing bioio or plugin is named, anything else that
+    fails is a :class:`CorruptFileError` naming the file (``on_error="fill"`` applies)."""
+    import importlib.util
+
+    plugin = _plugin_for(path)
+    if importlib.util.find_spec("bioio") is None:
         raise MissingDependencyError(
-            f"{path}: reading it needs bioio: pip install 'ndstack[bioio]' "
-            f"{_plugin_for(path)}".rstrip()
-        ) from None
+            f"{path}: reading it needs bioio: pip install 'ndstack[bioio]' {plugin}".rstrip()
+        )
+    if plugin and importlib.util.find_spec(plugin.replace("-", "_")) is None:
+        raise MissingDependencyError(
+            f"{path}: reading it needs the bioio plugin: pip install {plugin}"
+        )
+    from bioio import BioImage
+
     try:
         return BioImage(path)
-    except Exception as exc:
-        name = type(exc).__name__
-        if "Unsupported" in name or "NoReader" in name or "plugin" in str(exc).lower():
-            raise MissingDependencyError(
-                f"{path}: no installed bioio plugin reads it; pip install "
-                f"{_plugin_for(path) or 'the bioio plugin for its format'} ({reason(exc)})"
-            ) from None
+    except Exception as exc:  # bioio and its plugins raise their own errors
         raise CorruptFileError(f"{path}: bioio cannot read it ({reason(exc)})") from None
 
 
@@ -115,6 +117,11 @@ class BioioReader:
     def read(self, path: str, sel: Any) -> np.ndarray:
         img = _image(path)
         scenes = self.info.axes.startswith("P")
+        n_scenes = self.info.shape[0] if scenes else 1
+        if len(img.scenes) != n_scenes:
+            raise FileMismatchError(
+                f"{path}: expected {n_scenes} scene(s) like the first file, found {len(img.scenes)}"
+            )
         parts = []
         for scene in sel[0] if scenes else [None]:
             if scene is not None:

@@ -17,6 +17,7 @@ object), or a program calls :func:`register_format`. Pure lookup, no I/O.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,11 +86,22 @@ _BUILT_IN: tuple[Format, ...] = (
 _REGISTERED: list[Format] = []
 
 
-def register_format(fmt: Format) -> None:
-    """Add a format (checked for the protocol's parts); its endings win over earlier ones."""
+def _problem(fmt: Any) -> str:
+    """What makes ``fmt`` no format ('' when it is one)."""
     missing = [a for a in ("name", "extensions", "probe", "reader") if not hasattr(fmt, a)]
     if missing:
-        raise TypeError(f"{fmt!r} is no ndstack format: it lacks {', '.join(missing)}")
+        return f"it lacks {', '.join(missing)}"
+    ext = fmt.extensions
+    if isinstance(ext, str) or not all(isinstance(e, str) and e.startswith(".") for e in ext):
+        return f"its extensions {ext!r} are no tuple of endings such as ('.png',)"
+    return ""
+
+
+def register_format(fmt: Format) -> None:
+    """Add a format (checked for the protocol's parts); its endings win over earlier ones."""
+    problem = _problem(fmt)
+    if problem:
+        raise TypeError(f"{fmt!r} is no ndstack format: {problem}")
     _REGISTERED.append(fmt)
     _by_ending.cache_clear()
 
@@ -100,13 +112,18 @@ def _from_entry_points() -> tuple[Format, ...]:
 
     found = []
     for ep in entry_points(group=ENTRY_POINTS):
-        fmt = ep.load()
-        missing = [a for a in ("name", "extensions", "probe", "reader") if not hasattr(fmt, a)]
-        if missing:
-            raise TypeError(
-                f"the entry point {ep.name!r} ({ep.value}) of {ENTRY_POINTS!r} gives "
-                f"{fmt!r}, which lacks {', '.join(missing)}"
+        try:
+            fmt = ep.load()
+            problem = _problem(fmt)
+        except Exception as exc:  # a broken plugin must not break every open
+            problem = f"it fails to load ({type(exc).__name__}: {exc})"
+        if problem:
+            warnings.warn(
+                f"ndstack leaves out the format of entry point {ep.name!r} ({ep.value}) "
+                f"in {ENTRY_POINTS!r}: {problem}",
+                stacklevel=3,
             )
+            continue
         found.append(fmt)
     return tuple(found)
 

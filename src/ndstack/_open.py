@@ -178,6 +178,10 @@ def open(
     if tiles not in ("stitch", "axes"):
         raise ValueError(f"tiles must be 'stitch' or 'axes', not {tiles!r}")
     forced = named_format(reader) if isinstance(reader, str) else None  # reader="bioio"
+    if forced is not None and file_axes is not None:
+        raise ParameterError(
+            f"file_axes= does not apply to reader={reader!r}: the format names the dims"
+        )
     func = None if isinstance(reader, str) else reader
     exts = extensions if extensions is not None else (known_endings() if reader is None else None)
     src = discover(source, extensions=exts)
@@ -298,9 +302,10 @@ def _one_format(src: Source) -> tuple[Source, list[str]]:
     a mix is refused, naming an example of each format."""
     from ._names import MAJORITY
 
-    ending = src.names[0][src.names[0].rfind(".") :]
-    if "." in ending and all(n.endswith(ending) for n in src.names):
-        return src, []  # one ending: one format (the common case, in one pass)
+    ending = src.names[0][src.names[0].rfind(".") :].lower()
+    longer = any(e.endswith(ending) and e != ending for e in known_endings())
+    if "." in ending and not longer and all(n.lower().endswith(ending) for n in src.names):
+        return src, []  # one ending, no longer one to tell apart: one format, one pass
     kinds: dict[str | None, list[int]] = {}
     for i, n in enumerate(src.names):
         kinds.setdefault(getattr(format_of(n), "name", None), []).append(i)

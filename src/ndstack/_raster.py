@@ -10,6 +10,7 @@ checks its shape and dtype against the first file's.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 
 from ._axes import RASTER_FORMATS
 from ._redact import reason
-from ._tiff import FileInfo, _map_axes, _opened
+from ._tiff import _MAX_EXPANSION, FileInfo, _map_axes, _opened
 from .errors import CorruptFileError, FileMismatchError
 
 __all__ = ["RasterReader", "probe_raster"]
@@ -48,6 +49,8 @@ def _from_header(head: bytes, fmt: str) -> tuple[tuple[int, ...], str, dict[str,
         width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
         if colour not in _PNG_SAMPLES or depth not in (8, 16):
             return None  # palettes and 1/2/4-bit pixels: decode to learn what they give
+        if b"tRNS" in head or b"acTL" in head:
+            return None  # transparency adds alpha, animation frames: decode
         samples = _PNG_SAMPLES[colour]
         shape = (height, width) if samples == 1 else (height, width, samples)
         sizes: dict[str, float] = {}
@@ -101,6 +104,7 @@ def probe_raster(path: str, fs: Any = None) -> FileInfo:
         shape, dtype, sizes = tuple(int(n) for n in data.shape), data.dtype.name, {}
     else:
         shape, dtype, sizes = found
+        _refuse_forged(path, fs, shape, dtype)
     return FileInfo(
         shape=shape,
         dtype=dtype,
@@ -111,8 +115,40 @@ def probe_raster(path: str, fs: Any = None) -> FileInfo:
     )
 
 
+#: imagecodecs' codec of each format: a file is decoded by what its first bytes say
+_CODECS = {
+    "PNG": "png",
+    "JPEG": "jpeg8",
+    "JPEG 2000": "jpeg2k",
+    "JPEG XL": "jpegxl",
+    "WebP": "webp",
+    "BMP": "bmp",
+    "GIF": "gif",
+}
+
+
+def _refuse_forged(path: str, fs: Any, shape: tuple[int, ...], dtype: str) -> None:
+    """A header that declares more pixels than its file could hold compressed (a forged
+    or broken header) is refused before anything is sized by it."""
+    try:
+        size = os.path.getsize(path) if fs is None else int(fs.size(path))
+    except (OSError, TypeError, ValueError):
+        return
+    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    if nbytes > _MAX_EXPANSION * max(size, 1):
+        raise CorruptFileError(
+            f"{path}: its header declares {shape} {dtype} pixels ({nbytes} bytes), more "
+            f"than its {size} bytes can hold"
+        )
+
+
 def _decode(path: str, fs: Any, fmt: str) -> np.ndarray:
+    """One file decoded by the codec its magic bytes name (never by trying every codec:
+    some crash on input that is not theirs), after checks that make a cut file an error
+    rather than part of an image."""
     import imagecodecs
+
+    from ._formats import sniff
 
     try:
         if fs is None:
@@ -120,11 +156,25 @@ def _decode(path: str, fs: Any, fmt: str) -> np.ndarray:
                 raw = fh.read()
         else:
             raw = fs.cat_file(path)
-        return np.asarray(imagecodecs.imread(raw))
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({reason(exc)})") from None
+    if not raw:
+        raise CorruptFileError(f"{path}: empty (0 bytes), expected a {fmt} file")
+    found = sniff(raw[:16])
+    kind = found.name if found is not None else fmt
+    codec = _CODECS.get(kind)
+    if codec is None:
+        raise CorruptFileError(
+            f"{path}: not a readable {fmt} file (its first bytes {raw[:8]!r} name no image format)"
+        )
+    if kind == "JPEG" and b"\xff\xd9" not in raw[-64:]:
+        raise CorruptFileError(f"{path}: truncated: the JPEG has no end marker")
+    if kind == "WebP" and b"ANIM" in raw[:64]:
+        raise CorruptFileError(f"{path}: an animated WebP: only single images are read")
+    try:
+        return np.asarray(imagecodecs.imread(raw, codec=codec))
     except Exception as exc:  # imagecodecs raises its codecs' own errors
-        raise CorruptFileError(f"{path}: not a readable {fmt} file ({reason(exc)})") from None
+        raise CorruptFileError(f"{path}: not a readable {kind} file ({reason(exc)})") from None
 
 
 @dataclass(frozen=True)
