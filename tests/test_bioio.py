@@ -27,6 +27,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 def _write(path: Path, data: np.ndarray) -> None:
     meta = {"axes": "TCZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 0.4}
+    if data.shape[1] == 2:
+        meta["Channel"] = {"Name": ["DAPI", "GFP"]}
     tifffile.imwrite(path, data, metadata=meta, photometric="minisblack")
 
 
@@ -37,6 +39,7 @@ def test_files_read_through_bioio_assemble_across_names(tmp_path: Path) -> None:
     arr = ndstack.open(tmp_path, reader="bioio")
     assert arr.dims == ("P", "T", "C", "Z", "Y", "X") and arr.shape == truth.shape
     assert arr.attrs["pixel_size"] == pytest.approx({"Z": 0.4, "Y": 0.1, "X": 0.1})
+    assert arr.coords["C"].values.tolist() == ["DAPI", "GFP"]
     np.testing.assert_array_equal(arr.values, truth)
     np.testing.assert_array_equal(  # a selection inside files and across them
         arr.isel(P=[2, 0], T=1, Z=slice(1, 4), X=[8, 0]).values,

@@ -653,3 +653,29 @@ def test_time_stamps_in_names_survive_a_store(tmp_path: Path) -> None:
     assert str(back.coords["time"].values[1]) == "2024-03-05T14:22:08.500000"
     text = ndstack.format_info(ndstack.info(arr))
     assert "time (T): 2024-03-05T14:22:07.123000" in text and "order of the files by" in text
+
+
+def test_channel_names_from_the_files_own_ome_xml(tmp_path: Path) -> None:
+    for t in range(2):
+        tifffile.imwrite(
+            tmp_path / f"x_t{t}.ome.tif",
+            np.full((2, 3, 4), t, np.uint8),
+            metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP"]}},
+            photometric="minisblack",
+        )
+    arr = ndstack.open(tmp_path)
+    assert arr.dims == ("T", "C", "Y", "X")
+    assert arr.coords["C"].values.tolist() == ["DAPI", "GFP"]
+    assert int(arr.sel(C="GFP").isel(T=1).max()) == 1
+    # names that stitch C blocks (c0, c1 files of 2 channels each): no names for 4
+    blocks = tmp_path / "b"
+    for c in range(2):
+        blocks.mkdir(exist_ok=True)
+        tifffile.imwrite(
+            blocks / f"y_c{c}.ome.tif",
+            np.zeros((2, 3, 4), np.uint8),
+            metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP"]}},
+            photometric="minisblack",
+        )
+    stitched = ndstack.open(blocks)
+    assert stitched.sizes["C"] == 4 and stitched.coords["C"].values.tolist() == [0, 1, 2, 3]

@@ -102,6 +102,7 @@ class Bioio:
             axes=axes,
             pixel_sizes=sizes,
             unit="micrometer" if sizes else None,
+            channel_names=tuple(str(c) for c in (img.channel_names or ())),
         )
 
     def reader(self, info: FileInfo, fs: Any = None) -> BioioReader:

@@ -30,7 +30,7 @@ from ._names import MAJORITY
 from ._tiff import _map_axes, _one_file, _pixel_sizes
 from .errors import CorruptFileError, LayoutError
 
-__all__ = ["OmeDataset", "OmePlanes", "find_dataset"]
+__all__ = ["OmeDataset", "OmePlanes", "channel_names", "find_dataset"]
 
 _FILE_NAME = re.compile(r'<UUID[^>]*\bFileName="([^"]+)"')
 _OME_ENDINGS = (".ome.tif", ".ome.tiff", ".ome.tf2", ".ome.tf8", ".ome.btf")
@@ -265,14 +265,14 @@ def _dataset(root: str, first: str, tif: Any, series: list[Any], fill_value: Any
         first=first,
         planes=planes,
         dims=tuple(lead_axes[o] for o in order) + tuple(axes[len(axes) - k :]),
-        channel_names=_channel_names(tif.ome_metadata),
+        channel_names=channel_names(tif.ome_metadata),
         pixel_sizes=sizes,
         unit=unit,
         missing=missing,
     )
 
 
-def _channel_names(xml: str) -> tuple[str, ...]:
+def channel_names(xml: str) -> tuple[str, ...]:
     """The channel names of the first image of an OME-XML ('' where unnamed)."""
     import tifffile
 

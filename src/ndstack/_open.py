@@ -626,6 +626,13 @@ def _to_xarray(
             how[c.name] = c.how
     for letter in info.axes:
         how.setdefault(letter, "inside each file")
+    n_c = info.shape[info.axes.index("C")] if "C" in info.axes else 0
+    if n_c and "C" not in coords and data.shape[dims.index("C")] == n_c:
+        # the channel names the first file gives (not where names stitch C blocks)
+        given = list(info.channel_names)
+        if len(given) == n_c and all(given) and len(set(given)) == n_c:
+            coords["C"] = ("C", np.asarray(given))
+            how["C"] += ", channel names from its metadata"
     bad_files = [f"{names[i]}: {msg}" for i, msg in sorted(bad.items())]
     attrs: dict[str, Any] = {
         "source": redact(src.description or src.root),

@@ -63,6 +63,8 @@ class FileInfo:
     trailer: bytes | None = None
     #: why the files give no pixel size although they carry a calibration (for ``info``)
     pixel_note: str | None = None
+    #: names of the channels along an in-file ``C`` axis (OME-XML, bioio), if known
+    channel_names: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -155,6 +157,7 @@ def probe_tiff(path: str, fs: Any = None) -> FileInfo:
                 header=header,
                 trailer=trailer,
                 pixel_note=_pixel_note(tif, sizes),
+                channel_names=_ome_channel_names(tif) if "C" in axes else (),
             )
     except CorruptFileError:
         raise
@@ -258,6 +261,15 @@ def _layout_header(tif: Any, page: Any, offset: int | None) -> bytes | None:
     fh = tif.filehandle
     fh.seek(0)
     return bytes(fh.read(offset))
+
+
+def _ome_channel_names(tif: Any) -> tuple[str, ...]:
+    """Channel names from a file's own OME-XML, if it has one."""
+    if not tif.is_ome or not tif.ome_metadata:
+        return ()
+    from ._ome import channel_names
+
+    return channel_names(tif.ome_metadata)
 
 
 def _pixel_note(tif: Any, sizes: dict[str, float]) -> str | None:
