@@ -126,14 +126,27 @@ class FunctionReader:
             raise CorruptFileError(
                 f"{path}: the reader {self.name} failed: {reason(exc)}"
             ) from None
-        if data.shape != self.shape or data.dtype != np.dtype(self.dtype):
-            raise FileMismatchError(
-                f"{path}: expected shape {self.shape} dtype {self.dtype} like the first "
-                f"file, the reader returned shape {data.shape} dtype {data.dtype}"
-            )
-        if all(len(s) == n for s, n in zip(sel, self.shape)):
-            return data
-        return data[np.ix_(*sel)]
+        return checked_selection(path, data, self.shape, self.dtype, sel, "the reader returned")
+
+
+def checked_selection(
+    path: str,
+    data: np.ndarray,
+    shape: tuple[int, ...],
+    dtype: str,
+    sel: Sequence[np.ndarray],
+    found: str = "found",
+) -> np.ndarray:
+    """The outer selection ``sel`` of a whole file's array, once it proves to have the
+    first file's ``shape`` and ``dtype`` (:class:`FileMismatchError` naming it if not)."""
+    if data.shape != tuple(shape) or data.dtype != np.dtype(dtype):
+        raise FileMismatchError(
+            f"{path}: expected shape {tuple(shape)} dtype {dtype} like the first file, "
+            f"{found} shape {data.shape} dtype {data.dtype}"
+        )
+    if all(len(s) == n for s, n in zip(sel, data.shape)):
+        return data
+    return data[np.ix_(*sel)]
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from ._axes import RASTER_FORMATS
+from ._grid import checked_selection
 from ._redact import reason
 from ._tiff import _MAX_EXPANSION, FileInfo, _map_axes, _opened
-from .errors import CorruptFileError, FileMismatchError
+from .errors import CorruptFileError
 
 __all__ = ["RasterReader", "probe_raster"]
 
@@ -186,11 +187,4 @@ class RasterReader:
 
     def read(self, path: str, sel: Any) -> np.ndarray:
         data = _decode(path, self.fs, _format_name(path))
-        if data.shape != self.info.shape or data.dtype != np.dtype(self.info.dtype):
-            raise FileMismatchError(
-                f"{path}: expected shape {self.info.shape} dtype {self.info.dtype} like the "
-                f"first file, found shape {data.shape} dtype {data.dtype}"
-            )
-        if all(len(s) == n for s, n in zip(sel, data.shape)):
-            return data
-        return data[np.ix_(*sel)]
+        return checked_selection(path, data, self.info.shape, self.info.dtype, sel)
