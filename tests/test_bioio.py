@@ -81,3 +81,24 @@ def test_files_with_another_number_of_scenes_are_named(tmp_path: Path) -> None:
         arr.values
     with pytest.raises(ndstack.errors.ParameterError, match="file_axes= does not apply"):
         ndstack.open(tmp_path, reader="bioio", file_axes="PCTZYX")
+
+
+def test_urls_go_to_bioio_whole(tmp_path: Path) -> None:
+    from .conftest import serve_http
+
+    truth = RNG.integers(0, 4000, (2, 1, 2, 1, 4, 5), dtype=np.uint16)
+    for p in range(2):
+        _write(tmp_path / f"w_pos{p}.ome.tif", truth[p])
+    with serve_http(tmp_path) as url:
+        arr = ndstack.open([f"{url}/w_pos{p}.ome.tif" for p in range(2)], reader="bioio")
+        assert arr.dims == ("P", "T", "C", "Z", "Y", "X")
+        np.testing.assert_array_equal(arr.values, truth)
+    del arr
+    # bioio's plugins open their own fsspec HTTP sessions and leave aiohttp to warn when
+    # they are collected: collect them here, not in whichever test runs next
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gc.collect()

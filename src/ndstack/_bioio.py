@@ -6,6 +6,8 @@ and read lazily through its dask data, so a selection reads what the plugin read
 (in the chunks the plugin gives). A file with
 several scenes of one shape gives them as a leading in-file axis ``P``. ``reader="bioio"``
 routes any files through bioio (an OME-TIFF too, by bioio's reading of its metadata).
+URLs (``http(s)://``, ``s3://`` ...) go to bioio whole, with the storage options given
+for their bucket.
 
 bioio is imported only here, only when such files are opened.
 """
@@ -34,7 +36,14 @@ PLUGINS: dict[str, str] = {
 }
 
 
-def _image(path: str) -> Any:
+def _url(path: str, fs: Any) -> str:
+    """A path bioio opens: local as it is, in an fsspec filesystem as a full URL."""
+    if fs is None or "://" in path:
+        return path
+    return str(fs.unstrip_protocol(path))
+
+
+def _image(path: str, fs: Any = None) -> Any:
     """``bioio.BioImage(path)``; a missing bioio or plugin is named, anything else that
     fails is a :class:`CorruptFileError` naming the file (``on_error="fill"`` applies)."""
     import importlib.util
@@ -50,8 +59,13 @@ def _image(path: str) -> Any:
         )
     from bioio import BioImage
 
+    from ._zarr.paths import options_of
+
+    url = _url(path, fs)
+    # storage options given for the URL's bucket travel to bioio's fsspec
+    kwargs = {"fs_kwargs": options_of(url)} if fs is not None else {}
     try:
-        return BioImage(path)
+        return BioImage(url, **kwargs)
     except Exception as exc:  # bioio and its plugins raise their own errors
         raise CorruptFileError(f"{path}: bioio cannot read it ({reason(exc)})") from None
 
@@ -78,9 +92,7 @@ class Bioio:
     extensions: tuple[str, ...] = tuple(PLUGINS)
 
     def probe(self, path: str, fs: Any = None) -> FileInfo:
-        if fs is not None:
-            raise LayoutError(f"{path}: bioio formats are read from local files only")
-        img = _image(path)
+        img = _image(path, fs)
         shapes = _scene_shapes(img) if len(img.scenes) > 1 else []
         if len(set(shapes)) > 1:
             raise LayoutError(
@@ -106,7 +118,7 @@ class Bioio:
         )
 
     def reader(self, info: FileInfo, fs: Any = None) -> BioioReader:
-        return BioioReader(info)
+        return BioioReader(info, fs)
 
 
 @dataclass(frozen=True)
@@ -114,9 +126,10 @@ class BioioReader:
     """Reads a selection of one file through bioio's dask data (picklable: no handle)."""
 
     info: FileInfo
+    fs: Any = None
 
     def read(self, path: str, sel: Any) -> np.ndarray:
-        img = _image(path)
+        img = _image(path, self.fs)
         scenes = self.info.axes.startswith("P")
         n_scenes = self.info.shape[0] if scenes else 1
         if len(img.scenes) != n_scenes:
