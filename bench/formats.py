@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +32,9 @@ import imagecodecs
 import numpy as np
 
 import ndstack
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from open_read import median_time
 
 
 def make(folder: str, n: int, size: int) -> list[str]:
@@ -49,15 +50,6 @@ def make(folder: str, n: int, size: int) -> list[str]:
         img = np.clip(base + 20 * np.sin(i / 9.0) + rng.normal(0, 8, (size, size)), 0, 255)
         imagecodecs.imwrite(p, img.astype(np.uint8))
     return paths
-
-
-def median_time(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def plain_loop(paths: list[str]) -> int:

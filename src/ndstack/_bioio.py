@@ -14,6 +14,7 @@ bioio is imported only here, only when such files are opened.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,14 +47,12 @@ def _url(path: str, fs: Any) -> str:
 def _image(path: str, fs: Any = None) -> Any:
     """``bioio.BioImage(path)``; a missing bioio or plugin is named, anything else that
     fails is a :class:`CorruptFileError` naming the file (``on_error="fill"`` applies)."""
-    import importlib.util
-
     plugin = _plugin_for(path)
-    if importlib.util.find_spec("bioio") is None:
+    if not _installed("bioio"):
         raise MissingDependencyError(
             f"{path}: reading it needs bioio: pip install 'ndstack[bioio]' {plugin}".rstrip()
         )
-    if plugin and importlib.util.find_spec(plugin.replace("-", "_")) is None:
+    if plugin and not _installed(plugin.replace("-", "_")):
         raise MissingDependencyError(
             f"{path}: reading it needs the bioio plugin: pip install {plugin}"
         )
@@ -68,6 +67,14 @@ def _image(path: str, fs: Any = None) -> Any:
         return BioImage(url, **kwargs)
     except Exception as exc:  # bioio and its plugins raise their own errors
         raise CorruptFileError(f"{path}: bioio cannot read it ({reason(exc)})") from None
+
+
+@functools.cache
+def _installed(module: str) -> bool:
+    """Whether a module can be imported (looked up once per process, not per read)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _plugin_for(path: str) -> str:

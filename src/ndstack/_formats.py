@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._axes import RASTER_FORMATS, TIFF_EXTENSIONS
+from ._bioio import Bioio
 from ._tiff import FileInfo
 
 __all__ = ["Format", "extensions", "format_of", "formats", "named", "register_format", "sniff"]
@@ -72,17 +73,12 @@ class _Raster:
         return RasterReader(info, fs)
 
 
-def _bioio() -> Format:
-    from ._bioio import Bioio
-
-    return Bioio()
-
-
 _BUILT_IN: tuple[Format, ...] = (
     _Tiff(),
     *(_Raster(name, endings) for name, endings in RASTER_FORMATS.items()),
-    _bioio(),  # vendor endings (.czi, .nd2, .lif ...): bioio itself is imported on use
+    Bioio(),  # vendor endings (.czi, .nd2, .lif ...): bioio itself is imported on use
 )
+_BUILT_IN_BY_NAME = {f.name: f for f in _BUILT_IN}
 _REGISTERED: list[Format] = []
 
 
@@ -195,5 +191,5 @@ def sniff(head: bytes) -> Format | None:
     """
     for magic, at, name in _MAGIC:
         if head[at : at + len(magic)] == magic:
-            return next(f for f in _BUILT_IN if f.name == name)
+            return _BUILT_IN_BY_NAME[name]
     return None

@@ -402,14 +402,15 @@ def compile_pattern(pattern: str) -> tuple[tuple[str, ...], Callable[[str], dict
     and matched with ``re.search`` semantics (anywhere in the name: anchor it with ``^``
     and ``$`` to match whole names); anything else is a template, matched whole.
     """
-    regex = pattern if is_regex(pattern) else template_to_regex(pattern)
+    regex_given = is_regex(pattern)
+    regex = pattern if regex_given else template_to_regex(pattern)
     try:
         compiled = re.compile(regex)
     except re.error as exc:
         raise PatternError(f"pattern {pattern!r} is not a valid expression: {exc}") from None
     if not compiled.groupindex:
         raise PatternError(f"pattern {pattern!r} names no field: use {{T}}, {{C}}, (?P<T>...)")
-    if not is_regex(pattern):
+    if not regex_given:
         matcher = TemplateMatcher(pattern)
         if len(matcher.kinds) > MAX_TEMPLATE_VARIABLES:
             raise PatternError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import os
 import warnings
@@ -19,9 +18,9 @@ from ._formats import Format, format_of, sniff
 from ._formats import extensions as known_endings
 from ._formats import named as named_format
 from ._grid import FileAxis, FileGrid, FunctionReader, GridAxis, Place, TileAxis, place_key
-from ._names import TILE_AXES, Layout, parse_names
+from ._names import MAJORITY, TILE_AXES, Layout, parse_names
 from ._redact import redact
-from ._tiff import FileInfo
+from ._tiff import FileInfo, read_bytes
 from .errors import (
     CorruptFileError,
     FileMismatchError,
@@ -300,8 +299,6 @@ def _one_format(src: Source) -> tuple[Source, list[str]]:
     """The files of the source's one format, and the others: files of other formats
     beside a clear majority (a ``preview.png`` among TIFFs) are left out; without one,
     a mix is refused, naming an example of each format."""
-    from ._names import MAJORITY
-
     ending = src.names[0][src.names[0].rfind(".") :].lower()
     longer = any(e.endswith(ending) and e != ending for e in known_endings())
     if "." in ending and not longer and all(n.lower().endswith(ending) for n in src.names):
@@ -379,11 +376,7 @@ def _probe_first(
 def _sniffed(path: str, fs: Any) -> Format | None:
     """The format a file's first bytes name, or None (unreadable, or no known magic)."""
     try:
-        if fs is None:
-            with builtins.open(path, "rb") as fh:
-                return sniff(fh.read(16))
-        with fs.open(path, "rb") as fh:
-            return sniff(fh.read(16))
+        return sniff(read_bytes(path, fs, 16))
     except OSError:
         return None
 
@@ -629,9 +622,9 @@ def _to_xarray(
     n_c = info.shape[info.axes.index("C")] if "C" in info.axes else 0
     if n_c and "C" not in coords and data.shape[dims.index("C")] == n_c:
         # the channel names the first file gives (not where names stitch C blocks)
-        given = list(info.channel_names)
-        if len(given) == n_c and all(given) and len(set(given)) == n_c:
-            coords["C"] = ("C", np.asarray(given))
+        named = _channel_coord(info.channel_names, n_c)
+        if named is not None:
+            coords["C"] = ("C", named)
             how["C"] += ", channel names from its metadata"
     bad_files = [f"{names[i]}: {msg}" for i, msg in sorted(bad.items())]
     attrs: dict[str, Any] = {
@@ -705,18 +698,13 @@ def _open_ome(
         meta=np.empty((0,) * len(dims), dtype=planes.dtype),
         inline_array=False,
     )
-    coords: dict[str, Any] = {
-        d: (d, np.arange(n)) for d, n in zip(dims[:lead], planes.file.shape) if d != "C"
-    }
+    coords: dict[str, Any] = {d: (d, np.arange(n)) for d, n in zip(dims[:lead], planes.file.shape)}
     how = {d: f"OME-XML of {dataset.first} ({len(planes.files)} files)" for d in dims}
     if "C" in dims[:lead]:
-        n_c = planes.file.shape[dims.index("C")]
-        names = list(dataset.channel_names)
-        if len(names) == n_c and all(names) and len(set(names)) == n_c:
-            coords["C"] = ("C", np.asarray(names))
+        named = _channel_coord(dataset.channel_names, planes.file.shape[dims.index("C")])
+        if named is not None:
+            coords["C"] = ("C", named)
             how["C"] += ", channel names"
-        else:
-            coords["C"] = ("C", np.arange(n_c))
     skipped = [n for n in src.names if n not in members]
     missing = list(dataset.missing)
     attrs: dict[str, Any] = {
@@ -761,6 +749,13 @@ def _open_ome(
             stacklevel=3,
         )
     return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name="image")
+
+
+def _channel_coord(names: Sequence[str], n_c: int) -> np.ndarray | None:
+    """Channel names as the ``C`` coordinate, when there is one distinct name a channel."""
+    if len(names) == n_c and all(names) and len(set(names)) == n_c:
+        return np.asarray(list(names))
+    return None
 
 
 def _coord_array(values: tuple[object, ...]) -> np.ndarray:

@@ -17,23 +17,23 @@ from typing import Any
 
 import numpy as np
 
-from ._axes import RASTER_FORMATS
 from ._grid import checked_selection
 from ._redact import reason
-from ._tiff import _MAX_EXPANSION, FileInfo, _map_axes, _opened
+from ._tiff import _MAX_EXPANSION, FileInfo, _map_axes, read_bytes
 from .errors import CorruptFileError
 
 __all__ = ["RasterReader", "probe_raster"]
 
-_BY_ENDING = {e: f for f, endings in RASTER_FORMATS.items() for e in endings}
+
 _PNG_SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples (3, palette: decoded)
 _HEAD = 65536  # JPEG's SOF follows EXIF and ICC segments: within the first 64 kB mostly
 
 
-def _format_name(name: str) -> str:
-    """The raster format a file name ends in (for messages)."""
-    dot = name.rfind(".")
-    return _BY_ENDING.get(name[dot:].lower(), "image") if dot >= 0 else "image"
+def _format_name(path: str) -> str:
+    """The name of the format a path's ending names (for messages and header parsing)."""
+    from ._formats import format_of
+
+    return getattr(format_of(path), "name", "image")
 
 
 def _axes(shape: tuple[int, ...], fmt: str) -> str:
@@ -90,18 +90,10 @@ def probe_raster(path: str, fs: Any = None) -> FileInfo:
         When the file cannot be read or decoded, naming it and the format expected.
     """
     fmt = _format_name(path)
-    try:
-        with _opened(path, fs) as f:
-            if isinstance(f, str):
-                with open(f, "rb") as fh:
-                    head = fh.read(_HEAD)
-            else:
-                head = f.read(_HEAD)
-    except OSError as exc:
-        raise CorruptFileError(f"{path}: cannot be read ({reason(exc)})") from None
+    head = _read(path, fs, _HEAD)
     found = _from_header(head, fmt)
-    if found is None:
-        data = _decode(path, fs, fmt)
+    if found is None:  # a file shorter than the head was read whole already
+        data = _decode(path, head if len(head) < _HEAD else _read(path, fs), fmt)
         shape, dtype, sizes = tuple(int(n) for n in data.shape), data.dtype.name, {}
     else:
         shape, dtype, sizes = found
@@ -143,22 +135,21 @@ def _refuse_forged(path: str, fs: Any, shape: tuple[int, ...], dtype: str) -> No
         )
 
 
-def _decode(path: str, fs: Any, fmt: str) -> np.ndarray:
-    """One file decoded by the codec its magic bytes name (never by trying every codec:
-    some crash on input that is not theirs), after checks that make a cut file an error
-    rather than part of an image."""
+def _read(path: str, fs: Any, limit: int = -1) -> bytes:
+    try:
+        return read_bytes(path, fs, limit)
+    except OSError as exc:
+        raise CorruptFileError(f"{path}: cannot be read ({reason(exc)})") from None
+
+
+def _decode(path: str, raw: bytes, fmt: str) -> np.ndarray:
+    """A file's bytes decoded by the codec their magic bytes name (never by trying every
+    codec: some crash on input that is not theirs), after checks that make a cut file an
+    error rather than part of an image."""
     import imagecodecs
 
     from ._formats import sniff
 
-    try:
-        if fs is None:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-        else:
-            raw = fs.cat_file(path)
-    except OSError as exc:
-        raise CorruptFileError(f"{path}: cannot be read ({reason(exc)})") from None
     if not raw:
         raise CorruptFileError(f"{path}: empty (0 bytes), expected a {fmt} file")
     found = sniff(raw[:16])
@@ -186,5 +177,5 @@ class RasterReader:
     fs: Any = None
 
     def read(self, path: str, sel: Any) -> np.ndarray:
-        data = _decode(path, self.fs, _format_name(path))
+        data = _decode(path, _read(path, self.fs), _format_name(path))
         return checked_selection(path, data, self.info.shape, self.info.dtype, sel)

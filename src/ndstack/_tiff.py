@@ -77,6 +77,13 @@ def _opened(path: str, fs: Any) -> Iterator[Any]:
             yield fh
 
 
+def read_bytes(path: str, fs: Any = None, limit: int = -1) -> bytes:
+    """The first ``limit`` bytes of a file (all with -1), local or in ``fs``; OSError when
+    it cannot be read."""
+    with open(path, "rb") if fs is None else fs.open(path, "rb") as fh:
+        return bytes(fh.read(limit))
+
+
 def _tifffile() -> Any:
     import tifffile
 

@@ -35,7 +35,7 @@ def take_identifiers(stems: list[str]) -> tuple[list[str], list[str] | None, str
     if _UUID.search(stems[0]):  # the first name tells, in one pass
         found = [_UUID.findall(s) for s in stems]
         if all(len(f) == 1 for f in found):
-            return [_UUID.sub("", s, count=1) for s in stems], [f[0] for f in found], "a UUID"
+            return [without_uuid(s) for s in stems], [f[0] for f in found], "a UUID"
     if not _HEX_TAIL.search(stems[0]):
         return stems, None, ""
     tails = [_HEX_TAIL.search(s) for s in stems]
