@@ -16,7 +16,7 @@ import pytest
 
 import ndstack
 from ndstack._raster import probe_raster
-from ndstack.errors import CorruptFileError, LayoutError, NoImagesError
+from ndstack.errors import CorruptFileError, FileMismatchError, LayoutError, NoImagesError
 
 from .conftest import bytes_read, serve_http
 
@@ -292,3 +292,32 @@ def test_a_broken_entry_point_is_left_out_with_a_warning(
     with pytest.raises(TypeError, match="no tuple of endings"):
         ndstack.register_format(type("S", (), {"name": "s", "extensions": ".s",
                                                "probe": None, "reader": None})())  # fmt: skip
+
+
+def test_rasters_are_listed_without_a_stat_each_and_headers_still_catch_a_misfit(
+    tmp_path: Path,
+) -> None:
+    from ndstack._discover import discover
+
+    _write(tmp_path / "s", ".png", (24, 32), np.uint8, n=3)
+    imagecodecs.imwrite(tmp_path / "s" / "slice_0003.png", np.zeros((24, 30), np.uint8))
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "s" / "a.tif", np.zeros((2, 2), np.uint8))
+    src = discover(tmp_path / "s", extensions=None)
+    sizes = dict(zip(src.names, src.sizes))
+    assert sizes["a.tif"] == (tmp_path / "s" / "a.tif").stat().st_size
+    assert {sizes[n] for n in src.names if n.endswith(".png")} == {-1}
+    with pytest.raises(FileMismatchError, match=r"slice_0003\.png: expected shape \(24, 32\)") as e:
+        ndstack.open(tmp_path / "s", extensions=[".png"], check="headers")
+    assert "bytes" not in str(e.value)
+
+
+def test_grey_multi_frame_jpeg_xl_files_are_frames_not_colour(tmp_path: Path) -> None:
+    folder = tmp_path / "jxl"
+    folder.mkdir()
+    stacks = [RNG.integers(0, 255, (5, 24, 32), dtype=np.uint8) for _ in range(3)]
+    for t, stack in enumerate(stacks):
+        (folder / f"run_t{t}.jxl").write_bytes(imagecodecs.jpegxl_encode(stack, lossless=True))
+    arr = ndstack.open(folder)
+    assert arr.dims == ("T", "Z", "Y", "X") and arr.shape == (3, 5, 24, 32)
+    np.testing.assert_array_equal(arr.values, np.stack(stacks))

@@ -1,8 +1,11 @@
 """Find the image files of a source: a folder, a glob, a list of paths or an fsspec URL.
 
-Discovery only lists names (and sizes, which the cheap consistency check uses); it never
-opens a file. The result is a :class:`Source`: a root, the paths relative to it
+Discovery only lists names (and sizes, which the cheap consistency check of TIFFs uses);
+it never opens a file. The result is a :class:`Source`: a root, the paths relative to it
 (sorted), their sizes, and the filesystem to open them with (``None`` for local paths).
+Local files that are not TIFFs by name are not stat-ed (size ``-1``): compressed rasters
+differ in size anyway, so their check reads headers, and one ``stat`` per file is a third
+of the time it takes to open 1,000 PNGs.
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._axes import TIFF_EXTENSIONS
+from ._axes import TIFF_EXTENSIONS, is_tiff_name
 from ._redact import redact
 from .errors import NdstackError, NoImagesError
 
 __all__ = ["Source", "discover"]
 
-#: File endings the built-in TIFF reader takes.
 #: Files that are never images, whatever the reader.
 _JUNK_EXTENSIONS = (
     ".txt",
@@ -51,7 +53,7 @@ class Source:
 
     root: str
     names: tuple[str, ...]  # relative to root, '/'-separated
-    sizes: tuple[int, ...]
+    sizes: tuple[int, ...]  # -1 where not listed: local files not named like TIFFs
     fs: Any = None  # an fsspec filesystem, or None for local files
     description: str = ""
 
@@ -149,7 +151,7 @@ def _empty_message(where: str, extensions: Sequence[str] | None) -> str:
 
 
 def _walk(top: str, extensions: Sequence[str] | None) -> tuple[list[str], list[int]]:
-    """Recursive listing with sizes; follows links to folders but never loops."""
+    """Recursive listing with sizes (of TIFFs); follows links to folders, never loops."""
     exts = None if extensions is None else tuple(e.lower() for e in extensions)
     names: list[str] = []
     sizes: list[int] = []
@@ -180,7 +182,7 @@ def _walk(top: str, extensions: Sequence[str] | None) -> tuple[list[str], list[i
                     keep = (exts is None or "_thumb" in low) and _keep_base(low, exts)
                 if keep and e.is_file():
                     names.append(rel + n)
-                    sizes.append(e.stat().st_size)
+                    sizes.append(e.stat().st_size if low.endswith(TIFF_EXTENSIONS) else -1)
                 elif e.is_dir():
                     stack.append((f"{rel}{n}/", e.path))
             except OSError:
@@ -225,10 +227,15 @@ def _finish(
     if not keep:
         raise NoImagesError(_empty_message(desc, extensions))
     if fs is None:
-        sizes = [os.stat(os.path.join(root, n)).st_size for n in keep]
+        sizes = [_local_size(root, n) for n in keep]
     else:
         sizes = [_remote_size(fs, join_path(root, n, fs)) for n in keep]
     return _sorted(root, keep, sizes, fs, desc)
+
+
+def _local_size(root: str, name: str) -> int:
+    """A listed TIFF's size; -1 (not listed) for other formats, whose check reads headers."""
+    return os.stat(os.path.join(root, name)).st_size if is_tiff_name(name) else -1
 
 
 def _remote_size(fs: Any, path: str) -> int:

@@ -439,10 +439,10 @@ def _check_files(
         except CorruptFileError as exc:
             return exc
         if found.shape != info.shape or found.dtype != info.dtype:
+            known = f" ({sizes[i]} bytes against {ref})" if min(sizes[i], ref) >= 0 else ""
             return FileMismatchError(
                 f"{path}: expected shape {info.shape} dtype {info.dtype} like "
-                f"{names[first]}, found shape {found.shape} dtype {found.dtype} "
-                f"({sizes[i]} bytes against {sizes[first]})"
+                f"{names[first]}, found shape {found.shape} dtype {found.dtype}{known}"
             )
         return None
 

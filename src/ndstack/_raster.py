@@ -37,11 +37,20 @@ def _format_name(path: str) -> str:
 
 
 def _axes(shape: tuple[int, ...], fmt: str) -> str:
+    """In-file axes of a decoded raster: samples last (at most 4), frames first.
+
+    A 3-D decode is one colour image (``YXS``) when its last dim holds 4 samples or fewer,
+    else grey frames (a multi-frame JPEG XL): ``ZYX``, or ``TYX`` for GIF's animation.
+
+    >>> _axes((24, 32, 3), "PNG"), _axes((5, 24, 32), "JPEG XL"), _axes((5, 24, 32, 3), "GIF")
+    ('YXC', 'ZYX', 'TYXC')
+    """
+    frames = "T" if fmt == "GIF" else "Z"
     if len(shape) == 2:
         return "YX"
     if len(shape) == 3:
-        return _map_axes("YXS")
-    return _map_axes("TYXS" if fmt == "GIF" else "ZYXS"[-len(shape) :])
+        return _map_axes("YXS") if shape[-1] <= 4 else frames + "YX"
+    return _map_axes(frames + "YXS")
 
 
 def _from_header(head: bytes, fmt: str) -> tuple[tuple[int, ...], str, dict[str, float]] | None:
