@@ -92,9 +92,7 @@ def main() -> int:
     if di is not None:
         builds["dask_image.imread"] = lambda: di.imread(pattern)
     t_list = median_time(lambda: [e.name for e in os.scandir(folder) if e.is_file()], args.repeat)
-    print(
-        f"    listing the folder (scandir)     {t_list:8.4f} s   (the floor: every opener lists)"
-    )
+    print(f"    listing the folder (scandir)     {t_list:8.4f} s   (the floor: every opener lists)")
     for name, fn in builds.items():
         t = median_time(fn, args.repeat)
         print(f"    {name:30s} {t:8.4f} s   ndstack is {t / t_nd:6.2f}x faster")

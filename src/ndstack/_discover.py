@@ -101,7 +101,13 @@ def _keep_base(lower: str, extensions: tuple[str, ...] | None) -> bool:
     return True
 
 
-def discover(source: Any, *, extensions: Sequence[str] | None = TIFF_EXTENSIONS) -> Source:
+def discover(
+    source: Any,
+    *,
+    extensions: Sequence[str] | None = TIFF_EXTENSIONS,
+    trust: bool = False,
+    progress: bool | None = False,
+) -> Source:
     """List the image files of ``source``.
 
     Parameters
@@ -114,6 +120,13 @@ def discover(source: Any, *, extensions: Sequence[str] | None = TIFF_EXTENSIONS)
         such parts of a glob's folder are matched literally (``run[1]/*.tif``).
     extensions
         File endings to keep; ``None`` keeps everything but known non-image files.
+    trust
+        Take a list of local paths as it is: no file is looked at (``check="none"``
+        with a given file shape: a million names from a listing open in seconds); a
+        missing file is then an error when it is read.
+    progress
+        Count the files listed from a folder on stderr when the listing takes more than
+        a second (``None``: when stderr is a terminal).
 
     Raises
     ------
@@ -121,7 +134,7 @@ def discover(source: Any, *, extensions: Sequence[str] | None = TIFF_EXTENSIONS)
         When the source does not exist or holds no image file.
     """
     if isinstance(source, (list, tuple)):
-        return _from_list([os.fspath(p) for p in source], extensions)
+        return _from_list([os.fspath(p) for p in source], extensions, trust)
     text = os.fspath(source)
     if "://" in text and not text.startswith("file://"):
         return _from_fsspec(text, extensions)
@@ -135,7 +148,11 @@ def discover(source: Any, *, extensions: Sequence[str] | None = TIFF_EXTENSIONS)
             raise NoImagesError(f"the glob {text!r} matches no file")
         return _finish(root, [os.path.relpath(f, root) for f in files], None, extensions, text)
     if os.path.isdir(text):
-        names, sizes = _walk(text, extensions)
+        from ._progress import Ticker
+
+        tick = Ticker(f"listing {text}", enabled=progress)
+        names, sizes = _walk(text, extensions, tick if tick.enabled else None)
+        tick.done(len(names))
         if not names:
             raise NoImagesError(_empty_message(text, extensions))
         return _sorted(text, names, sizes, None, f"folder {text}")
@@ -150,8 +167,11 @@ def _empty_message(where: str, extensions: Sequence[str] | None) -> str:
     return f"no image file in {where!r} (looked for {', '.join(extensions)})"
 
 
-def _walk(top: str, extensions: Sequence[str] | None) -> tuple[list[str], list[int]]:
-    """Recursive listing with sizes (of TIFFs); follows links to folders, never loops."""
+def _walk(
+    top: str, extensions: Sequence[str] | None, tick: Any = None
+) -> tuple[list[str], list[int]]:
+    """Recursive listing with sizes (of TIFFs); follows links to folders, never loops;
+    ``tick(count)`` every 4,096 entries."""
     exts = None if extensions is None else tuple(e.lower() for e in extensions)
     names: list[str] = []
     sizes: list[int] = []
@@ -167,9 +187,13 @@ def _walk(top: str, extensions: Sequence[str] | None) -> tuple[list[str], list[i
             continue  # a symbolic-link loop, or the same folder reached twice
         seen.add((st.st_dev, st.st_ino))
         try:
-            entries = list(os.scandir(path))
+            entries = (
+                list(os.scandir(path)) if tick is None else _listed_ticking(path, tick, len(names))
+            )
         except OSError:
             continue
+        if tick is not None:
+            tick(len(names) + len(entries))
         for e in entries:  # hot loop: one pass per file, cheapest tests first
             n = e.name
             if n.startswith("."):
@@ -190,6 +214,17 @@ def _walk(top: str, extensions: Sequence[str] | None) -> tuple[list[str], list[i
     return names, sizes
 
 
+def _listed_ticking(path: str, tick: Any, before: int) -> list[os.DirEntry]:
+    """One folder's entries, ticking while a long listing goes on."""
+    out = []
+    with os.scandir(path) as it:
+        for e in it:
+            out.append(e)
+            if not len(out) & 4095:
+                tick(before + len(out))
+    return out
+
+
 def _glob_root(pattern: str, exists: Any = None) -> str:
     """The folder part of a glob: its leading parts without glob characters (or, with
     ``exists``, parts that exist as they are written, glob characters and all)."""
@@ -205,28 +240,38 @@ def _glob_root(pattern: str, exists: Any = None) -> str:
     return root or "."
 
 
-def _from_list(paths: list[str], extensions: Sequence[str] | None) -> Source:
+def _from_list(paths: list[str], extensions: Sequence[str] | None, trust: bool = False) -> Source:
     if not paths:
         raise NoImagesError("the list of files is empty")
     if any("://" in p and not p.startswith("file://") for p in paths):
         return _from_fsspec_list(paths, extensions)
     paths = [p.removeprefix("file://") for p in paths]
-    for p in paths:
-        if not os.path.isfile(p):
-            raise NoImagesError(f"{p!r} does not exist or is not a file")
-    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
-    rel = [os.path.relpath(os.path.abspath(p), root).replace(os.sep, "/") for p in paths]
-    return _finish(root, rel, None, extensions, f"{len(paths)} listed files")
+    if not trust:
+        for p in paths:
+            if not os.path.isfile(p):
+                raise NoImagesError(f"{p!r} does not exist or is not a file")
+    full = [os.path.abspath(p) for p in paths]
+    root = os.path.commonpath([os.path.dirname(p) for p in full])
+    cut = len(root.rstrip(os.sep)) + 1
+    rel = [p[cut:].replace(os.sep, "/") for p in full]
+    return _finish(root, rel, None, extensions, f"{len(paths)} listed files", trust)
 
 
 def _finish(
-    root: str, names: Iterable[str], fs: Any, extensions: Sequence[str] | None, desc: str
+    root: str,
+    names: Iterable[str],
+    fs: Any,
+    extensions: Sequence[str] | None,
+    desc: str,
+    trust: bool = False,
 ) -> Source:
     keep = [n.replace(os.sep, "/") for n in names]
     keep = [n for n in keep if is_image_name(n, extensions)]
     if not keep:
         raise NoImagesError(_empty_message(desc, extensions))
-    if fs is None:
+    if trust:
+        sizes = [-1] * len(keep)
+    elif fs is None:
         sizes = [_local_size(root, n) for n in keep]
     else:
         sizes = [_remote_size(fs, join_path(root, n, fs)) for n in keep]

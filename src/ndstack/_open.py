@@ -72,6 +72,7 @@ def open(
     extensions: Sequence[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     pixel_size: Mapping[str, float] | None = None,
+    progress: bool | None = None,
 ) -> xr.DataArray:
     """Open many image files as one lazy ``xarray.DataArray`` over a Dask array.
 
@@ -110,7 +111,9 @@ def open(
     check
         ``"auto"`` (default): every file's size is compared with the first file's, and
         files of another size have their headers read and compared. ``"headers"``: read
-        every file's headers. ``"none"``: trust the names.
+        every file's headers. ``"none"``: trust the names (and with ``reader=``,
+        ``file_shape`` and ``dtype``, a list of paths is taken as it is: no file is
+        looked at, so a million names open in seconds; a missing one fails when read).
     tiles
         ``"stitch"`` (default): ``x``/``y`` tile indices are assembled into one larger
         plane, without overlap. ``"axes"``: keep ``tile_y``/``tile_x`` as dims.
@@ -133,6 +136,10 @@ def open(
         say otherwise), e.g. ``{"Z": 0.3, "Y": 0.104, "X": 0.104}``: for a function reader
         (which gives none), files without calibration, or a wrong one. The others stay as
         the files say; ``attrs["pixel_size_given"]`` lists the dims given here.
+    progress
+        Count the files listed and the headers read on stderr while that takes more
+        than a second (a long listing on a network filesystem); default: when stderr is
+        a terminal. ``False``: never.
 
     Returns
     -------
@@ -183,7 +190,9 @@ def open(
         )
     func = None if isinstance(reader, str) else reader
     exts = extensions if extensions is not None else (known_endings() if reader is None else None)
-    src = discover(source, extensions=exts)
+    # check="none" with a reader that needs no probe: a list is taken as it is
+    trust = check == "none" and func is not None and file_shape is not None and dtype is not None
+    src = discover(source, extensions=exts, trust=trust, progress=progress)
     src, other_format = _one_format(src) if reader is None else (src, [])
     if reader is None and pattern is None and src.fs is None:
         from ._ome import find_dataset
@@ -224,7 +233,7 @@ def open(
         if fmt is not None and fmt is not format_of(names[first]):
             forced = fmt  # every file is read and checked as what the first one is
     if func is None and check != "none":
-        _check_files(src, names, sizes, info, first, check, on_error, bad, forced)
+        _check_files(src, names, sizes, info, first, check, on_error, bad, forced, progress)
 
     layout = _block_axes(layout, info.axes, tiles)
     dims, sources, grid_names = _arrangement(layout, info, tiles)
@@ -421,8 +430,10 @@ def _check_files(
     on_error: str,
     bad: dict[int, str],
     forced: Format | None = None,
+    progress: bool | None = None,
 ) -> None:
-    """Compare every file with the first: by size, then by headers where sizes differ."""
+    """Compare every file with the first: by size, then by headers where sizes differ
+    (counted on stderr when that takes more than a second, see :class:`Ticker`)."""
     ref = sizes[first]
     todo = [i for i in range(len(names)) if i not in bad and i != first]
     if check == "auto":
@@ -446,8 +457,16 @@ def _check_files(
             )
         return None
 
+    from ._progress import Ticker
+
+    tick = Ticker("reading headers", enabled=progress)
     with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
-        results = list(pool.map(one, todo))
+        results = []
+        for err in pool.map(one, todo):
+            results.append(err)
+            if not len(results) & 1023:
+                tick(len(results), len(todo))
+    tick.done(len(results))
     for i, err in zip(todo, results):
         if err is None:
             continue

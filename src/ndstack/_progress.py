@@ -1,4 +1,5 @@
-"""A progress bar for writes on Dask's local schedulers: bytes, GB/s, ETA on stderr."""
+"""Progress on stderr: a bar for writes on Dask's local schedulers (bytes, GB/s, ETA), and
+a running count for long opens (listing, checking headers)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["progress_bar"]
+__all__ = ["Ticker", "progress_bar"]
 
 _WIDTH = 30
 
@@ -55,3 +56,39 @@ def progress_bar(total_bytes: int, tasks: int, *, enabled: bool | None = None) -
     with Callback(posttask=posttask):
         yield
     _draw(total_bytes, total_bytes, t0, end="\n")
+
+
+class Ticker:
+    """A running count on one line of stderr, for steps that may take long (listing a
+    million files on a network filesystem, reading every header).
+
+    Nothing is drawn unless ``enabled`` (default: stderr is a terminal) and the step has
+    taken ``after`` seconds; then at most ten times a second, and :meth:`done` ends the
+    line. Callers tick every few thousand items, so a quick step costs nothing.
+    """
+
+    def __init__(self, what: str, *, enabled: bool | None = None, after: float = 1.0) -> None:
+        self.what = what
+        self.enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
+        self.after = after
+        self.t0 = time.monotonic()
+        self.drawn = 0.0
+        self.shown = False
+
+    def __call__(self, count: int, total: int | None = None) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.t0 < self.after or now - self.drawn < 0.1:
+            return
+        self.drawn, self.shown = now, True
+        of = f" of {total:,}" if total else ""
+        sys.stderr.write(f"\r{self.what}: {count:,}{of} ({now - self.t0:.0f} s)")
+        sys.stderr.flush()
+
+    def done(self, count: int) -> None:
+        """End the line, if one was drawn, with the final count."""
+        if self.shown:
+            sys.stderr.write(f"\r{self.what}: {count:,} ({time.monotonic() - self.t0:.1f} s)\n")
+            sys.stderr.flush()
+            self.shown = False

@@ -378,7 +378,8 @@ def _check_dims(args: argparse.Namespace, arr: Any) -> None:
 
 def _open_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"pattern": args.pattern, "on_error": args.on_error, "tiles": args.tiles,
-            "pixel_size": args.pixel_size}  # fmt: skip
+            "pixel_size": args.pixel_size,
+            "progress": False if getattr(args, "quiet", False) else None}  # fmt: skip
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -120,6 +120,57 @@ def _zarr_chunks(
     return out
 
 
+#: small chunks grow (several planes a chunk) only when there would be more than this many
+GROUP_ABOVE = 256
+
+
+def _grown_chunks(
+    dims: Sequence[str],
+    zchunks: Sequence[int],
+    shape: Sequence[int],
+    itemsize: int,
+    user: Mapping[str, int],
+) -> list[int]:
+    """Small chunks grown to span several planes (files): Z first, then T, then the other
+    dims from the innermost out, to about :data:`TARGET_CHUNK_BYTES`.
+
+    A dataset of many small planes (16 x 16 pixels, say) would otherwise become one chunk
+    file (and one write task) per plane. Chunks grow only when there would be more than
+    :data:`GROUP_ABOVE` of them (a few are cheap, and keep a small store's tasks in
+    parallel). A dim grows only once the dims before it are
+    whole, and only while a chunk is under half the target; its length is balanced so
+    that the chunks along it are about equal. Dims the user chunked keep their size, and
+    one they cut short stops the growth. Y and X never grow (the pyramid's tasks rely on
+    them).
+
+    >>> _grown_chunks("TCZYX", [1, 1, 1, 16, 16], [1000, 2, 50, 16, 16], 2, {})
+    [143, 1, 50, 16, 16]
+    >>> _grown_chunks("TZYX", [1, 32, 256, 256], [600, 64, 256, 256], 2, {})
+    [1, 32, 256, 256]
+    """
+    out = list(zchunks)
+    count = math.prod(math.ceil(n / c) for n, c in zip(shape, out))
+    if math.prod(out) * itemsize * 2 > TARGET_CHUNK_BYTES or count <= GROUP_ABOVE:
+        return out
+    order = [d for d in ("Z", "T") if d in dims]
+    order += [d for d in reversed(dims) if d not in ("Z", "T", "Y", "X")]
+    for d in order:
+        i = list(dims).index(d)
+        if d in user:
+            if out[i] < shape[i]:
+                break
+            continue
+        room = TARGET_CHUNK_BYTES // (math.prod(out) // out[i] * itemsize)
+        if room <= out[i]:
+            break
+        want = min(shape[i], room)
+        count = math.ceil(shape[i] / want)  # as many chunks, of about equal length
+        out[i] = max(out[i], math.ceil(shape[i] / count))
+        if out[i] < shape[i]:
+            break
+    return out
+
+
 def _auto_levels(shape_y: int, shape_x: int) -> int:
     n = 1
     while max(shape_y, shape_x) / 2 ** (n - 1) > PYRAMID_PLANE:
@@ -142,8 +193,11 @@ def _owned_entries(plan: Plan) -> list[str]:
     return sorted(n for n in names if n)
 
 
-def _aligned(data: Any, dims: Sequence[str], user: dict[str, int], n_split: int) -> Any:
-    """A Dask array whose blocks are regular and hold whole Zarr chunks."""
+def _aligned(
+    data: Any, dims: Sequence[str], user: dict[str, int], n_split: int, rechunk: Any = None
+) -> Any:
+    """A Dask array whose blocks are regular and hold whole Zarr chunks (made by
+    ``rechunk(data, blocks)``, Dask's rechunk by default)."""
     import dask.array as da
 
     if not isinstance(data, da.Array):
@@ -160,7 +214,9 @@ def _aligned(data: Any, dims: Sequence[str], user: dict[str, int], n_split: int)
             size = max(c)
         new.append(size)
         changed |= size != c[0] or not _regular(c)
-    return data.rechunk(tuple(new)) if changed else data
+    if not changed:
+        return data
+    return rechunk(data, tuple(new)) if rechunk is not None else data.rechunk(tuple(new))
 
 
 def _shard_blocks(

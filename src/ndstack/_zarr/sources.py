@@ -51,9 +51,16 @@ def _zarr_root(store: Any) -> str | None:
 def _graph_values(arr: Any) -> Any:
     """The plain values in an array's graph (files grids, stores, arrays), unwrapped from
     xarray's lazy-indexing adapters (``xarray.open_zarr`` hides its zarr array 5 deep)."""
+    from dask.blockwise import Blockwise
+
     graph = getattr(getattr(arr, "data", arr), "dask", None)
     for layer in graph.layers.values() if graph is not None else ():
-        for v in dict(layer).values():
+        # a Blockwise layer's values are its tasks (one per block): its data are the
+        # arguments it was made with, which a walk reads without making the tasks
+        values = (
+            [a for a, _ in layer.indices] if isinstance(layer, Blockwise) else dict(layer).values()
+        )
+        for v in values:
             v = getattr(v, "value", v)
             for _ in range(8):
                 inner = getattr(v, "array", None)

@@ -32,6 +32,7 @@ def independent_reads(arr: Any) -> Any:
     import dataclasses
 
     import dask.array as da
+    from dask.blockwise import Blockwise
     from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
     from .._grid import FileGrid
@@ -43,6 +44,8 @@ def independent_reads(arr: Any) -> Any:
         return arr
     layers = dict(graph.layers)
     for name, layer in graph.layers.items():
+        if isinstance(layer, Blockwise):
+            continue  # its tasks (one per block) refer to the grid by key, never hold it
         tasks = dict(layer)
         grids = {}
         for key, value in tasks.items():
@@ -190,13 +193,14 @@ def verify(
 
     use_options(os.fspath(dest), storage_options)  # the store's, when it is at a URL
     src = source if isinstance(source, xr.DataArray) else _open(source)
-    src = independent_reads(src)
     out = open_store(as_local(os.fspath(dest)))
     if tuple(out.dims) != tuple(src.dims) or out.shape != src.shape:
         raise VerifyError(
             f"{dest}: dims {tuple(out.dims)} shape {out.shape} differ from the source's "
             f"{tuple(src.dims)} {src.shape}"
         )
+    # a sample compares single source blocks (files); "all" goes a store block at a time
+    src = independent_reads(_in_blocks_of(src, out) if sample == "all" else src)
     missing = missing_chunks(as_local(os.fspath(dest)))
     blocks = list(np.ndindex(*src.data.numblocks))
     if sample == "all":
@@ -233,6 +237,23 @@ def verify(
             f"{len(differences)} differing block(s) of {len(chosen)} checked; first: {first}"
         )
     return VerifyReport(blocks=len(blocks), checked=len(chosen), missing_chunks=[], differences=[])
+
+
+def _in_blocks_of(src: Any, out: Any) -> Any:
+    """The source in the store's (read) blocks where those are fewer, and the source's
+    many (more than :data:`~ndstack._zarr.plan.GROUP_ABOVE`): every block of a
+    store of many small files grouped into large chunks is compared once, its part of the
+    source read by one task from the files (not a task per file), and no chunk is decoded
+    once for every file it holds."""
+    from .plan import GROUP_ABOVE
+    from .sources import file_grid
+    from .write import _grouped
+
+    many = math.prod(src.data.numblocks)
+    if many <= GROUP_ABOVE or math.prod(out.data.numblocks) >= many:
+        return src  # a few blocks: each compared alone, a difference named to the file
+    blocks = {d: max(c) for d, c in zip(out.dims, out.data.chunks)}
+    return src.copy(data=_grouped(src.data, src.dims, blocks, file_grid(src)))
 
 
 def _differing(a: np.ndarray, c: np.ndarray) -> int:
