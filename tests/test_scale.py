@@ -187,3 +187,21 @@ def test_a_long_step_counts_on_stderr_only_when_asked(capsys: pytest.CaptureFixt
     slow(10, 20)
     slow.done(20)
     assert capsys.readouterr().err == ""
+
+
+def test_a_store_of_very_many_chunks_is_sharded_by_default(
+    tiny: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    folder, truth = tiny
+    arr = ndstack.open(folder)
+    dest = tmp_path / "s.zarr"
+    summary = ndstack.to_zarr(arr, dest, chunks={"T": 1, "Z": 1})  # 20,000 chunks asked
+    level = zarr.open_array(str(dest / "0"), mode="r")
+    assert level.chunks == (1, 1, *PLANE)  # the chunks as asked, inside shards
+    assert level.shards is not None and np.prod(level.shards) > 1000 * np.prod(level.chunks)
+    assert summary["tasks"] < 10 and _files_under(dest) < 20
+    np.testing.assert_array_equal(ndstack.open(dest).values, truth)
+    assert ndstack.verify(arr, str(dest)).checked == 18
+    few = ndstack.to_zarr(arr.isel(T=slice(0, 100)), tmp_path / "f.zarr", chunks={"Z": 1})
+    assert zarr.open_array(str(tmp_path / "f.zarr" / "0"), mode="r").shards is None
+    assert few["tasks"] > 1  # 2,000 chunks: one file each, as before

@@ -254,7 +254,8 @@ def _add_write_options(p: argparse.ArgumentParser) -> None:
         "--shards",
         type=_chunks,
         default=None,
-        help="group chunks into shards (one per task), e.g. T=8",
+        help="group chunks into shards (one per task), e.g. T=8; default: none, or ~64 MiB "
+        "shards past 10,000 chunks",
     )
     p.add_argument(
         "--overwrite",

@@ -171,6 +171,45 @@ def _grown_chunks(
     return out
 
 
+#: past this many chunks a store is sharded by default (Zarr v3): one file per shard
+SHARD_ABOVE = 10_000
+#: default shards grow to about this many bytes (one write task holds one shard)
+SHARD_BYTES = 64 << 20
+
+
+def _default_shards(
+    dims: Sequence[str], zchunks: Sequence[int], shape: Sequence[int], itemsize: int
+) -> dict[str, int]:
+    """Shards for a store of very many chunks: whole chunks, grown along Z, then T, then
+    the other dims, then Y and X, to about :data:`SHARD_BYTES`; ``{}`` for a store of at
+    most :data:`SHARD_ABOVE` chunks (which keeps one file per chunk).
+
+    >>> _default_shards("TZYX", [1, 1, 16, 16], [100000, 1, 16, 16], 2)
+    {'T': 100000}
+    >>> _default_shards("TCZYX", [1, 1, 32, 256, 256], [5000, 3, 64, 256, 256], 2)
+    {'T': 8, 'Z': 64}
+    >>> _default_shards("TZYX", [1, 32, 256, 256], [600, 64, 256, 256], 2)
+    {}
+    """
+    counts = [math.ceil(n / c) for n, c in zip(shape, zchunks)]
+    if math.prod(counts) <= SHARD_ABOVE:
+        return {}
+    out = list(zchunks)
+    order = [d for d in ("Z", "T") if d in dims]
+    order += [d for d in reversed(dims) if d not in ("Z", "T", "Y", "X")]
+    order += [d for d in ("Y", "X") if d in dims]
+    for d in order:
+        i = list(dims).index(d)
+        room = SHARD_BYTES // (math.prod(out) // out[i] * itemsize)  # elements along d
+        whole = max(1, room // zchunks[i]) * zchunks[i]  # a whole number of chunks
+        if whole <= out[i]:
+            break
+        out[i] = min(whole, counts[i] * zchunks[i])
+        if out[i] < shape[i]:
+            break
+    return {d: o for d, o, c in zip(dims, out, zchunks) if o != c}
+
+
 def _auto_levels(shape_y: int, shape_x: int) -> int:
     n = 1
     while max(shape_y, shape_x) / 2 ** (n - 1) > PYRAMID_PLANE:
@@ -220,7 +259,12 @@ def _aligned(
 
 
 def _shard_blocks(
-    data: Any, dims: Sequence[str], zchunks: Sequence[int], shards: dict[str, int], n_split: int
+    data: Any,
+    dims: Sequence[str],
+    zchunks: Sequence[int],
+    shards: dict[str, int],
+    n_split: int,
+    rechunk: Any = None,
 ) -> tuple[Any, Any]:
     """Rechunk so that each Dask block is one shard: a whole number of Zarr chunks."""
     unknown = set(shards) - set(dims[n_split:])
@@ -232,7 +276,8 @@ def _shard_blocks(
     for j, d in enumerate(dims[n_split:]):
         c = zchunks[j]
         new.append(-(-int(shards[d]) // c) * c if d in shards else data.chunks[n_split + j][0])
-    data = data.rechunk(tuple(new))
+    if tuple(new) != tuple(c[0] for c in data.chunks) or any(not _regular(c) for c in data.chunks):
+        data = rechunk(data, tuple(new)) if rechunk is not None else data.rechunk(tuple(new))
     return data, data.chunks[n_split:]
 
 

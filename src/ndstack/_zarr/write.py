@@ -62,6 +62,7 @@ from .plan import (
     Plan,
     _aligned,
     _choose_levels,
+    _default_shards,
     _grown_chunks,
     _owned_entries,
     _shard_blocks,
@@ -132,11 +133,19 @@ def to_zarr(
         bit-shuffle, or ``"none"``.
     chunks
         Zarr chunk size per dim; default: whole planes, Z halved until a chunk is at most
-        4 MiB. Dask blocks are rechunked so that they hold whole Zarr chunks.
+        4 MiB; small planes (a chunk under 2 MiB, more than 256 chunks) grow together,
+        along Z, then T, then the other dims, to about 4 MiB, so that a chunk and its
+        write task span several files (dims given here keep their size). Dask blocks are
+        rechunked so that they hold whole Zarr chunks; an array straight from
+        :func:`ndstack.open` is read again from its files in those blocks (one task reads
+        a block's files), anything else is rechunked by Dask.
     shards
         Group chunks into shards (Zarr v3 sharding), for datasets with very many chunks:
         the shard size per dim in elements, e.g. ``{"T": 8}``; other dims: one source
-        block. Each task writes exactly one shard. Default: no sharding.
+        block. Each task writes exactly one shard. Default: none, unless the store would
+        hold more than 10,000 chunks (``plan.SHARD_ABOVE``): then shards of whole chunks
+        grown along Z, T, the other dims, Y and X to about 64 MiB (Zarr v3 formats; a
+        ``"ome-zarr-0.4"`` store keeps one file per chunk).
     levels
         Pyramid levels (``1`` = none) or ``"auto"``: halve Y and X until a plane fits in
         512 pixels.
@@ -210,9 +219,11 @@ def to_zarr(
         data = _aligned(ordered.data, ordered.dims, {**(chunks or {}), **grew}, n_split, regroup)
         image_blocks = data.chunks[n_split:]
         zchunks = grown
+    if not shards and format != "ome-zarr-0.4":  # very many chunks: shards by default
+        shards = _default_shards(plan_img.image_dims, zchunks, image_shape, dtype.itemsize)
     if shards:
         data, image_blocks = _shard_blocks(
-            data, ordered.dims, zchunks, dict(shards), len(plan_img.split_dims)
+            data, ordered.dims, zchunks, dict(shards), n_split, regroup
         )
     n_levels = _choose_levels(format, levels, plan_img, image_shape, image_blocks)
     plan = make_plan(
