@@ -93,13 +93,17 @@ def test_user_chunks_are_kept(tiny: tuple[Path, np.ndarray], tmp_path: Path) -> 
     dest = tmp_path / "c.zarr"
     summary = ndstack.to_zarr(ndstack.open(folder), dest, chunks={"T": 50}, format="zarr")
     assert zarr.open_array(str(dest), mode="r").chunks == (50, Z, *PLANE)  # Z grew, T kept
-    assert summary["tasks"] == T // 50
+    assert summary["tasks"] < 10
     np.testing.assert_array_equal(ndstack.open(dest).values, truth)
 
 
 def test_one_plane_of_many_small_files_reads_one_file(tiny: tuple[Path, np.ndarray]) -> None:
     folder, truth = tiny
     arr = ndstack.open(folder)
+    assert arr.data.chunksize[:2] == (334, Z)  # blocks of many small files, ~4 MiB
+    assert ndstack.open(folder, chunks={"T": 1}).data.chunksize[:2] == (1, 1)  # as asked
+    assert ndstack.open(folder, chunks={"T": 7}).data.chunksize[:2] == (7, 1)
+    arr.isel(T=0, Z=0).values  # the first compute of a process imports modules
     before = bytes_read()
     plane = arr.isel(T=517, Z=3).values
     read = bytes_read() - before
@@ -204,4 +208,5 @@ def test_a_store_of_very_many_chunks_is_sharded_by_default(
     assert ndstack.verify(arr, str(dest)).checked == 18
     few = ndstack.to_zarr(arr.isel(T=slice(0, 100)), tmp_path / "f.zarr", chunks={"Z": 1})
     assert zarr.open_array(str(tmp_path / "f.zarr" / "0"), mode="r").shards is None
-    assert few["tasks"] > 1  # 2,000 chunks: one file each, as before
+    assert few["bytes_in"] == 100 * Z * 512
+    assert _files_under(tmp_path / "f.zarr") > 2000  # 2,000 chunks: one file each, as before

@@ -234,7 +234,7 @@ class FileGrid:
             index: list[Any] = [slice(None)] * len(out_shape)
             shape = list(out_shape)
             for i, c in enumerate(combo):
-                index[grid_dim[i]] = c[1]
+                index[grid_dim[i]] = _as_slice(c[1])
                 if c[2] is None:
                     shape[grid_dim[i]] = 1  # one file along a grid axis; broadcast if repeated
             for j in range(nfile):
@@ -313,6 +313,20 @@ def _group(
     return out
 
 
+def _as_slice(positions: np.ndarray) -> slice | np.ndarray:
+    """Consecutive positions as a slice (a plain, fast copy), others as they are."""
+    first = int(positions[0])
+    if len(positions) == 1 or np.array_equal(positions, np.arange(first, first + len(positions))):
+        return slice(first, first + len(positions))
+    return positions
+
+
 def _outer(index: list[Any], shape: tuple[int, ...]) -> tuple[Any, ...]:
-    arrays = [np.arange(n) if isinstance(i, slice) else np.asarray(i) for i, n in zip(index, shape)]
+    """``index`` as an outer selection: itself where every entry is a slice (basic
+    indexing copies blocks), else index arrays broadcast against each other."""
+    if all(isinstance(i, slice) for i in index):
+        return tuple(index)
+    arrays = [
+        np.arange(n)[i] if isinstance(i, slice) else np.asarray(i) for i, n in zip(index, shape)
+    ]
     return np.ix_(*arrays)

@@ -199,8 +199,8 @@ def verify(
             f"{dest}: dims {tuple(out.dims)} shape {out.shape} differ from the source's "
             f"{tuple(src.dims)} {src.shape}"
         )
-    # a sample compares single source blocks (files); "all" goes a store block at a time
-    src = independent_reads(_in_blocks_of(src, out) if sample == "all" else src)
+    # a sample compares single files; "all" goes a store block at a time
+    src = independent_reads(_in_blocks_of(src, out) if sample == "all" else _per_file(src))
     missing = missing_chunks(as_local(os.fspath(dest)))
     blocks = list(np.ndindex(*src.data.numblocks))
     if sample == "all":
@@ -254,6 +254,20 @@ def _in_blocks_of(src: Any, out: Any) -> Any:
         return src  # a few blocks: each compared alone, a difference named to the file
     blocks = {d: max(c) for d, c in zip(out.dims, out.data.chunks)}
     return src.copy(data=_grouped(src.data, src.dims, blocks, file_grid(src)))
+
+
+def _per_file(src: Any) -> Any:
+    """The source in blocks of one file, where it comes straight from its files (open
+    reads many small files several to a block): a sample then reads a few files."""
+    from .._grid import GridAxis
+    from .sources import file_grid
+    from .write import _grouped, straight_from
+
+    grid = file_grid(src)
+    if not straight_from(src.data, grid):
+        return src
+    blocks = {d: 1 for d, s in zip(src.dims, grid.sources) if isinstance(s, GridAxis)}
+    return src.copy(data=_grouped(src.data, src.dims, blocks, grid))
 
 
 def _differing(a: np.ndarray, c: np.ndarray) -> int:

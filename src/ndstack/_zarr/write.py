@@ -411,6 +411,19 @@ def _run(
     )
 
 
+def straight_from(data: Any, grid: Any) -> bool:
+    """Whether a Dask array is ``grid`` read as :func:`ndstack.open` made it (any block
+    sizes), with nothing done to it since."""
+    layers = data.dask.layers
+    original = layers.get("original-" + data.name)
+    return (
+        grid is not None
+        and original is not None
+        and set(layers) == {data.name, "original-" + data.name}
+        and any(v is grid for v in dict(original).values())
+    )
+
+
 def _grouped(data: Any, dims: Sequence[str], blocks: Mapping[str, int], grid: Any) -> Any:
     """``data`` in blocks of ``blocks[dim]`` elements (regular, the last one shorter).
 
@@ -423,14 +436,7 @@ def _grouped(data: Any, dims: Sequence[str], blocks: Mapping[str, int], grid: An
     from dask.base import tokenize
 
     new = tuple(blocks[d] if d in blocks else c for d, c in zip(dims, data.chunks))
-    layers = data.dask.layers
-    original = layers.get("original-" + data.name)
-    if (
-        grid is not None
-        and set(layers) == {data.name, "original-" + data.name}
-        and original is not None
-        and any(v is grid for v in dict(original).values())
-    ):
+    if straight_from(data, grid):
         return da.from_array(
             grid,
             chunks=new,
