@@ -63,8 +63,8 @@ def child(kind: str, source: str, dest: str) -> None:
     t0 = time.perf_counter()
     if kind == "ndstack":
         ndstack.to_zarr(arr, dest, progress=False)
-    elif kind == "loop":
-        bare_loop(source, dest)
+    elif kind.startswith("loop"):
+        bare_loop(source, dest, int(kind[4:]))
     else:
         da.to_zarr(
             arr.data,
@@ -92,12 +92,12 @@ def encode(block: np.ndarray) -> bytes:
     )
 
 
-def bare_loop(source: str, dest: str) -> None:
+def bare_loop(source: str, dest: str, threads: int) -> None:
     """The least any converter must do: read each file's pixels, encode each chunk, write it.
 
-    No Dask, no Zarr metadata, no checks: one flat folder of Blosc chunks, on as many threads
-    as ndstack uses (cores + 1). D1's files are contiguous and laid out alike, so every file
-    is read from the first file's pixel offset.
+    No Dask, no Zarr metadata, no checks: one flat folder of Blosc chunks, on ``threads``
+    threads (the benchmark runs 2 and 3 on 2 cores and takes the better). D1's files are
+    contiguous and laid out alike, so every file is read from the first file's pixel offset.
     """
     import glob
 
@@ -120,7 +120,7 @@ def bare_loop(source: str, dest: str) -> None:
             with open(os.path.join(dest, f"{i}.{k}"), "wb") as out:
                 out.write(data)
 
-    with ThreadPoolExecutor((os.cpu_count() or 1) + 1) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, range(len(files))))
 
 
@@ -199,7 +199,7 @@ def main() -> int:
         f"D1: {len(files)} files, {nbytes / 1e9:.2f} GB, Blosc zstd clevel 3 bit-shuffle, chunks {CHUNKS}\n"
     )
     out = os.path.join(args.data, "convert-out")
-    runs: dict[str, list[dict]] = {"ndstack": [], "to_zarr": [], "loop": []}
+    runs: dict[str, list[dict]] = {"ndstack": [], "to_zarr": [], "loop2": [], "loop3": []}
     ceilings: list[tuple[float, float]] = []
     for rep in range(args.repeat):  # alternate, so that a slow spell of the machine hits all
         # the machine's speed drifts: the ceiling is measured again in every round
@@ -236,10 +236,12 @@ def main() -> int:
     ours = results["ndstack"]["nbytes"] / results["ndstack"]["seconds"] / 1e9
     theirs = results["to_zarr"]["nbytes"] / results["to_zarr"]["seconds"] / 1e9
     peak = results["ndstack"]["peak_bytes"] / 1e9
-    bare = results["loop"]["nbytes"] / results["loop"]["seconds"] / 1e9
+    loop = min(("loop2", "loop3"), key=lambda k: results[k]["seconds"])
+    bare = results[loop]["nbytes"] / results[loop]["seconds"] / 1e9
     print(
         f"\n  ndstack vs to_zarr: {speedup:.2f}x the throughput; {ours / two:.0%} of the 2-thread codec ceiling"
-        f"\n  ndstack vs the bare loop (read, encode, write; no Dask, no Zarr): {ours / bare:.0%}"
+        f"\n  ndstack vs the bare loop at its best thread count ({loop[4:]}; read, encode, write;"
+        f" no Dask, no Zarr): {ours / bare:.0%} (target >= 90%: {'MET' if ours / bare >= 0.9 else 'NOT MET'})"
         f"\n  3x to_zarr would be {3 * theirs:.3f} GB/s = {3 * theirs / two:.0%} of the ceiling, "
         f"{3 * theirs / bare:.0%} of the bare loop"
     )
