@@ -27,7 +27,7 @@ from .conftest import bytes_read, chunk_files
 T, Z, PLANE = 1000, 20, (16, 16)  # 20,000 files of 512 bytes
 
 
-def _write_tiny(folder: Path, seed: int = 3) -> np.ndarray:
+def _write_tiny(folder: Path, seed: int = 3, t_count: int = T, z_count: int = Z) -> np.ndarray:
     """T x Z one-plane TIFFs, each its own pixels (one template, its pixels replaced:
     20,000 files in about a second)."""
     folder.mkdir(parents=True)
@@ -37,9 +37,11 @@ def _write_tiny(folder: Path, seed: int = 3) -> np.ndarray:
     with tifffile.TiffFile(io.BytesIO(head)) as tif:
         at = tif.pages[0].dataoffsets[0]
     nbytes = int(np.prod(PLANE)) * 2
-    truth = np.random.default_rng(seed).integers(0, 4000, (T, Z, *PLANE), dtype=np.uint16)
-    for t in range(T):
-        for z in range(Z):
+    truth = np.random.default_rng(seed).integers(
+        0, 4000, (t_count, z_count, *PLANE), dtype=np.uint16
+    )
+    for t in range(t_count):
+        for z in range(z_count):
             raw = truth[t, z].astype("<u2").tobytes()
             (folder / f"img_t{t:04d}_z{z:02d}.tif").write_bytes(
                 head[:at] + raw + head[at + nbytes :]
@@ -210,3 +212,13 @@ def test_a_store_of_very_many_chunks_is_sharded_by_default(
     assert zarr.open_array(str(tmp_path / "f.zarr" / "0"), mode="r").shards is None
     assert few["bytes_in"] == 100 * Z * 512
     assert _files_under(tmp_path / "f.zarr") > 2000  # 2,000 chunks: one file each, as before
+
+
+def test_a_few_hundred_small_files_read_in_one_block_make_one_chunk(tmp_path: Path) -> None:
+    truth = _write_tiny(tmp_path / "src", seed=5, t_count=30, z_count=10)  # 300 files
+    arr = ndstack.open(tmp_path / "src")
+    assert arr.data.numblocks == (1, 1, 1, 1)  # more than 256 small files: grouped
+    summary = ndstack.to_zarr(arr, tmp_path / "one.zarr", format="zarr")
+    assert zarr.open_array(str(tmp_path / "one.zarr"), mode="r").chunks == (30, 10, *PLANE)
+    assert summary["tasks"] == 1 and _files_under(tmp_path / "one.zarr") == 2  # chunk, meta
+    np.testing.assert_array_equal(ndstack.open(tmp_path / "one.zarr").values, truth)

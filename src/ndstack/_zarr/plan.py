@@ -130,6 +130,7 @@ def _grown_chunks(
     shape: Sequence[int],
     itemsize: int,
     user: Mapping[str, int],
+    blocks: Sequence[int] | None = None,
 ) -> list[int]:
     """Small chunks grown to span several planes (files): Z first, then T, then the other
     dims from the innermost out, to about :data:`TARGET_CHUNK_BYTES`.
@@ -137,7 +138,8 @@ def _grown_chunks(
     A dataset of many small planes (16 x 16 pixels, say) would otherwise become one chunk
     file (and one write task) per plane. Chunks grow only when there would be more than
     :data:`GROUP_ABOVE` of them (a few are cheap, and keep a small store's tasks in
-    parallel). A dim grows only once the dims before it are
+    parallel), or when the source's ``blocks`` already hold several along a dim (many
+    small files opened several to a block). A dim grows only once the dims before it are
     whole, and only while a chunk is under half the target; its length is balanced so
     that the chunks along it are about equal. Dims the user chunked keep their size, and
     one they cut short stops the growth. Y and X never grow (the pyramid's tasks rely on
@@ -150,7 +152,10 @@ def _grown_chunks(
     """
     out = list(zchunks)
     count = math.prod(math.ceil(n / c) for n, c in zip(shape, out))
-    if math.prod(out) * itemsize * 2 > TARGET_CHUNK_BYTES or count <= GROUP_ABOVE:
+    grouped = blocks is not None and any(
+        b > c for d, b, c in zip(dims, blocks, out) if d not in ("Y", "X") and d not in user
+    )
+    if math.prod(out) * itemsize * 2 > TARGET_CHUNK_BYTES or (count <= GROUP_ABOVE and not grouped):
         return out
     order = [d for d in ("Z", "T") if d in dims]
     order += [d for d in reversed(dims) if d not in ("Z", "T", "Y", "X")]

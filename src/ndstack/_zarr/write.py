@@ -208,8 +208,9 @@ def to_zarr(
         plan_img.image_dims, [c[0] for c in image_blocks], dtype.itemsize, dict(chunks or {})
     )
     grown = _grown_chunks(
-        plan_img.image_dims, zchunks, image_shape, dtype.itemsize, dict(chunks or {})
-    )
+        plan_img.image_dims, zchunks, image_shape, dtype.itemsize, dict(chunks or {}),
+        [c[0] for c in image_blocks],
+    )  # fmt: skip
     # tasks that each read many small files run one at a time on the local threads:
     # small reads are bound by the interpreter and system calls, and threads only contend
     # (20,000 files of 512 bytes: 1.1 s on one thread, 2.1 s on two, 2.7 s on three)
