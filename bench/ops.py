@@ -4,9 +4,10 @@
 
 Sizes from shared/BASELINES.md: a (64, 256, 256) stack; deskew at 31.5 degrees,
 dz 0.4 um, dx 0.104 um; deconvolution float32 with a 17^3 PSF, 10 iterations.
-Targets (issue "Lazy processing ..."): deskew >= 20x faster than
-scipy.ndimage.affine_transform(order=1); Richardson-Lucy >= 2x faster per iteration than
-skimage.restoration.richardson_lucy, agreeing to a relative L2 < 1e-3.
+Targets: deskew >= 20x faster than scipy.ndimage.affine_transform(order=1);
+Richardson-Lucy >= 2.5x faster per iteration than skimage.restoration.richardson_lucy,
+agreeing to a relative L2 < 1e-5; tiles asked where their windows cover most of the
+block (memory would hold it anyway) within 1.3x of untiled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from scipy import ndimage
 
 from ndstack.ops import deskew_block, richardson_lucy
 from ndstack.ops._deskew import deskew_shift
+from ndstack.ops.kernels import richardson_lucy_tiled
 
 
 def best(fn: Callable[[], Any], repeat: int = 3) -> float:
@@ -77,8 +79,34 @@ def main() -> int:
     rel = np.linalg.norm(mine - theirs) / np.linalg.norm(theirs)
     print(f"  ndstack richardson_lucy   {ours:.4f} s/iter")
     print(
-        f"  skimage richardson_lucy   {sk:.4f} s/iter   ndstack is {sk / ours:.2f}x faster (target 2x); relative L2 {rel:.1e}"
+        f"  skimage richardson_lucy   {sk:.4f} s/iter   ndstack is {sk / ours:.2f}x faster (target 2.5x); relative L2 {rel:.1e}"
     )
+    print("\n## Richardson-Lucy in overlapping tiles (same stack, 10 iterations), against untiled")
+    from ndstack.ops._deconvolve import OVERLAP_PSFS, tile_windows, worthwhile_tile
+
+    whole = best(lambda: richardson_lucy(image, psf, n), 2)
+    for asked in ((64, 128, 128), (64, 160, 160), (64, 64, 64)):
+        overlap = tuple(OVERLAP_PSFS * p for p in psf.shape)
+        ran = worthwhile_tile(image.shape, asked, overlap)
+        count = len(tile_windows(image.shape, ran, overlap))
+        tiled_t = best(lambda asked=asked: richardson_lucy_tiled(image, psf, n, tile=asked), 2)
+        got = richardson_lucy_tiled(image, psf, n, tile=asked)
+        err = np.linalg.norm(got - mine) / np.linalg.norm(mine)
+        print(
+            f"  tile {asked} -> runs {ran} ({count} windows): {tiled_t:.2f} s = "
+            f"{tiled_t / whole:.2f}x untiled ({whole:.2f} s); relative L2 {err:.1e}"
+        )
+    from ndstack.ops import _deconvolve
+
+    auto_t = best(lambda: _deconvolve.richardson_lucy_auto(image, psf, n), 2)
+    print(f"  tile='auto' (the default), memory to spare: {auto_t / whole:.2f}x untiled")
+    real = _deconvolve.host_free_bytes
+    for mib in (256, 128):  # as if a task had only this much memory
+        _deconvolve.host_free_bytes = lambda mib=mib: mib << 20
+        tile = _deconvolve.gpu_tile(image.shape, psf.shape, mib << 20)
+        auto_t = best(lambda: _deconvolve.richardson_lucy_auto(image, psf, n), 2)
+        print(f"  tile='auto' with {mib} MiB a task: tiles {tile}: {auto_t / whole:.2f}x untiled")
+    _deconvolve.host_free_bytes = real
     try:
         import itk
 

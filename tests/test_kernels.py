@@ -26,6 +26,7 @@ def test_kernels_are_the_same_objects_as_before() -> None:
         "recenter_plane",
         "richardson_lucy",
         "richardson_lucy_tiled",
+        "worthwhile_tile",
     }
     doc = ops.__doc__ or ""
     assert "DataArray operations" in doc and "ndstack.ops.kernels" in doc
@@ -48,13 +49,15 @@ def test_richardson_lucy_kernels_equal_skimage() -> None:
     from skimage.restoration import richardson_lucy
 
     rng = np.random.default_rng(21)
-    image = rng.uniform(0.5, 2, (12, 20, 18)).astype(np.float32)
+    image = rng.uniform(0.5, 2, (12, 60, 54)).astype(np.float32)
     psf = psf3d(1.2, 1.0, r=2)
     ref = richardson_lucy(image, psf, num_iter=4, clip=False)
     got = kernels.richardson_lucy(image, psf, 4, workers=1)
     assert type(got) is np.ndarray and got.dtype == np.float32 and got.shape == image.shape
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
-    tiled = kernels.richardson_lucy_tiled(image, psf, 4, tile=(12, 10, 9), workers=1)
+    # Y in 3 tiles (windows of 50 of 60); X whole (its windows would be 48 of 54)
+    assert kernels.worthwhile_tile(image.shape, (12, 20, 18), (15, 15, 15)) == (12, 20, 54)
+    tiled = kernels.richardson_lucy_tiled(image, psf, 4, tile=(12, 20, 18), workers=1)
     assert np.linalg.norm(tiled - got) / np.linalg.norm(got) < 1e-5
 
 

@@ -120,7 +120,6 @@ def test_deconvolve_agrees_with_skimage_per_channel_psf() -> None:
     [
         (np.ones((3, 3)), "the PSF has 2 dims"),
         (np.full((3, 3, 3), np.nan), "finite"),
-        (np.ones((9, 9, 9)), "larger than the block"),
         (xr.DataArray(np.ones((3, 3, 3, 3)), dims=("C", "Z", "Y", "X")), "3 PSFs for 2 channels"),
     ],
 )
@@ -198,12 +197,27 @@ def test_recenter_follows_a_drifting_spot_and_clamps_at_borders() -> None:
 
 def test_tiled_deconvolution_matches_the_whole_block() -> None:
     rng = np.random.default_rng(6)
-    data = np.clip(rng.normal(1, 0.3, (2, 24, 64, 64)), 0, None).astype(np.float32)
-    arr = lazy(data, ("T", "Z", "Y", "X"), (1, 24, 64, 64))
+    data = np.clip(rng.normal(1, 0.3, (2, 16, 160, 128)), 0, None).astype(np.float32)
+    arr = lazy(data, ("T", "Z", "Y", "X"), (1, 16, 160, 128))
     psf = psf3d(1.5, 1.0, r=3)
     whole = ops.deconvolve(arr, psf, iterations=6, device="cpu").values
-    tiled = ops.deconvolve(arr, psf, iterations=6, device="cpu", tile=(24, 32, 32)).values
+    tiled = ops.deconvolve(arr, psf, iterations=6, device="cpu", tile=(16, 40, 40)).values
     assert np.linalg.norm(tiled - whole) / np.linalg.norm(whole) < 1e-5
+
+
+def test_a_psf_larger_than_the_block_gives_what_skimage_gives() -> None:
+    from skimage.restoration import richardson_lucy
+
+    rng = np.random.default_rng(12)
+    data = rng.uniform(0.2, 1.5, (2, 10, 12, 30)).astype(np.float32)  # a crop ...
+    zz, yy, xx = np.mgrid[-8:9, -10:11, -10:11]
+    psf = np.exp(-(xx**2 + yy**2) / 18 - zz**2 / 30).astype(np.float32)  # ... a bead PSF
+    assert psf.shape == (17, 21, 21)  # larger than the block along every axis
+    arr = lazy(data, ("T", "Z", "Y", "X"), (1, 10, 12, 30))
+    out = ops.deconvolve(arr, psf, iterations=5, device="cpu").values
+    for t in range(2):
+        ref = richardson_lucy(data[t], psf / psf.sum(), num_iter=5, clip=False)
+        assert np.linalg.norm(out[t] - ref) / np.linalg.norm(ref) < 1e-5
 
 
 def test_gpu_request_without_a_gpu_is_a_clear_error() -> None:
@@ -421,3 +435,29 @@ def test_a_chain_of_ops_after_the_core_dims_were_rechunked(lls) -> None:
     assert deskewed.attrs["pixel_size"]["Y"] == original["Y"]
     assert deskewed.attrs["pixel_size"]["X"] == original["X"]
     assert split.attrs["pixel_size"] == deskewed.attrs["pixel_size"]
+
+
+def test_tiles_are_used_only_where_memory_asks_for_them(monkeypatch) -> None:
+    from ndstack.ops import _deconvolve
+
+    rng = np.random.default_rng(13)
+    data = np.clip(rng.normal(1, 0.3, (1, 16, 160, 128)), 0, None).astype(np.float32)
+    arr = lazy(data, ("T", "Z", "Y", "X"), (1, 16, 160, 128))
+    psf = psf3d(1.5, 1.0, r=3)
+    untiled = ops.deconvolve(arr, psf, iterations=6, device="cpu", tile=None).values
+    windows = []
+    real = _deconvolve.richardson_lucy
+
+    def counting(block, *args, **kwargs):
+        windows.append(block.shape)
+        return real(block, *args, **kwargs)
+
+    monkeypatch.setattr(_deconvolve, "richardson_lucy", counting)
+    for free, tiled in ((8 << 30, False), (4 << 20, True)):  # plenty, then 4 MiB a task
+        monkeypatch.setattr(_deconvolve, "host_free_bytes", lambda free=free: free)
+        windows.clear()
+        got = ops.deconvolve(arr, psf, iterations=6, device="cpu").values  # tile="auto"
+        assert (len(windows) > 1) is tiled and (windows[0] == (16, 160, 128)) is not tiled
+        assert np.linalg.norm(got - untiled) / np.linalg.norm(untiled) < 1e-5
+    with pytest.raises(ValueError, match="tile must be 'auto', None or a tuple"):
+        ops.deconvolve(arr, psf, tile="big")

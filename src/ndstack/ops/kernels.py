@@ -9,7 +9,7 @@ no dims to name: axes are positional, as documented per function.
   runs per stack), with :func:`deskew_shift` for its shift per slice;
 - :func:`richardson_lucy`: Richardson-Lucy deconvolution of one block (what
   :func:`~ndstack.ops.deconvolve` runs), and :func:`richardson_lucy_tiled`, the same over
-  overlapping tiles;
+  overlapping tiles (:func:`worthwhile_tile`: the tiles it runs for a tile asked);
 - :func:`centroid`: the intensity centroid of a 2-D plane, and :func:`recenter_plane`,
   the window around it (what :func:`~ndstack.ops.recenter` runs per plane).
 
@@ -17,7 +17,7 @@ These are the same objects as ``ndstack.ops.deskew_block``, ``ndstack.ops.richar
 and ``ndstack.ops.centroid``, which stay importable from there.
 """
 
-from ._deconvolve import richardson_lucy, richardson_lucy_tiled
+from ._deconvolve import richardson_lucy, richardson_lucy_tiled, worthwhile_tile
 from ._deskew import deskew_block, deskew_shift
 from ._recenter import centroid, recenter_plane
 
@@ -28,4 +28,5 @@ __all__ = [
     "recenter_plane",
     "richardson_lucy",
     "richardson_lucy_tiled",
+    "worthwhile_tile",
 ]
