@@ -321,3 +321,17 @@ def test_grey_multi_frame_jpeg_xl_files_are_frames_not_colour(tmp_path: Path) ->
     arr = ndstack.open(folder)
     assert arr.dims == ("T", "Z", "Y", "X") and arr.shape == (3, 5, 24, 32)
     np.testing.assert_array_equal(arr.values, np.stack(stacks))
+
+
+def test_napari_gets_a_file_per_chunk_of_many_small_pngs(tmp_path: Path) -> None:
+    from ndstack._napari import _plane_chunks
+
+    folder = tmp_path / "em"
+    folder.mkdir()
+    for z in range(300):  # more than 256 small files: opened several to a block
+        imagecodecs.imwrite(folder / f"section_{z:03d}.png", np.full((8, 8), z % 250, np.uint8))
+    arr = ndstack.open(folder)
+    assert arr.data.numblocks[0] == 1
+    shown = _plane_chunks(arr)
+    assert shown.numblocks == (300, 1, 1)  # a slider step decodes one file, not 300
+    np.testing.assert_array_equal(shown[123].compute(), np.full((8, 8), 123, np.uint8))

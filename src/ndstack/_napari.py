@@ -176,7 +176,8 @@ def _base_name(path: Any) -> str:
 
 
 def _plane_chunks(arr: Any) -> Any:
-    """The opened array with one plane per chunk, for napari.
+    """The opened array with one plane per chunk (a file per chunk where the reader reads
+    whole files), for napari.
 
     napari turns Dask's task fusion off while it slices (so that its cache keeps whole
     chunks), which also keeps a selection from reaching the read: every chunk a slice
@@ -186,21 +187,26 @@ def _plane_chunks(arr: Any) -> Any:
     """
     import dask.array as da
 
+    from ._grid import GridAxis
     from ._tiff import TiffReader
     from ._zarr.sources import file_grid
 
     grid = file_grid(arr)
-    # only the array exactly as ndstack.open made it (any operation renames it), and only
-    # when its reader reads a plane by itself: a function reader reads whole files, so
-    # a plane per chunk would read a file per plane
+    # only the array exactly as ndstack.open made it (any operation renames it)
     if grid is None or grid.shape != arr.shape or not arr.data.name.startswith("ndstack-open-"):
         return arr.data
-    if not isinstance(grid.reader, TiffReader):
-        return arr.data
-    chunks = tuple(
-        c if d in ("Y", "X", "S") else (1,) * n
-        for d, c, n in zip(arr.dims, arr.data.chunks, arr.shape)
-    )
+    if isinstance(grid.reader, TiffReader):  # it reads a plane by itself
+        chunks = tuple(
+            c if d in ("Y", "X", "S") else (1,) * n
+            for d, c, n in zip(arr.dims, arr.data.chunks, arr.shape)
+        )
+    else:  # other readers read whole files: a file per chunk (not a block of small files)
+        chunks = tuple(
+            (1,) * n if isinstance(s, GridAxis) else c
+            for s, c, n in zip(grid.sources, arr.data.chunks, arr.shape)
+        )
+        if chunks == tuple(arr.data.chunks):
+            return arr.data
     return da.from_array(
         grid,
         chunks=chunks,
