@@ -99,7 +99,7 @@ def main() -> int:
     from ndstack.ops import _deconvolve
 
     auto_t = best(lambda: _deconvolve.richardson_lucy_auto(image, psf, n), 2)
-    print(f"  tile='auto' (the default), memory to spare: {auto_t / whole:.2f}x untiled")
+    print(f"  tile='auto', memory to spare: {auto_t / whole:.2f}x untiled")
     real = _deconvolve.host_free_bytes
     for mib in (256, 128):  # as if a task had only this much memory
         _deconvolve.host_free_bytes = lambda mib=mib: mib << 20

@@ -456,7 +456,7 @@ def test_tiles_are_used_only_where_memory_asks_for_them(monkeypatch) -> None:
     for free, tiled in ((8 << 30, False), (4 << 20, True)):  # plenty, then 4 MiB a task
         monkeypatch.setattr(_deconvolve, "host_free_bytes", lambda free=free: free)
         windows.clear()
-        got = ops.deconvolve(arr, psf, iterations=6, device="cpu").values  # tile="auto"
+        got = ops.deconvolve(arr, psf, iterations=6, device="cpu", tile="auto").values
         assert (len(windows) > 1) is tiled and (windows[0] == (16, 160, 128)) is not tiled
         assert np.linalg.norm(got - untiled) / np.linalg.norm(untiled) < 1e-5
     with pytest.raises(ValueError, match="tile must be 'auto', None or a tuple"):

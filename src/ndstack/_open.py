@@ -576,7 +576,9 @@ def _to_dask(
 
     chunks = _checked_chunks(chunks, dims)
     shape = grid.shape
-    grouped = _small_file_blocks(dims, sources, shape, info, chunks)
+    # files on object storage stay a block each: a task reads its objects one after
+    # another, and many requests in flight are what makes them fast
+    grouped = _small_file_blocks(dims, sources, shape, info, chunks) if src.fs is None else {}
     out_chunks = []
     for d, s, n in zip(dims, sources, shape):
         match s:
@@ -622,7 +624,7 @@ def _small_file_blocks(
     info: FileInfo,
     chunks: Mapping[str, int],
 ) -> dict[str, int]:
-    """Blocks of several files along the name axes, for many small files.
+    """Blocks of several files along the name axes, for many small local files.
 
     A Dask task per file of 512 bytes costs more than reading it: summing 20,000 such
     files took 11 s in one-file blocks and 1.6 s in blocks of 100 T (2 cores). With more

@@ -83,12 +83,17 @@ class Ticker:
             return
         self.drawn, self.shown = now, True
         of = f" of {total:,}" if total else ""
-        sys.stderr.write(f"\r{self.what}: {count:,}{of} ({now - self.t0:.0f} s)")
-        sys.stderr.flush()
+        self._line(f"{self.what}: {count:,}{of} ({now - self.t0:.0f} s)")
 
     def done(self, count: int) -> None:
         """End the line, if one was drawn, with the final count."""
         if self.shown:
-            sys.stderr.write(f"\r{self.what}: {count:,} ({time.monotonic() - self.t0:.1f} s)\n")
-            sys.stderr.flush()
+            self._line(f"{self.what}: {count:,} ({time.monotonic() - self.t0:.1f} s)", "\n")
             self.shown = False
+
+    def _line(self, text: str, end: str = "") -> None:
+        """Draw over the line, padded to the last one's length (no leftover digits)."""
+        pad = " " * max(0, getattr(self, "_width", 0) - len(text))
+        self._width = len(text)
+        sys.stderr.write(f"\r{text}{pad}{end}")
+        sys.stderr.flush()

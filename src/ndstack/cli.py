@@ -146,6 +146,11 @@ def _chunks(text: str) -> dict[str, int]:
                       empty_ok=False)  # fmt: skip
 
 
+def _shards(text: str) -> dict[str, int]:
+    """``T=8`` as for ``--chunks``, or ``none``: no shards (not even the default ones)."""
+    return {} if text.strip().lower() == "none" else _chunks(text)
+
+
 def _levels(text: str) -> int | str:
     try:
         n = int(text)
@@ -252,10 +257,10 @@ def _add_write_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunks", type=_chunks, default=None, help="zarr chunks, e.g. Z=16,Y=256")
     p.add_argument(
         "--shards",
-        type=_chunks,
+        type=_shards,
         default=None,
-        help="group chunks into shards (one per task), e.g. T=8; default: none, or ~64 MiB "
-        "shards past 10,000 chunks",
+        help="group chunks into shards (one per task), e.g. T=8, or 'none'; default: none, "
+        "or ~64 MiB shards past 10,000 chunks",
     )
     p.add_argument(
         "--overwrite",
@@ -458,7 +463,8 @@ def _cmd_process(args: argparse.Namespace) -> int:
         raise ParameterError("no step given; see 'ndstack process --list'")
     steps = _parsed_steps(args)  # all checked first
     context = _cluster(args)
-    opened = _open(args.source, pattern=args.pattern, pixel_size=args.pixel_size)
+    opened = _open(args.source, pattern=args.pattern, pixel_size=args.pixel_size,
+                   progress=False if getattr(args, "quiet", False) else None)  # fmt: skip
     result = run_steps(opened, steps, device=args.device)
     _check_dims(args, result)
     with context:
@@ -506,7 +512,8 @@ def _cmd_view(args: argparse.Namespace) -> int:  # pragma: no cover - needs a di
     from ._open import open as _open
     from ._steps import run_steps
 
-    opened = _open(args.source, pattern=args.pattern, pixel_size=args.pixel_size)
+    opened = _open(args.source, pattern=args.pattern, pixel_size=args.pixel_size,
+                   progress=False if getattr(args, "quiet", False) else None)  # fmt: skip
     view(run_steps(opened, steps, device=args.device))
     return 0
 

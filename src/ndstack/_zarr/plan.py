@@ -183,11 +183,17 @@ SHARD_BYTES = 64 << 20
 
 
 def _default_shards(
-    dims: Sequence[str], zchunks: Sequence[int], shape: Sequence[int], itemsize: int
+    dims: Sequence[str],
+    zchunks: Sequence[int],
+    shape: Sequence[int],
+    itemsize: int,
+    images: int = 1,
 ) -> dict[str, int]:
-    """Shards for a store of very many chunks: whole chunks, grown along Z, then T, then
-    the other dims, then Y and X, to about :data:`SHARD_BYTES`; ``{}`` for a store of at
-    most :data:`SHARD_ABOVE` chunks (which keeps one file per chunk).
+    """Shards for a store of very many chunks: whole planes (Y and X at their full length:
+    a shard that cut a plane into parts would cut the pyramid's levels short), grown
+    along Z, then T, then the other dims, to about :data:`SHARD_BYTES`. ``{}`` for a
+    store of at most :data:`SHARD_ABOVE` chunks over its ``images`` (which keeps one file
+    per chunk), or one whose plane alone is larger than a shard.
 
     >>> _default_shards("TZYX", [1, 1, 16, 16], [100000, 1, 16, 16], 2)
     {'T': 100000}
@@ -195,14 +201,23 @@ def _default_shards(
     {'T': 8, 'Z': 64}
     >>> _default_shards("TZYX", [1, 32, 256, 256], [600, 64, 256, 256], 2)
     {}
+    >>> _default_shards("ZYX", [1, 64, 64], [44, 1024, 1024], 2)  # whole planes
+    {'Z': 32, 'Y': 1024, 'X': 1024}
+    >>> _default_shards("ZYX", [1, 64, 64], [44, 8192, 8192], 2)  # a plane is 128 MiB
+    {}
     """
     counts = [math.ceil(n / c) for n, c in zip(shape, zchunks)]
-    if math.prod(counts) <= SHARD_ABOVE:
+    if math.prod(counts) * images <= SHARD_ABOVE:
         return {}
     out = list(zchunks)
+    for d in ("Y", "X"):
+        if d in dims:
+            i = list(dims).index(d)
+            out[i] = counts[i] * zchunks[i]  # the whole length, in whole chunks
+    if math.prod(out) * itemsize > SHARD_BYTES:
+        return {}
     order = [d for d in ("Z", "T") if d in dims]
     order += [d for d in reversed(dims) if d not in ("Z", "T", "Y", "X")]
-    order += [d for d in ("Y", "X") if d in dims]
     for d in order:
         i = list(dims).index(d)
         room = SHARD_BYTES // (math.prod(out) // out[i] * itemsize)  # elements along d

@@ -101,7 +101,7 @@ def to_zarr(
     codec: Codec = "zstd",
     clevel: int = 3,
     chunks: Mapping[str, int] | None = None,
-    shards: Mapping[str, int] | None = None,
+    shards: Mapping[str, int] | Literal[False] | None = None,
     levels: int | Literal["auto"] = "auto",
     overwrite: bool = False,
     compute: bool = True,
@@ -142,10 +142,11 @@ def to_zarr(
     shards
         Group chunks into shards (Zarr v3 sharding), for datasets with very many chunks:
         the shard size per dim in elements, e.g. ``{"T": 8}``; other dims: one source
-        block. Each task writes exactly one shard. Default: none, unless the store would
-        hold more than 10,000 chunks (``plan.SHARD_ABOVE``): then shards of whole chunks
-        grown along Z, T, the other dims, Y and X to about 64 MiB (Zarr v3 formats; a
-        ``"ome-zarr-0.4"`` store keeps one file per chunk).
+        block. Each task writes exactly one shard. Default (``None``): none, unless the
+        store would hold more than 10,000 chunks (``plan.SHARD_ABOVE``, over all its
+        images): then shards of whole planes grown along Z, T and the other dims to
+        about 64 MiB (Zarr v3 formats; a ``"ome-zarr-0.4"`` store, or one whose plane
+        alone is larger, keeps one file per chunk). ``False`` (or ``{}``): never.
     levels
         Pyramid levels (``1`` = none) or ``"auto"``: halve Y and X until a plane fits in
         512 pixels.
@@ -214,14 +215,21 @@ def to_zarr(
     # tasks that each read many small files run one at a time on the local threads:
     # small reads are bound by the interpreter and system calls, and threads only contend
     # (20,000 files of 512 bytes: 1.1 s on one thread, 2.1 s on two, 2.7 s on three)
-    serial = grown != zchunks and math.prod(zchunks) * dtype.itemsize < SMALL_READ_BYTES
+    serial = (
+        grown != zchunks
+        and math.prod(zchunks) * dtype.itemsize < SMALL_READ_BYTES
+        and grid is not None
+        and grid.fs is None  # local files; object storage wants requests in parallel
+        and straight_from(da_arr.data, grid)  # reads alone, nothing computed besides
+    )
     if grown != zchunks:  # small planes: a chunk (and a task) spans several of them
         grew = {d: g for d, g, z in zip(plan_img.image_dims, grown, zchunks) if g != z}
         data = _aligned(ordered.data, ordered.dims, {**(chunks or {}), **grew}, n_split, regroup)
         image_blocks = data.chunks[n_split:]
         zchunks = grown
-    if not shards and format != "ome-zarr-0.4":  # very many chunks: shards by default
-        shards = _default_shards(plan_img.image_dims, zchunks, image_shape, dtype.itemsize)
+    if shards is None and format != "ome-zarr-0.4":  # very many chunks: shards by default
+        images = math.prod(data.shape[:n_split])
+        shards = _default_shards(plan_img.image_dims, zchunks, image_shape, dtype.itemsize, images)
     if shards:
         data, image_blocks = _shard_blocks(
             data, ordered.dims, zchunks, dict(shards), n_split, regroup
