@@ -268,6 +268,22 @@ class FileGrid:
         return data
 
 
+def grid_array(grid: FileGrid, chunks: Any, name: str) -> Any:
+    """The Dask array of a file grid in ``chunks``: the grid itself in the graph (held
+    once, not inlined in every task), and selections fused into its reads."""
+    import dask.array as da
+
+    return da.from_array(
+        grid,
+        chunks=chunks,
+        name=name,
+        asarray=False,
+        fancy=True,  # lets dask fuse a selection into the read
+        meta=np.empty((0,) * grid.ndim, dtype=grid.dtype),
+        inline_array=False,
+    )
+
+
 def _normalize(key: Any, shape: tuple[int, ...]) -> tuple[list[np.ndarray], list[bool]]:
     """Index arrays per dim, and whether each dim stays (an integer drops it)."""
     if not isinstance(key, tuple):

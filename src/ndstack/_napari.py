@@ -185,15 +185,12 @@ def _plane_chunks(arr: Any) -> Any:
     channel's whole stack (hundreds of MB for large light-sheet stacks); with a plane per
     chunk it reads one plane per channel, and napari's cache keeps the planes seen.
     """
-    import dask.array as da
-
-    from ._grid import GridAxis
+    from ._grid import GridAxis, grid_array
     from ._tiff import TiffReader
-    from ._zarr.sources import file_grid
+    from ._zarr.sources import file_grid, straight_from
 
     grid = file_grid(arr)
-    # only the array exactly as ndstack.open made it (any operation renames it)
-    if grid is None or grid.shape != arr.shape or not arr.data.name.startswith("ndstack-open-"):
+    if not straight_from(arr.data, grid):  # only the array exactly as ndstack.open made it
         return arr.data
     if isinstance(grid.reader, TiffReader):  # it reads a plane by itself
         chunks = tuple(
@@ -207,15 +204,7 @@ def _plane_chunks(arr: Any) -> Any:
         )
         if chunks == tuple(arr.data.chunks):
             return arr.data
-    return da.from_array(
-        grid,
-        chunks=chunks,
-        name=arr.data.name.replace("ndstack-open-", "ndstack-planes-"),
-        asarray=False,
-        fancy=True,
-        meta=np.empty((0,) * arr.ndim, dtype=arr.dtype),
-        inline_array=False,
-    )
+    return grid_array(grid, chunks, arr.data.name.replace("ndstack-open-", "ndstack-planes-"))
 
 
 def view(

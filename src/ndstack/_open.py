@@ -18,7 +18,16 @@ from ._discover import Source, discover
 from ._formats import Format, format_of, sniff
 from ._formats import extensions as known_endings
 from ._formats import named as named_format
-from ._grid import FileAxis, FileGrid, FunctionReader, GridAxis, Place, TileAxis, place_key
+from ._grid import (
+    FileAxis,
+    FileGrid,
+    FunctionReader,
+    GridAxis,
+    Place,
+    TileAxis,
+    grid_array,
+    place_key,
+)
 from ._names import MAJORITY, TILE_AXES, Layout, parse_names
 from ._redact import redact
 from ._tiff import FileInfo, read_bytes
@@ -572,8 +581,6 @@ def _to_dask(
     sizes: list[int],
     reader: Any,
 ) -> Any:
-    import dask.array as da
-
     chunks = _checked_chunks(chunks, dims)
     shape = grid.shape
     # files on object storage stay a block each: a task reads its objects one after
@@ -598,23 +605,14 @@ def _to_dask(
         # with on_error="fill")
         reader if isinstance(reader, str) else getattr(reader, "__qualname__", None),
     )
-    name = "ndstack-open-" + _token(src, names, sizes, info, extra)
-    return da.from_array(
-        grid,
-        chunks=tuple(out_chunks),
-        name=name,
-        asarray=False,
-        fancy=True,  # lets dask fuse a selection into the read
-        meta=np.empty((0,) * len(dims), dtype=grid.dtype),
-        inline_array=False,
+    return grid_array(
+        grid, tuple(out_chunks), "ndstack-open-" + _token(src, names, sizes, info, extra)
     )
 
 
-#: files smaller than this, more than GROUP_FILES of them, are read several to a block
+#: files smaller than this, more than the writer's GROUP_ABOVE of them, are read several
+#: to a block of about its TARGET_CHUNK_BYTES (so that its chunks and the blocks agree)
 SMALL_FILE_BYTES = 256 << 10
-GROUP_FILES = 256
-#: the bytes a block of small files grows to
-GROUP_BYTES = 4 << 20
 
 
 def _small_file_blocks(
@@ -628,31 +626,31 @@ def _small_file_blocks(
 
     A Dask task per file of 512 bytes costs more than reading it: summing 20,000 such
     files took 11 s in one-file blocks and 1.6 s in blocks of 100 T (2 cores). With more
-    than :data:`GROUP_FILES` files of under :data:`SMALL_FILE_BYTES`, and no name axis
+    than ``GROUP_ABOVE`` (256) files of under :data:`SMALL_FILE_BYTES`, and no name axis
     chunked by the caller, the name axes grow from the innermost outwards (each whole
-    before the next) to about :data:`GROUP_BYTES` a block. A selection made in one step
+    before the next) to about ``TARGET_CHUNK_BYTES`` (4 MiB) a block, as the writer's
+    chunks of small planes do (:func:`._util.grown`). A selection made in one step
     still reads only the files (and planes) it selects; napari's view still has a
     plane per chunk.
     """
-    grid_dims = [d for d, s in zip(dims, sources) if isinstance(s, GridAxis)]
-    count = math.prod(n for d, n in zip(dims, shape) if d in grid_dims)
-    file_bytes = math.prod(info.shape) * np.dtype(info.dtype).itemsize
-    if set(chunks) & set(grid_dims) or count <= GROUP_FILES or file_bytes >= SMALL_FILE_BYTES:
+    from ._util import grown
+    from ._zarr.plan import GROUP_ABOVE, TARGET_CHUNK_BYTES
+
+    grid = [i for i, s in enumerate(sources) if isinstance(s, GridAxis)]
+    count = math.prod(shape[i] for i in grid)
+    itemsize = np.dtype(info.dtype).itemsize
+    file_bytes = math.prod(info.shape) * itemsize
+    if {dims[i] for i in grid} & set(chunks) or count <= GROUP_ABOVE:
         return {}
-    out: dict[str, int] = {}
-    block = file_bytes
-    for d in reversed(grid_dims):
-        n = shape[list(dims).index(d)]
-        room = max(1, GROUP_BYTES // block)
-        if room <= 1:
-            break
-        want = min(n, room)
-        count_along = math.ceil(n / want)  # as many blocks, of about equal length
-        out[d] = math.ceil(n / count_along)
-        block *= out[d]
-        if out[d] < n:
-            break
-    return {d: k for d, k in out.items() if k > 1}
+    if file_bytes >= SMALL_FILE_BYTES:
+        return {}
+    # one file's block: a file along each name axis, one tile along a stitched axis
+    one = [
+        1 if isinstance(s, GridAxis) else info.shape[s.file] if isinstance(s, TileAxis) else n
+        for s, n in zip(sources, shape)
+    ]
+    out = grown(one, shape, grid[::-1], itemsize, TARGET_CHUNK_BYTES)
+    return {dims[i]: out[i] for i in grid if out[i] > 1}
 
 
 def _missing(layout: Layout, files: np.ndarray) -> list[str]:

@@ -74,6 +74,7 @@ class Ticker:
         self.t0 = time.monotonic()
         self.drawn = 0.0
         self.shown = False
+        self.width = 0  # of the last line drawn
 
     def __call__(self, count: int, total: int | None = None) -> None:
         if not self.enabled:
@@ -93,7 +94,7 @@ class Ticker:
 
     def _line(self, text: str, end: str = "") -> None:
         """Draw over the line, padded to the last one's length (no leftover digits)."""
-        pad = " " * max(0, getattr(self, "_width", 0) - len(text))
-        self._width = len(text)
+        pad = " " * max(0, self.width - len(text))
+        self.width = len(text)
         sys.stderr.write(f"\r{text}{pad}{end}")
         sys.stderr.flush()

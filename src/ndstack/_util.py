@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["AttrDict", "local_path", "url_scheme", "version"]
+__all__ = ["AttrDict", "grown", "local_path", "url_scheme", "version"]
 
 
 class AttrDict(dict[str, Any]):
@@ -56,3 +58,26 @@ def version() -> str:
     from . import __version__
 
     return __version__
+
+
+def grown(
+    sizes: list[int], shape: Sequence[int], order: Sequence[int], itemsize: int, target: int
+) -> list[int]:
+    """``sizes`` (a block's length per axis) grown along the axes of ``order``, each
+    whole before the next, while the block is under ``target`` bytes; each grown
+    length is balanced, so that the blocks along its axis are about equal. The opened
+    array's blocks of small files and the writer's chunks of small planes grow alike.
+
+    >>> grown([1, 1, 16, 16], [1000, 10, 16, 16], [1, 0], 2, 4 << 20)
+    [500, 10, 16, 16]
+    """
+    out = list(sizes)
+    for i in order:
+        room = target // (math.prod(out) // out[i] * itemsize)  # elements along i
+        if room <= out[i]:
+            break
+        count = math.ceil(shape[i] / min(shape[i], room))  # as many blocks, about equal
+        out[i] = max(out[i], math.ceil(shape[i] / count))
+        if out[i] < shape[i]:
+            break
+    return out

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from .._ngff import ImagePlan
+from .._util import grown
 from .layout import METADATA_FILES, chunk_path
 
 #: Store layouts: OME-Zarr 0.5 (Zarr v3), OME-Zarr 0.4 (Zarr v2), one plain Zarr v3 array.
@@ -120,6 +121,17 @@ def _zarr_chunks(
     return out
 
 
+def _growth_order(dims: Sequence[str]) -> list[str]:
+    """The dims chunks and shards grow along: Z, then T, then the others from the
+    innermost out (never Y or X).
+
+    >>> _growth_order("PTCZYX")
+    ['Z', 'T', 'C', 'P']
+    """
+    rest = [d for d in reversed(dims) if d not in ("Z", "T", "Y", "X")]
+    return [d for d in ("Z", "T") if d in dims] + rest
+
+
 #: small chunks grow (several planes a chunk) only when there would be more than this many
 GROUP_ABOVE = 256
 
@@ -157,23 +169,14 @@ def _grown_chunks(
     )
     if math.prod(out) * itemsize * 2 > TARGET_CHUNK_BYTES or (count <= GROUP_ABOVE and not grouped):
         return out
-    order = [d for d in ("Z", "T") if d in dims]
-    order += [d for d in reversed(dims) if d not in ("Z", "T", "Y", "X")]
-    for d in order:
+    order: list[int] = []
+    for d in _growth_order(dims):
         i = list(dims).index(d)
-        if d in user:
-            if out[i] < shape[i]:
-                break
-            continue
-        room = TARGET_CHUNK_BYTES // (math.prod(out) // out[i] * itemsize)
-        if room <= out[i]:
-            break
-        want = min(shape[i], room)
-        count = math.ceil(shape[i] / want)  # as many chunks, of about equal length
-        out[i] = max(out[i], math.ceil(shape[i] / count))
-        if out[i] < shape[i]:
-            break
-    return out
+        if d not in user:
+            order.append(i)
+        elif out[i] < shape[i]:
+            break  # a dim the user cut short: the chunk grows no further
+    return grown(out, shape, order, itemsize, TARGET_CHUNK_BYTES)
 
 
 #: past this many chunks a store is sharded by default (Zarr v3): one file per shard
@@ -216,9 +219,7 @@ def _default_shards(
             out[i] = counts[i] * zchunks[i]  # the whole length, in whole chunks
     if math.prod(out) * itemsize > SHARD_BYTES:
         return {}
-    order = [d for d in ("Z", "T") if d in dims]
-    order += [d for d in reversed(dims) if d not in ("Z", "T", "Y", "X")]
-    for d in order:
+    for d in _growth_order(dims):
         i = list(dims).index(d)
         room = SHARD_BYTES // (math.prod(out) // out[i] * itemsize)  # elements along d
         whole = max(1, room // zchunks[i]) * zchunks[i]  # a whole number of chunks

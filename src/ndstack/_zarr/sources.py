@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .._redact import redact
@@ -15,10 +16,12 @@ __all__ = [
     "Sources",
     "check_destination_against_source",
     "file_grid",
+    "regrouped",
     "source_digest",
     "source_fingerprint",
     "source_paths",
     "sources_of",
+    "straight_from",
 ]
 
 
@@ -111,6 +114,37 @@ def sources_of(arr: Any) -> Sources:
             if root is not None:
                 stores.append(os.path.join(root, getattr(v, "path", "") or ""))
     return Sources(grids, list(dict.fromkeys(stores)))
+
+
+def straight_from(data: Any, grid: Any) -> bool:
+    """Whether a Dask array is ``grid`` read as :func:`ndstack.open` made it (any block
+    sizes), with nothing done to it since."""
+    layers = data.dask.layers
+    original = layers.get("original-" + data.name)
+    return (
+        grid is not None
+        and original is not None
+        and set(layers) == {data.name, "original-" + data.name}
+        and any(v is grid for v in dict(original).values())
+    )
+
+
+def regrouped(data: Any, dims: Sequence[str], blocks: Mapping[str, int], grid: Any) -> Any:
+    """``data`` in blocks of ``blocks[dim]`` elements (regular, the last one shorter).
+
+    An array straight from :func:`ndstack.open` is opened again from its file grid in
+    those blocks: one task reads the block's files (a graph of one task per write group,
+    not one per file and another to join them). Anything else (a processed array, a
+    selection) is rechunked by Dask.
+    """
+    from dask.base import tokenize
+
+    from .._grid import grid_array
+
+    new = tuple(blocks[d] if d in blocks else c for d, c in zip(dims, data.chunks))
+    if straight_from(data, grid):
+        return grid_array(grid, new, f"{data.name}-by-{tokenize(new)}")
+    return data.rechunk(new)
 
 
 def file_grid(arr: Any) -> Any:

@@ -246,28 +246,26 @@ def _in_blocks_of(src: Any, out: Any) -> Any:
     source read by one task from the files (not a task per file), and no chunk is decoded
     once for every file it holds."""
     from .plan import GROUP_ABOVE
-    from .sources import file_grid
-    from .write import _grouped
+    from .sources import file_grid, regrouped
 
     many = math.prod(src.data.numblocks)
     if many <= GROUP_ABOVE or math.prod(out.data.numblocks) >= many:
         return src  # a few blocks: each compared alone, a difference named to the file
     blocks = {d: max(c) for d, c in zip(out.dims, out.data.chunks)}
-    return src.copy(data=_grouped(src.data, src.dims, blocks, file_grid(src)))
+    return src.copy(data=regrouped(src.data, src.dims, blocks, file_grid(src)))
 
 
 def _per_file(src: Any) -> Any:
     """The source in blocks of one file, where it comes straight from its files (open
     reads many small files several to a block): a sample then reads a few files."""
     from .._grid import GridAxis
-    from .sources import file_grid
-    from .write import _grouped, straight_from
+    from .sources import file_grid, regrouped, straight_from
 
     grid = file_grid(src)
     if not straight_from(src.data, grid):
         return src
     blocks = {d: 1 for d, s in zip(src.dims, grid.sources) if isinstance(s, GridAxis)}
-    return src.copy(data=_grouped(src.data, src.dims, blocks, grid))
+    return src.copy(data=regrouped(src.data, src.dims, blocks, grid))
 
 
 def _differing(a: np.ndarray, c: np.ndarray) -> int:

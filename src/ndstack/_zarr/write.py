@@ -80,9 +80,11 @@ from .resume import (
 )
 from .sources import (
     check_destination_against_source,
+    regrouped,
     source_digest,
     source_fingerprint,
     sources_of,
+    straight_from,
 )
 from .tasks import _marker_name, _write_mapped
 
@@ -198,7 +200,7 @@ def to_zarr(
     def regroup(_: Any, blocks: tuple[int, ...]) -> Any:
         """The array in these blocks (in the store's dim order): from the files where
         it comes straight from them."""
-        source = _grouped(da_arr.data, da_arr.dims, dict(zip(ordered.dims, blocks)), grid)
+        source = regrouped(da_arr.data, da_arr.dims, dict(zip(ordered.dims, blocks)), grid)
         return source.transpose(order) if order != sorted(order) else source
 
     n_split = len(plan_img.split_dims)
@@ -418,44 +420,6 @@ def _run(
     return WriteSummary(
         **summary, seconds=seconds, gb_per_s=written_now / seconds / 1e9 if seconds else 0.0
     )
-
-
-def straight_from(data: Any, grid: Any) -> bool:
-    """Whether a Dask array is ``grid`` read as :func:`ndstack.open` made it (any block
-    sizes), with nothing done to it since."""
-    layers = data.dask.layers
-    original = layers.get("original-" + data.name)
-    return (
-        grid is not None
-        and original is not None
-        and set(layers) == {data.name, "original-" + data.name}
-        and any(v is grid for v in dict(original).values())
-    )
-
-
-def _grouped(data: Any, dims: Sequence[str], blocks: Mapping[str, int], grid: Any) -> Any:
-    """``data`` in blocks of ``blocks[dim]`` elements (regular, the last one shorter).
-
-    An array straight from :func:`ndstack.open` is opened again from its file grid in
-    those blocks: one task reads the block's files (a graph of one task per write group,
-    not one per file and another to join them). Anything else (a processed array, a
-    selection) is rechunked by Dask.
-    """
-    import dask.array as da
-    from dask.base import tokenize
-
-    new = tuple(blocks[d] if d in blocks else c for d, c in zip(dims, data.chunks))
-    if straight_from(data, grid):
-        return da.from_array(
-            grid,
-            chunks=new,
-            name=f"{data.name}-by-{tokenize(new)}",
-            asarray=False,
-            fancy=True,
-            meta=data._meta,
-            inline_array=False,
-        )
-    return data.rechunk(new)
 
 
 def _destination(dest: str) -> str:
